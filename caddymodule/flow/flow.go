@@ -1,0 +1,610 @@
+// Package flow holds the Caddy-free rules of SPEC §4: update, verify,
+// resend, cancel and status of a user's phone number. It sees the user
+// store, the challenge cache, the SMS sender and the clock only through
+// small interfaces, so tests drive it with fakes and no HTTP.
+package flow
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"math/big"
+	"sync"
+	"time"
+
+	"github.com/caddy-phone/caddy-phone/sms"
+	"github.com/caddy-phone/caddy-phone/store"
+)
+
+// Users is the part of the user store the rules need.
+type Users interface {
+	Get(ctx context.Context, userID string) (store.User, error)
+	Set(ctx context.Context, u store.User) error
+}
+
+// Cache holds challenges and counters.
+type Cache interface {
+	Get(ctx context.Context, key string) ([]byte, error)
+	Update(ctx context.Context, key string, fn store.UpdateFunc) error
+	Delete(ctx context.Context, key string) error
+}
+
+// Sender delivers an SMS.
+type Sender interface {
+	Send(ctx context.Context, m sms.Message) error
+}
+
+// Numbers normalises user input to E.164 or refuses it.
+type Numbers interface {
+	Normalize(input string) (string, error)
+}
+
+// Clock tells the time; tests pass a fake one.
+type Clock interface{ Now() time.Time }
+
+// SystemClock is the real clock.
+type SystemClock struct{}
+
+// Now returns time.Now().
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// Config holds the rule settings of SPEC §2 (`verification`, `otp`,
+// `limits`, `template`, `app_name`).
+type Config struct {
+	Verification bool // false: updates apply at once, unverified
+	CodeLength   int  // 4..10 digits
+	TTL          time.Duration
+	MaxAttempts  int
+	ResendAfter  time.Duration
+	Limits       Limits
+	AppName      string
+	Templates    sms.Templates
+	// Secret keys the HMAC of codes at rest; at least 16 bytes.
+	Secret []byte
+}
+
+// Deps are the collaborators of a Service.
+type Deps struct {
+	Users   Users
+	Cache   Cache
+	Sender  Sender
+	Numbers Numbers
+	Clock   Clock     // default SystemClock
+	Rand    io.Reader // default crypto/rand
+}
+
+// Service applies the rules.
+type Service struct {
+	cfg     Config
+	users   Users
+	cache   Cache
+	sender  Sender
+	numbers Numbers
+	clock   Clock
+	rand    io.Reader
+	locks   userLocks
+}
+
+// claimFor bounds how long a verify may hold a challenge while it writes
+// to the store; a crashed instance's claim lapses after it.
+const claimFor = 30 * time.Second
+
+// New checks cfg and builds a Service.
+func New(cfg Config, d Deps) (*Service, error) {
+	switch {
+	case cfg.CodeLength < 4 || cfg.CodeLength > 10:
+		return nil, fmt.Errorf("otp: length must be 4..10, got %d", cfg.CodeLength)
+	case cfg.TTL < time.Second:
+		return nil, fmt.Errorf("otp: ttl must be at least 1s, got %s", cfg.TTL)
+	case cfg.MaxAttempts < 1:
+		return nil, fmt.Errorf("otp: max_attempts must be at least 1, got %d", cfg.MaxAttempts)
+	case cfg.ResendAfter < 0:
+		return nil, fmt.Errorf("otp: resend_after must be >= 0, got %s", cfg.ResendAfter)
+	case len(cfg.Secret) < 16:
+		return nil, errors.New("secret: must be at least 16 bytes")
+	case d.Users == nil || d.Cache == nil || d.Sender == nil || d.Numbers == nil:
+		return nil, errors.New("flow: users, cache, sender and numbers are required")
+	}
+	if err := cfg.Templates.Validate(); err != nil {
+		return nil, err
+	}
+	if d.Clock == nil {
+		d.Clock = SystemClock{}
+	}
+	if d.Rand == nil {
+		d.Rand = rand.Reader
+	}
+	s := &Service{cfg: cfg, users: d.Users, cache: d.Cache, sender: d.Sender,
+		numbers: d.Numbers, clock: d.Clock, rand: d.Rand}
+	s.locks.seed = maphash.MakeSeed()
+	return s, nil
+}
+
+// Status is what GET /phone shows.
+type Status struct {
+	User             store.User
+	PendingNumber    string    // "" unless a rule-3 change is waiting
+	PendingExpiresAt time.Time // zero unless PendingNumber is set
+}
+
+// Status returns the user's number and any pending change.
+func (s *Service) Status(ctx context.Context, userID string) (Status, error) {
+	u, err := s.users.Get(ctx, userID)
+	if err != nil {
+		return Status{}, err
+	}
+	st := Status{User: u}
+	c, err := s.loadChallenge(ctx, userID)
+	if err != nil && !errors.Is(err, ErrNoPending) {
+		return Status{}, err
+	}
+	if c != nil && c.Pending && s.clock.Now().Before(c.ExpiresAt) {
+		st.PendingNumber, st.PendingExpiresAt = c.Number, c.ExpiresAt
+	}
+	return st, nil
+}
+
+// UpdateRequest asks to change a user's number.
+type UpdateRequest struct {
+	UserID          string
+	PhoneNumber     string // as typed; normalised by the rules
+	Locale          string
+	TemplateOptions map[string]string
+	ProviderID      string
+	ClientIP        string
+}
+
+// Update outcomes.
+const (
+	StatusUpdated   = "updated"
+	StatusPending   = "pending"
+	StatusUnchanged = "unchanged"
+)
+
+// UpdateResult tells what an update did.
+type UpdateResult struct {
+	Status        string     // StatusUpdated, StatusPending or StatusUnchanged
+	User          store.User // the number in force after the call
+	PendingNumber string
+	SentTo        string // the number the code went to; "" when none was sent
+	ExpiresIn     time.Duration
+	ResendAfter   time.Duration
+}
+
+// Update applies the four rules of SPEC §4. A failed delivery returns the
+// result so far together with an error wrapping ErrDeliveryFailed: under
+// rule 2 the number stays stored and the challenge stays open.
+func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, error) {
+	number, err := s.numbers.Normalize(r.PhoneNumber)
+	if err != nil {
+		return UpdateResult{}, err
+	}
+	defer s.locks.lock(r.UserID)()
+	u, err := s.users.Get(ctx, r.UserID)
+	if err != nil {
+		return UpdateResult{}, err
+	}
+	// Rule 4 first: re-entering the verified number never downgrades it.
+	if u.Verified && u.PhoneNumber == number {
+		if err := s.cache.Delete(ctx, challengeKey(r.UserID)); err != nil {
+			return UpdateResult{}, cacheErr(err)
+		}
+		return UpdateResult{Status: StatusUnchanged, User: u}, nil
+	}
+	if !s.cfg.Verification { // rule 1
+		nu := store.User{ID: r.UserID, PhoneNumber: number}
+		if err := s.users.Set(ctx, nu); err != nil {
+			return UpdateResult{}, err
+		}
+		if err := s.cache.Delete(ctx, challengeKey(r.UserID)); err != nil {
+			return UpdateResult{}, cacheErr(err)
+		}
+		return UpdateResult{Status: StatusUpdated, User: nu}, nil
+	}
+	now := s.clock.Now()
+	if err := s.cooldown(ctx, r.UserID, number, now); err != nil {
+		return UpdateResult{}, err
+	}
+	if err := s.spendSendBudget(ctx, r.UserID, number, r.ClientIP); err != nil {
+		return UpdateResult{}, err
+	}
+	pending := u.Verified // rule 3; otherwise rule 2
+	res := UpdateResult{Status: StatusUpdated, User: u, SentTo: number,
+		ExpiresIn: s.cfg.TTL, ResendAfter: s.cfg.ResendAfter}
+	if pending {
+		res.Status, res.PendingNumber = StatusPending, number
+	} else {
+		nu := store.User{ID: r.UserID, PhoneNumber: number}
+		if u != nu {
+			if err := s.users.Set(ctx, nu); err != nil {
+				return UpdateResult{}, err
+			}
+		}
+		res.User = nu
+	}
+	code, err := s.newCode()
+	if err != nil {
+		return UpdateResult{}, err
+	}
+	c := &challenge{Number: number, Pending: pending, ExpiresAt: now.Add(s.cfg.TTL),
+		SentAt: now, MAC: codeMAC(s.cfg.Secret, r.UserID, number, code), Locale: r.Locale}
+	// One open challenge per user: this replaces any other, attempts and all.
+	if err := s.cache.Update(ctx, challengeKey(r.UserID), func([]byte, bool) ([]byte, time.Duration, error) {
+		return c.encode(), s.entryTTL(), nil
+	}); err != nil {
+		return UpdateResult{}, cacheErr(err)
+	}
+	if err := s.send(ctx, r.UserID, number, code, "update", r.Locale, r.TemplateOptions, r.ProviderID); err != nil {
+		s.allowResendNow(ctx, r.UserID, c.MAC)
+		res.ResendAfter = 0
+		return res, err
+	}
+	return res, nil
+}
+
+// VerifyRequest carries a code typed by the user; PhoneNumber, when given,
+// must be the number the code went to.
+type VerifyRequest struct {
+	UserID      string
+	Code        string
+	PhoneNumber string
+}
+
+// Verify checks a code. The right one makes the challenged number the
+// user's verified number and consumes the challenge; exactly one of many
+// concurrent verifies of one code succeeds, on any cache backend, because
+// the winner claims the challenge atomically before writing the store.
+func (s *Service) Verify(ctx context.Context, r VerifyRequest) (store.User, error) {
+	if r.Code == "" || len(r.Code) > 32 {
+		return store.User{}, fmt.Errorf("%w: code must be 1..32 characters", ErrInvalidRequest)
+	}
+	var number string
+	if r.PhoneNumber != "" {
+		n, err := s.numbers.Normalize(r.PhoneNumber)
+		if err != nil {
+			return store.User{}, err
+		}
+		number = n
+	}
+	defer s.locks.lock(r.UserID)()
+	failKey := "vf:" + r.UserID
+	if err := s.check(ctx, "verify_per_user", failKey, s.cfg.Limits.VerifyPerUser); err != nil {
+		return store.User{}, cacheErr(err)
+	}
+	now := s.clock.Now()
+	var won *challenge
+	err := s.cache.Update(ctx, challengeKey(r.UserID), func(old []byte, found bool) ([]byte, time.Duration, error) {
+		c, err := s.openChallenge(old, found, now)
+		if err != nil {
+			return nil, 0, err
+		}
+		if number != "" && number != c.Number {
+			return nil, 0, ErrNoPending
+		}
+		if c.Attempts >= s.cfg.MaxAttempts {
+			return nil, 0, ErrTooManyAttempts
+		}
+		mac := codeMAC(s.cfg.Secret, r.UserID, c.Number, r.Code)
+		if !hmac.Equal(mac[:], c.MAC[:]) {
+			c.Attempts++
+			return c.encode(), s.entryTTL(), &wrongCode{left: s.cfg.MaxAttempts - c.Attempts}
+		}
+		c.ClaimedUntil = now.Add(claimFor)
+		won = c
+		return c.encode(), s.entryTTL(), nil
+	})
+	var wc *wrongCode
+	if errors.As(err, &wc) {
+		// The wrong guess is already counted in the challenge; the
+		// per-user budget spans challenges so resends cannot refill it.
+		if lerr := s.take(ctx, "verify_per_user", failKey, s.cfg.Limits.VerifyPerUser); lerr != nil && !errors.Is(lerr, ErrRateLimited) {
+			return store.User{}, cacheErr(lerr)
+		}
+		return store.User{}, &CodeError{AttemptsLeft: wc.left}
+	}
+	if err != nil {
+		return store.User{}, cacheErr(err)
+	}
+	u := store.User{ID: r.UserID, PhoneNumber: won.Number, Verified: true}
+	switch err := s.users.Set(ctx, u); {
+	case err == nil, errors.Is(err, ErrPhoneInUse):
+		// Possession is proven either way: the challenge is spent.
+		if derr := s.cache.Delete(ctx, challengeKey(r.UserID)); derr != nil && err == nil {
+			return u, nil // the claim lapses; the code can no longer match a fresh update
+		}
+		if err != nil {
+			return store.User{}, err
+		}
+		return u, nil
+	default:
+		// Nothing was written: give the challenge back so the same code
+		// works once the store is back.
+		s.release(ctx, r.UserID, won.MAC)
+		return store.User{}, err
+	}
+}
+
+// wrongCode carries a counted wrong guess out of the cache update, which
+// must still write the new attempt count.
+type wrongCode struct{ left int }
+
+func (*wrongCode) Error() string { return "wrong code" }
+
+// ResendRequest asks for a new code.
+type ResendRequest struct {
+	UserID   string
+	Locale   string
+	ClientIP string
+}
+
+// ResendResult tells where the new code went.
+type ResendResult struct {
+	SentTo      string
+	ExpiresIn   time.Duration
+	ResendAfter time.Duration
+}
+
+// Resend sends a new code for the open challenge, voiding the old one and
+// keeping its attempt count (NIST SP 800-63B). With no open challenge but
+// an unverified current number, it opens one for that number.
+func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, error) {
+	defer s.locks.lock(r.UserID)()
+	now := s.clock.Now()
+	var c *challenge
+	b, err := s.cache.Get(ctx, challengeKey(r.UserID))
+	switch {
+	case err == nil:
+		c, err = s.openChallenge(b, true, now)
+		if errors.Is(err, ErrExpired) {
+			c, err = nil, nil
+		}
+		if err != nil {
+			return ResendResult{}, cacheErr(err)
+		}
+	case !errors.Is(err, store.ErrNotFound):
+		return ResendResult{}, cacheErr(err)
+	}
+	if c == nil {
+		u, err := s.users.Get(ctx, r.UserID)
+		if err != nil {
+			return ResendResult{}, err
+		}
+		if u.PhoneNumber == "" || u.Verified {
+			return ResendResult{}, ErrNoPending
+		}
+		c = &challenge{Number: u.PhoneNumber}
+	}
+	if c.Attempts >= s.cfg.MaxAttempts {
+		return ResendResult{}, ErrTooManyAttempts
+	}
+	if wait := c.SentAt.Add(s.cfg.ResendAfter).Sub(now); !c.SentAt.IsZero() && wait > 0 {
+		return ResendResult{}, &RetryError{After: wait, Err: ErrRateLimited, Limit: "resend_after"}
+	}
+	if err := s.spendSendBudget(ctx, r.UserID, c.Number, r.ClientIP); err != nil {
+		return ResendResult{}, err
+	}
+	code, err := s.newCode()
+	if err != nil {
+		return ResendResult{}, err
+	}
+	locale := r.Locale
+	if locale == "" {
+		locale = c.Locale
+	}
+	c.MAC = codeMAC(s.cfg.Secret, r.UserID, c.Number, code)
+	c.SentAt, c.ExpiresAt, c.Locale = now, now.Add(s.cfg.TTL), locale
+	if err := s.cache.Update(ctx, challengeKey(r.UserID), func([]byte, bool) ([]byte, time.Duration, error) {
+		return c.encode(), s.entryTTL(), nil
+	}); err != nil {
+		return ResendResult{}, cacheErr(err)
+	}
+	res := ResendResult{SentTo: c.Number, ExpiresIn: s.cfg.TTL, ResendAfter: s.cfg.ResendAfter}
+	if err := s.send(ctx, r.UserID, c.Number, code, "resend", locale, nil, ""); err != nil {
+		s.allowResendNow(ctx, r.UserID, c.MAC)
+		return res, err
+	}
+	return res, nil
+}
+
+// Cancel drops the open challenge (and so any pending change).
+func (s *Service) Cancel(ctx context.Context, userID string) error {
+	defer s.locks.lock(userID)()
+	now := s.clock.Now()
+	return cacheErr(s.cache.Update(ctx, challengeKey(userID), func(old []byte, found bool) ([]byte, time.Duration, error) {
+		if _, err := s.openChallenge(old, found, now); err != nil && !errors.Is(err, ErrExpired) {
+			return nil, 0, err
+		}
+		return nil, 0, nil
+	}))
+}
+
+// openChallenge decodes a challenge a verify or resend may act on.
+func (s *Service) openChallenge(b []byte, found bool, now time.Time) (*challenge, error) {
+	if !found {
+		return nil, ErrNoPending
+	}
+	c, err := decodeChallenge(b)
+	if err != nil {
+		return nil, ErrNoPending
+	}
+	if now.Before(c.ClaimedUntil) {
+		return nil, ErrNoPending // another verify of this code is finishing
+	}
+	if !now.Before(c.ExpiresAt) {
+		return c, ErrExpired
+	}
+	return c, nil
+}
+
+func (s *Service) loadChallenge(ctx context.Context, userID string) (*challenge, error) {
+	b, err := s.cache.Get(ctx, challengeKey(userID))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrNoPending
+	}
+	if err != nil {
+		return nil, cacheErr(err)
+	}
+	c, err := decodeChallenge(b)
+	if err != nil {
+		return nil, ErrNoPending
+	}
+	return c, nil
+}
+
+// cooldown refuses an update to the number of the open challenge before
+// resend_after: repeating the update must not be a way around it.
+func (s *Service) cooldown(ctx context.Context, userID, number string, now time.Time) error {
+	c, err := s.loadChallenge(ctx, userID)
+	if errors.Is(err, ErrNoPending) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if c.Number != number || c.SentAt.IsZero() || !now.Before(c.ExpiresAt) {
+		return nil
+	}
+	if wait := c.SentAt.Add(s.cfg.ResendAfter).Sub(now); wait > 0 {
+		return &RetryError{After: wait, Err: ErrRateLimited, Limit: "resend_after"}
+	}
+	return nil
+}
+
+// spendSendBudget checks every send budget, then spends them. Checking
+// first means a refusal by one budget does not eat into the others.
+func (s *Service) spendSendBudget(ctx context.Context, userID, number, ip string) error {
+	l := s.cfg.Limits
+	budgets := []struct {
+		name, key string
+		lim       Limit
+	}{
+		{"global", "lg", l.Global},
+		{"per_number", "ln:" + number, l.PerNumber},
+		{"per_user", "lu:" + userID, l.PerUser},
+		{"per_ip", ipKey(ip), l.PerIP},
+	}
+	for _, b := range budgets {
+		if b.key == "" {
+			continue
+		}
+		if err := s.check(ctx, b.name, b.key, b.lim); err != nil {
+			return cacheErr(err)
+		}
+	}
+	for _, b := range budgets {
+		if b.key == "" {
+			continue
+		}
+		if err := s.take(ctx, b.name, b.key, b.lim); err != nil {
+			return cacheErr(err)
+		}
+	}
+	return nil
+}
+
+func ipKey(ip string) string {
+	if ip == "" {
+		return ""
+	}
+	return "li:" + ip
+}
+
+func (s *Service) send(ctx context.Context, userID, number, code, purpose, locale string, opts map[string]string, provider string) error {
+	body, used := s.cfg.Templates.Render(locale, sms.Vars{Code: code, App: s.cfg.AppName,
+		Minutes: int((s.cfg.TTL + time.Minute - 1) / time.Minute), Options: opts})
+	if opts == nil {
+		opts = map[string]string{}
+	}
+	id, err := s.randomID()
+	if err != nil {
+		return err
+	}
+	return s.sender.Send(ctx, sms.Message{ID: id, To: number, Body: body, Code: code,
+		Locale: used, Purpose: purpose, UserID: userID, TemplateOptions: opts, ProviderID: provider})
+}
+
+// allowResendNow clears the cooldown of the challenge whose code just
+// failed to go out, so the user can ask again at once (SPEC §5, 502).
+func (s *Service) allowResendNow(ctx context.Context, userID string, mac [32]byte) {
+	s.rewrite(ctx, userID, mac, func(c *challenge) { c.SentAt = time.Time{} })
+}
+
+// release gives back a challenge claimed by a verify whose store write failed.
+func (s *Service) release(ctx context.Context, userID string, mac [32]byte) {
+	s.rewrite(ctx, userID, mac, func(c *challenge) { c.ClaimedUntil = time.Time{} })
+}
+
+// rewrite changes the challenge only if it is still the one with mac.
+func (s *Service) rewrite(ctx context.Context, userID string, mac [32]byte, change func(*challenge)) {
+	// A cancelled request context must not leave the challenge stuck.
+	ctx = context.WithoutCancel(ctx)
+	_ = s.cache.Update(ctx, challengeKey(userID), func(old []byte, found bool) ([]byte, time.Duration, error) {
+		if !found {
+			return nil, 0, errNotOurs
+		}
+		c, err := decodeChallenge(old)
+		if err != nil || c.MAC != mac {
+			return nil, 0, errNotOurs
+		}
+		change(c)
+		return c.encode(), s.entryTTL(), nil
+	})
+}
+
+var errNotOurs = errors.New("challenge replaced")
+
+// entryTTL keeps an expired challenge a while longer than its code so
+// verify can say code_expired rather than no_pending_verification.
+func (s *Service) entryTTL() time.Duration { return 2 * s.cfg.TTL }
+
+func (s *Service) newCode() (string, error) {
+	max := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(s.cfg.CodeLength)), nil)
+	n, err := rand.Int(s.rand, max)
+	if err != nil {
+		return "", fmt.Errorf("code generation: %w", err)
+	}
+	return fmt.Sprintf("%0*d", s.cfg.CodeLength, n), nil
+}
+
+func (s *Service) randomID() (string, error) {
+	var b [16]byte
+	if _, err := io.ReadFull(s.rand, b[:]); err != nil {
+		return "", fmt.Errorf("message id: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+func challengeKey(userID string) string { return "c:" + userID }
+
+// cacheErr passes the rules' own outcomes through and turns any other
+// cache failure into ErrUnavailable.
+func cacheErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, known := range []error{ErrNoPending, ErrExpired, ErrTooManyAttempts, ErrRateLimited, ErrUnavailable, ErrInvalidCode} {
+		if errors.Is(err, known) {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: cache: %w", ErrUnavailable, err)
+}
+
+// userLocks serialises the calls of one user inside this process, so that
+// concurrent updates of one user end in one consistent state. Striped: a
+// fixed set of mutexes, so memory does not grow with users.
+type userLocks struct {
+	seed    maphash.Seed
+	stripes [256]sync.Mutex
+}
+
+func (l *userLocks) lock(userID string) func() {
+	m := &l.stripes[maphash.String(l.seed, userID)%uint64(len(l.stripes))]
+	m.Lock()
+	return m.Unlock
+}

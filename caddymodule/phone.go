@@ -1,0 +1,352 @@
+// Package caddymodule is the Caddy side of caddy-phone: the
+// http.handlers.phone module, its Caddyfile directive, the /phone routes,
+// bearer-token checks and the phone-token command. The rules themselves
+// live in the Caddy-free package flow.
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-phone/caddy-phone/caddymodule/bearer"
+	"github.com/caddy-phone/caddy-phone/caddymodule/flow"
+	"github.com/caddy-phone/caddy-phone/caddymodule/numbers"
+	"github.com/caddy-phone/caddy-phone/sms"
+	"github.com/caddy-phone/caddy-phone/store"
+)
+
+func init() {
+	caddy.RegisterModule(Phone{})
+}
+
+// Phone answers the /phone routes and passes every other request on.
+type Phone struct {
+	// Path prefix of the user API; default /phone.
+	Prefix string `json:"prefix,omitempty"`
+	// Off: updates apply at once, unverified. Default on.
+	Verification *bool `json:"verification,omitempty"`
+	// Bearer-token checks.
+	JWT *JWTConfig `json:"jwt,omitempty"`
+	// One-time code settings.
+	OTP *OTPConfig `json:"otp,omitempty"`
+	// Abuse budgets.
+	Limits *LimitsConfig `json:"limits,omitempty"`
+	// Number policy.
+	Numbers *NumbersConfig `json:"numbers,omitempty"`
+	// User store; default sqlite ./phone.db.
+	Store *StoreConfig `json:"store,omitempty"`
+	// Challenge cache; default bigcache.
+	Cache *CacheConfig `json:"cache,omitempty"`
+	// HMAC key for codes at rest (at least 16 bytes). Default: a random key
+	// kept with the cache, so it survives reloads.
+	Secret string `json:"secret,omitempty"`
+	// SMS providers, tried in order.
+	SMS []SMSConfig `json:"sms,omitempty"`
+	// Message text with {code}, {app}, {minutes}.
+	Template string `json:"template,omitempty"`
+	// Per-locale message texts.
+	Templates map[string]string `json:"templates,omitempty"`
+	// {app} in messages.
+	AppName string `json:"app_name,omitempty"`
+
+	logger   *zap.Logger
+	verifier *bearer.Verifier
+	service  *flow.Service
+	users    store.Users
+	cache    *sharedCache
+	maxAge   time.Duration
+	// routes are the user-API paths, prefix included, built once.
+	routeStatus, routeUpdate, routeVerify, routeResend, routePending string
+}
+
+// CaddyModule returns the Caddy module information.
+func (Phone) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.phone",
+		New: func() caddy.Module { return new(Phone) },
+	}
+}
+
+// Defaults of SPEC §2.
+const (
+	defaultPrefix      = "/phone"
+	defaultCodeLength  = 6
+	defaultTTL         = 10 * time.Minute
+	defaultMaxAttempts = 5
+	defaultResendAfter = 60 * time.Second
+	defaultSQLitePath  = "./phone.db"
+	defaultCacheSize   = 256 << 20
+)
+
+// Provision fills defaults and builds the store, cache, sender and rules.
+func (p *Phone) Provision(ctx caddy.Context) error {
+	p.logger = ctx.Logger()
+	repl := caddy.NewReplacer()
+	if p.Prefix == "" {
+		p.Prefix = defaultPrefix
+	}
+	p.Prefix = strings.TrimSuffix(p.Prefix, "/")
+	p.routeStatus, p.routeUpdate, p.routeVerify = p.Prefix, p.Prefix+"/update", p.Prefix+"/verify"
+	p.routeResend, p.routePending = p.Prefix+"/resend", p.Prefix+"/pending"
+
+	if p.JWT == nil {
+		return errors.New("jwt: required (secret, public_key_file or jwks_url)")
+	}
+	v, err := bearer.New(ctx, bearer.Config{
+		Secret:         repl.ReplaceKnown(p.JWT.Secret, ""),
+		PublicKeyFiles: replaceAll(repl, p.JWT.PublicKeyFiles),
+		JWKSURL:        repl.ReplaceKnown(p.JWT.JWKSURL, ""),
+		Algorithms:     p.JWT.Algorithms,
+		Issuer:         repl.ReplaceKnown(p.JWT.Issuer, ""),
+		Audience:       replaceAll(repl, p.JWT.Audience),
+		UserClaim:      p.JWT.UserClaim,
+		Leeway:         time.Duration(p.JWT.Leeway),
+		ProjectID:      repl.ReplaceKnown(p.JWT.ProjectID, ""),
+	})
+	if err != nil {
+		return err
+	}
+	p.verifier, p.maxAge = v, time.Duration(p.JWT.MaxAuthAge)
+
+	policy := numbers.Policy{}
+	if p.Numbers != nil {
+		policy = numbers.Policy{DefaultRegion: p.Numbers.DefaultRegion, Allow: p.Numbers.AllowCountries,
+			Deny: p.Numbers.DenyCountries, Types: p.Numbers.Types}
+	}
+	if err := policy.Validate(); err != nil {
+		return err
+	}
+
+	sender, err := p.buildSender(repl)
+	if err != nil {
+		return err
+	}
+
+	p.cache, err = p.loadCache(repl)
+	if err != nil {
+		return err
+	}
+	p.users, err = p.openUsers(ctx, repl)
+	if err != nil {
+		return err
+	}
+
+	cfg, err := p.flowConfig()
+	if err != nil {
+		return err
+	}
+	p.service, err = flow.New(cfg, flow.Deps{Users: p.users, Cache: p.cache.cache, Sender: sender, Numbers: policy})
+	return err
+}
+
+func (p *Phone) buildSender(repl *caddy.Replacer) (flow.Sender, error) {
+	if len(p.SMS) == 0 {
+		return nil, errors.New("sms: at least one provider is required (log, webhook)")
+	}
+	providers := make([]sms.Provider, 0, len(p.SMS))
+	for i, c := range p.SMS {
+		var pr sms.Provider
+		switch c.Provider {
+		case "log":
+			p.logger.Warn("sms log provider: one-time codes are written to this log; do not use it in production")
+			pr = namedProvider(sms.NewLog(p.logger.Named("sms")), c.Name)
+		case "webhook":
+			u := repl.ReplaceKnown(c.URL, "")
+			if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+				return nil, fmt.Errorf("sms[%d] webhook: url must be http:// or https://", i)
+			}
+			name := c.Name
+			if name == "" {
+				name = "webhook"
+			}
+			pr = sms.NewWebhook(name, u, repl.ReplaceKnown(c.Secret, ""), nil)
+		default:
+			return nil, fmt.Errorf("sms[%d]: unknown provider %q (log, webhook)", i, c.Provider)
+		}
+		providers = append(providers, pr)
+	}
+	chain := sms.NewChain(providers...)
+	chain.Logger = p.logger.Named("sms")
+	return chain, nil
+}
+
+func (p *Phone) openUsers(ctx caddy.Context, repl *caddy.Replacer) (store.Users, error) {
+	sc := p.Store
+	if sc == nil {
+		sc = &StoreConfig{Backend: "sqlite"}
+	}
+	switch sc.Backend {
+	case "memory":
+		return memoryUsers(), nil
+	case "sqlite", "":
+		path := repl.ReplaceKnown(sc.Path, "")
+		if path == "" {
+			path = defaultSQLitePath
+		}
+		return store.OpenSQLite(ctx, path)
+	default:
+		return nil, fmt.Errorf("store: unknown backend %q (memory, sqlite)", sc.Backend)
+	}
+}
+
+func (p *Phone) flowConfig() (flow.Config, error) {
+	cfg := flow.Config{
+		Verification: p.Verification == nil || *p.Verification,
+		CodeLength:   defaultCodeLength,
+		TTL:          defaultTTL,
+		MaxAttempts:  defaultMaxAttempts,
+		ResendAfter:  defaultResendAfter,
+		Limits:       flow.DefaultLimits,
+		AppName:      p.AppName,
+		Templates:    sms.Templates{Default: p.Template, ByLocale: p.Templates},
+		Secret:       p.cache.secret,
+	}
+	if o := p.OTP; o != nil {
+		if o.Length != 0 {
+			cfg.CodeLength = o.Length
+		}
+		if o.TTL != 0 {
+			cfg.TTL = time.Duration(o.TTL)
+		}
+		if o.MaxAttempts != 0 {
+			cfg.MaxAttempts = o.MaxAttempts
+		}
+		if o.ResendAfter != nil {
+			cfg.ResendAfter = time.Duration(*o.ResendAfter)
+		}
+	}
+	if l := p.Limits; l != nil {
+		for _, b := range []struct {
+			name string
+			in   *LimitConfig
+			out  *flow.Limit
+		}{
+			{"per_number", l.PerNumber, &cfg.Limits.PerNumber},
+			{"per_user", l.PerUser, &cfg.Limits.PerUser},
+			{"per_ip", l.PerIP, &cfg.Limits.PerIP},
+			{"verify_per_user", l.VerifyPerUser, &cfg.Limits.VerifyPerUser},
+			{"global", l.Global, &cfg.Limits.Global},
+		} {
+			if b.in == nil {
+				continue
+			}
+			if b.in.Count < 0 || (b.in.Count > 0 && b.in.Window <= 0) || time.Duration(b.in.Window) > maxLimitWindow {
+				return cfg, fmt.Errorf("limits: %s: need a count >= 0 and a window in (0, %s]", b.name, maxLimitWindow)
+			}
+			*b.out = flow.Limit{Count: b.in.Count, Window: time.Duration(b.in.Window)}
+		}
+	}
+	if p.AppName == "" {
+		cfg.AppName = "your account"
+	}
+	return cfg, nil
+}
+
+// maxLimitWindow bounds limit windows by the cache's life window, so a
+// counter cannot outlive its entry.
+const maxLimitWindow = 24 * time.Hour
+
+// Validate checks what Provision could not.
+func (p *Phone) Validate() error {
+	if !strings.HasPrefix(p.Prefix, "/") {
+		return fmt.Errorf("prefix: must start with /, got %q", p.Prefix)
+	}
+	return nil
+}
+
+// Cleanup releases the store and this config's hold on the shared cache.
+func (p *Phone) Cleanup() error {
+	var errs []error
+	if p.users != nil && !isSharedMemory(p.users) {
+		errs = append(errs, p.users.Close())
+	}
+	if p.cache != nil {
+		_, err := cachePool.Delete(p.cache.key)
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// ServeHTTP answers the user API under the prefix and passes the rest on.
+func (p Phone) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if !p.underPrefix(r.URL.Path) {
+		return p.passThrough(w, r, next)
+	}
+	return p.serveAPI(w, r)
+}
+
+// underPrefix is true for the prefix itself and paths below it.
+func (p *Phone) underPrefix(path string) bool {
+	if !strings.HasPrefix(path, p.Prefix) {
+		return false
+	}
+	return len(path) == len(p.Prefix) || path[len(p.Prefix)] == '/'
+}
+
+// passThrough hands the request on untouched but for two things: client-sent
+// X-Phone-* headers are dropped (only this module may set them) and the
+// caller's user, when a valid token names one, fills http.auth.user.id.
+func (p *Phone) passThrough(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	stripPhoneHeaders(r.Header)
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	var id *bearer.Identity
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		id, _ = p.verifier.Verify(r.Context(), auth)
+	}
+	if repl != nil {
+		setAuthUser(repl, id)
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// stripPhoneHeaders deletes every X-Phone-* request header. Header keys are
+// canonical after Go's parser, but a handler before us may have added a
+// raw one, so the match ignores case.
+func stripPhoneHeaders(h http.Header) {
+	for k := range h {
+		if len(k) >= 8 && strings.EqualFold(k[:8], "X-Phone-") {
+			delete(h, k)
+		}
+	}
+}
+
+// setAuthUser sets http.auth.user.id (and .<claim> for string claims) as
+// Caddy's own auth handler does, or "" so a placeholder never leaks as
+// literal text.
+func setAuthUser(repl *caddy.Replacer, id *bearer.Identity) {
+	if id == nil {
+		repl.Set("http.auth.user.id", "")
+		return
+	}
+	repl.Set("http.auth.user.id", id.UserID)
+	for k, v := range id.Claims {
+		if s, ok := v.(string); ok && k != "id" {
+			repl.Set("http.auth.user."+k, s)
+		}
+	}
+}
+
+func replaceAll(repl *caddy.Replacer, in []string) []string {
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = repl.ReplaceKnown(s, "")
+	}
+	return out
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Phone)(nil)
+	_ caddy.Validator             = (*Phone)(nil)
+	_ caddy.CleanerUpper          = (*Phone)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Phone)(nil)
+	_ caddyfile.Unmarshaler       = (*Phone)(nil)
+)

@@ -1,0 +1,109 @@
+package caddymodule
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-phone/caddy-phone/sms"
+	"github.com/caddy-phone/caddy-phone/store"
+)
+
+// cachePool keeps challenge caches across config reloads: a code sent
+// before `caddy reload` must verify after it. A cache is destroyed when no
+// loaded config uses it any more.
+var cachePool = caddy.NewUsagePool()
+
+// sharedCache is one pooled cache and the HMAC key its codes were hashed
+// with; the two live and die together.
+type sharedCache struct {
+	key    string
+	cache  *store.BigCache
+	secret []byte
+}
+
+// Destruct closes the cache when the last config using it is unloaded.
+func (s *sharedCache) Destruct() error { return s.cache.Close() }
+
+// loadCache returns the pooled cache for this config, making it on first use.
+func (p *Phone) loadCache(repl *caddy.Replacer) (*sharedCache, error) {
+	cc := p.Cache
+	if cc == nil {
+		cc = &CacheConfig{}
+	}
+	if cc.Backend != "" && cc.Backend != "bigcache" {
+		return nil, fmt.Errorf("cache: unknown backend %q (bigcache)", cc.Backend)
+	}
+	size := cc.MaxSize
+	if size == 0 {
+		size = defaultCacheSize
+	}
+	if size < 1<<20 {
+		return nil, fmt.Errorf("cache: max_size must be at least 1MB, got %d bytes", size)
+	}
+	secret := repl.ReplaceKnown(p.Secret, "")
+	if secret != "" && len(secret) < 16 {
+		return nil, errors.New("secret: must be at least 16 characters")
+	}
+	// A configured secret is part of the key (hashed: keys are not secret),
+	// so changing it starts a fresh cache instead of voiding open codes
+	// silently.
+	key := fmt.Sprintf("bigcache/%d", size)
+	if secret != "" {
+		key += fmt.Sprintf("/%x", sha256.Sum256([]byte("pool-key\x00"+secret)))
+	}
+	v, _, err := cachePool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		c, err := store.NewBigCache(store.BigCacheConfig{MaxSizeMB: int(size >> 20)})
+		if err != nil {
+			return nil, fmt.Errorf("cache: %w", err)
+		}
+		sc := &sharedCache{key: key, cache: c, secret: []byte(secret)}
+		if secret == "" {
+			sc.secret = make([]byte, 32)
+			if _, err := rand.Read(sc.secret); err != nil {
+				return nil, err
+			}
+		}
+		return sc, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*sharedCache), nil
+}
+
+// The memory store is for tests and demos; one per process, so that it too
+// survives reloads.
+var (
+	sharedMemoryOnce sync.Once
+	sharedMemory     *store.MemoryUsers
+)
+
+func memoryUsers() store.Users {
+	sharedMemoryOnce.Do(func() { sharedMemory = store.NewMemoryUsers() })
+	return sharedMemory
+}
+
+func isSharedMemory(u store.Users) bool {
+	m, ok := u.(*store.MemoryUsers)
+	return ok && m == sharedMemory
+}
+
+// renamed gives a provider the name a Caddyfile chose for it.
+type renamed struct {
+	sms.Provider
+	name string
+}
+
+func (r renamed) Name() string { return r.name }
+
+func namedProvider(p sms.Provider, name string) sms.Provider {
+	if name == "" {
+		return p
+	}
+	return renamed{p, name}
+}

@@ -1,0 +1,259 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/allegro/bigcache/v3"
+)
+
+// BigCache defaults.
+const (
+	DefaultBigCacheMaxSizeMB  = 256
+	DefaultBigCacheShards     = 256
+	DefaultBigCacheLifeWindow = 24 * time.Hour
+
+	// bigcacheCleanWindow is how often bigcache drops entries older than
+	// the life window. Our own per-entry expiry is checked on read, so this
+	// only bounds how long dead bytes linger.
+	bigcacheCleanWindow = time.Minute
+	// minShardBytes keeps the default shard count from slicing a small
+	// cache so thin that one shard cannot hold a handful of entries.
+	minShardBytes = 64 << 10
+	// updateStripes is the number of locks that make Update atomic per key;
+	// 256 keeps unrelated keys from waiting on each other.
+	updateStripes = 256
+	// expirySize is the only per-entry overhead we add: the entry's own
+	// deadline, in unix nanoseconds.
+	expirySize = 8
+	// maxScratch caps the per-stripe encode buffer kept between calls.
+	maxScratch = 4 << 10
+)
+
+// BigCacheConfig sizes a BigCache. Zero fields take the defaults.
+type BigCacheConfig struct {
+	// MaxSizeMB caps the entry storage, in MiB (default 256). When full,
+	// the oldest entries are dropped first. Maps and shard bookkeeping
+	// come on top of it.
+	MaxSizeMB int
+	// Shards is the number of independently locked shards, a power of
+	// two (default 256, fewer when MaxSizeMB is small).
+	Shards int
+	// LifeWindow is the longest ttl an entry may have (default 24h),
+	// and how long a rewritten or deleted entry's old bytes may stay
+	// before bigcache reclaims them. Set it to the longest ttl in use.
+	LifeWindow time.Duration
+}
+
+// BigCache is a Cache held in process memory by allegro/bigcache, whose
+// entries live outside the Go heap's pointer graph (no GC scanning cost).
+//
+// bigcache only knows one global life window, so each value carries its
+// own deadline in an 8-byte prefix and Get treats a passed deadline as a
+// miss. Update holds a striped lock across read-modify-write, which
+// bigcache alone does not offer.
+type BigCache struct {
+	c          *bigcache.BigCache
+	lifeWindow time.Duration
+	hash       seededHash
+	stripes    [updateStripes]stripe
+	closed     atomic.Bool
+	closeOnce  sync.Once
+}
+
+type stripe struct {
+	mu      sync.Mutex
+	scratch []byte   // encode buffer; bigcache copies it, so it is reused
+	_       [32]byte // one stripe per cache line
+}
+
+// seededHash is bigcache's Hasher. bigcache indexes by a 64-bit hash
+// alone, so with its default FNV anyone who picks keys (a phone number, a
+// user ID) could craft a collision that overwrites another key; a random
+// per-process seed makes that infeasible.
+type seededHash struct{ seed maphash.Seed }
+
+func (h seededHash) Sum64(key string) uint64 { return maphash.String(h.seed, key) }
+
+// NewBigCache builds an in-memory cache. The caller must Close it.
+func NewBigCache(cfg BigCacheConfig) (*BigCache, error) {
+	switch {
+	case cfg.MaxSizeMB < 0:
+		return nil, fmt.Errorf("store: bigcache: max size must be positive, got %d MB", cfg.MaxSizeMB)
+	case cfg.Shards < 0 || cfg.Shards&(cfg.Shards-1) != 0:
+		return nil, fmt.Errorf("store: bigcache: shards must be a power of two, got %d", cfg.Shards)
+	case cfg.LifeWindow < 0 || (cfg.LifeWindow > 0 && cfg.LifeWindow < time.Second):
+		// bigcache counts its life window in whole seconds.
+		return nil, fmt.Errorf("store: bigcache: life window must be at least 1s, got %s", cfg.LifeWindow)
+	}
+	if cfg.MaxSizeMB == 0 {
+		cfg.MaxSizeMB = DefaultBigCacheMaxSizeMB
+	}
+	if cfg.LifeWindow == 0 {
+		cfg.LifeWindow = DefaultBigCacheLifeWindow
+	}
+	total := cfg.MaxSizeMB << 20
+	if cfg.Shards == 0 {
+		cfg.Shards = DefaultBigCacheShards
+		for cfg.Shards > 1 && total/cfg.Shards < minShardBytes {
+			cfg.Shards /= 2
+		}
+	} else if total/cfg.Shards < 1<<10 {
+		return nil, fmt.Errorf("store: bigcache: %d MB over %d shards leaves under 1 KiB per shard", cfg.MaxSizeMB, cfg.Shards)
+	}
+	b := &BigCache{lifeWindow: cfg.LifeWindow, hash: seededHash{maphash.MakeSeed()}}
+	c, err := bigcache.New(context.Background(), bigcache.Config{
+		Shards:      cfg.Shards,
+		LifeWindow:  cfg.LifeWindow,
+		CleanWindow: bigcacheCleanWindow,
+		// Only sizes the first allocation of each shard (10 entries); a
+		// large guess would pin memory an idle cache never uses.
+		MaxEntrySize:     256,
+		HardMaxCacheSize: cfg.MaxSizeMB,
+		Hasher:           b.hash,
+		// Verbose would log keys, which hold phone numbers.
+		Verbose: false,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: bigcache: %w", err)
+	}
+	b.c = c
+	return b, nil
+}
+
+// Get returns the entry, or ErrNotFound (unwrapped) when it is missing or
+// past its own expiry.
+func (b *BigCache) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := b.usable(ctx); err != nil {
+		return nil, err
+	}
+	v, ok, _, err := b.get(key, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return v, nil
+}
+
+// Update runs fn on the current value under the key's stripe lock and
+// stores what it returns. fn must not call the same cache: its stripe is
+// held. A ttl <= 0 with a non-nil value deletes the entry (no time left);
+// a ttl over the life window is refused, since bigcache would drop the
+// entry early.
+func (b *BigCache) Update(ctx context.Context, key string, fn UpdateFunc) error {
+	if err := b.usable(ctx); err != nil {
+		return err
+	}
+	s := b.stripe(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	old, found, present, err := b.get(key, now)
+	if err != nil {
+		return err
+	}
+	v, ttl, err := fn(old, found)
+	if err != nil {
+		return err
+	}
+	if ttl > b.lifeWindow {
+		return fmt.Errorf("store: bigcache: ttl %s exceeds the life window %s", ttl, b.lifeWindow)
+	}
+	if v == nil || ttl <= 0 {
+		if present { // an expired entry goes too: frees its index slot now
+			return b.del(key)
+		}
+		return nil
+	}
+	n := expirySize + len(v)
+	if cap(s.scratch) < n {
+		s.scratch = make([]byte, n)
+	}
+	buf := s.scratch[:n]
+	binary.LittleEndian.PutUint64(buf, uint64(now.Add(ttl).UnixNano()))
+	copy(buf[expirySize:], v)
+	err = b.c.Set(key, buf)
+	if cap(s.scratch) > maxScratch {
+		s.scratch = nil // one huge value should not stay pinned
+	}
+	if err != nil {
+		return fmt.Errorf("%w: bigcache set: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Delete removes the entry; a missing one is not an error.
+func (b *BigCache) Delete(ctx context.Context, key string) error {
+	if err := b.usable(ctx); err != nil {
+		return err
+	}
+	// Under the stripe lock so a Delete cannot land between an Update's
+	// read and write and be silently undone.
+	s := b.stripe(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return b.del(key)
+}
+
+// Close stops bigcache's cleaner; later calls fail with ErrUnavailable.
+// It is safe to call more than once.
+func (b *BigCache) Close() error {
+	var err error
+	b.closeOnce.Do(func() {
+		b.closed.Store(true)
+		err = b.c.Close()
+	})
+	return err
+}
+
+// get returns the live value under key: ok is false when it is missing
+// or expired at now; present is true when bigcache still holds it.
+func (b *BigCache) get(key string, now time.Time) (v []byte, ok, present bool, err error) {
+	raw, err := b.c.Get(key)
+	switch {
+	case errors.Is(err, bigcache.ErrEntryNotFound):
+		return nil, false, false, nil
+	case err != nil:
+		return nil, false, false, fmt.Errorf("%w: bigcache get: %w", ErrUnavailable, err)
+	case len(raw) < expirySize || now.UnixNano() >= int64(binary.LittleEndian.Uint64(raw)):
+		return nil, false, true, nil
+	}
+	// bigcache returned a fresh copy: handing out a sub-slice is safe.
+	return raw[expirySize:], true, true, nil
+}
+
+// stripe picks the key's lock by the hash's high bits: bigcache picks
+// shards by the low ones, so the two spread independently.
+func (b *BigCache) stripe(key string) *stripe {
+	return &b.stripes[b.hash.Sum64(key)>>56%updateStripes]
+}
+
+func (b *BigCache) del(key string) error {
+	err := b.c.Delete(key)
+	if err != nil && !errors.Is(err, bigcache.ErrEntryNotFound) {
+		return fmt.Errorf("%w: bigcache delete: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+var errCacheClosed = errors.New("cache closed")
+
+func (b *BigCache) usable(ctx context.Context) error {
+	if b.closed.Load() {
+		return fmt.Errorf("%w: bigcache: %w", ErrUnavailable, errCacheClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: bigcache: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+var _ Cache = (*BigCache)(nil)

@@ -1,0 +1,79 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sync"
+)
+
+// errEmptyUserID refuses a Set that would file a number under no one.
+var errEmptyUserID = errors.New("store: empty user id")
+
+// MemoryUsers is a Users kept in process memory, for tests and demos: it
+// forgets everything at exit and is not shared between Caddy instances.
+type MemoryUsers struct {
+	mu      sync.RWMutex
+	users   map[string]User   // by user ID; only users with a number
+	holders map[string]string // verified number -> user ID
+}
+
+// NewMemoryUsers returns an empty in-memory user store.
+func NewMemoryUsers() *MemoryUsers {
+	return &MemoryUsers{users: map[string]User{}, holders: map[string]string{}}
+}
+
+// Get returns the user's phone state; an unknown user has no number.
+func (m *MemoryUsers) Get(ctx context.Context, userID string) (User, error) {
+	m.mu.RLock()
+	u, ok := m.users[userID]
+	m.mu.RUnlock()
+	if !ok {
+		return User{ID: userID}, nil
+	}
+	return u, nil
+}
+
+// Set replaces the user's number. The holder check and the write happen
+// under one lock, so two users can never both verify one number.
+func (m *MemoryUsers) Set(ctx context.Context, u User) error {
+	if u.ID == "" {
+		return errEmptyUserID
+	}
+	if u.PhoneNumber == "" {
+		u.Verified = false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if u.Verified {
+		if h, ok := m.holders[u.PhoneNumber]; ok && h != u.ID {
+			return ErrPhoneInUse
+		}
+	}
+	if old, ok := m.users[u.ID]; ok && old.Verified {
+		delete(m.holders, old.PhoneNumber)
+	}
+	if u.PhoneNumber == "" {
+		delete(m.users, u.ID)
+		return nil
+	}
+	m.users[u.ID] = u
+	if u.Verified {
+		m.holders[u.PhoneNumber] = u.ID
+	}
+	return nil
+}
+
+// HolderOf returns the ID of the user holding number verified, or "".
+func (m *MemoryUsers) HolderOf(ctx context.Context, number string) (string, error) {
+	if number == "" {
+		return "", nil
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.holders[number], nil
+}
+
+// Close does nothing: there is nothing to release.
+func (m *MemoryUsers) Close() error { return nil }
+
+var _ Users = (*MemoryUsers)(nil)

@@ -1,0 +1,235 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// sqliteSchemaVersion is the schema this build writes and understands.
+const sqliteSchemaVersion = 1
+
+// sqliteBusyTimeout bounds how long a connection waits for another
+// writer (another process on the same file) before failing.
+const sqliteBusyTimeout = 5 * time.Second
+
+// sqliteMigrations[i] brings the schema from version i to i+1. Each runs in
+// the same transaction as the version bump, so a crash leaves either the
+// old schema or the new one.
+var sqliteMigrations = []string{
+	`CREATE TABLE IF NOT EXISTS phone_users (
+		user_id      TEXT    NOT NULL PRIMARY KEY,
+		phone_number TEXT    NOT NULL,
+		verified     INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1)),
+		updated_at   INTEGER NOT NULL -- unix milliseconds
+	);
+	-- The database itself refuses a second verified holder of a number.
+	CREATE UNIQUE INDEX IF NOT EXISTS phone_users_verified_number
+		ON phone_users (phone_number) WHERE verified = 1;`,
+}
+
+// SQLiteUsers is a Users in an embedded SQLite file (pure Go, no cgo).
+// Several processes may open the same file: WAL mode lets readers run
+// beside the writer, and writers queue on the busy timeout.
+type SQLiteUsers struct {
+	db   *sql.DB
+	path string
+	// wmu serialises this process's writers so they queue in Go, where
+	// waiting honours ctx, instead of polling SQLite's lock.
+	wmu chan struct{}
+}
+
+// OpenSQLite opens (creating if needed) the database file at path and
+// brings its schema up to date. The directory must exist: a typo in the
+// path should fail loudly rather than scatter directories.
+func OpenSQLite(ctx context.Context, path string) (*SQLiteUsers, error) {
+	if path == "" {
+		return nil, errors.New("store: sqlite: empty database path")
+	}
+	dir := filepath.Dir(path)
+	if st, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("%w: sqlite %q: directory %q: %w", ErrUnavailable, path, dir, err)
+	} else if !st.IsDir() {
+		return nil, fmt.Errorf("%w: sqlite %q: %q is not a directory", ErrUnavailable, path, dir)
+	}
+	db, err := sql.Open("sqlite", sqliteDSN(path))
+	if err != nil {
+		return nil, fmt.Errorf("%w: sqlite %q: open: %w", ErrUnavailable, path, err)
+	}
+	// Bounded so a burst cannot exhaust file descriptors; idle ones are
+	// kept because opening a connection re-runs the pragmas.
+	db.SetMaxOpenConns(16)
+	db.SetMaxIdleConns(4)
+	s := &SQLiteUsers{db: db, path: path, wmu: make(chan struct{}, 1)}
+	if err := s.init(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// sqliteDSN builds a URI so that any path works, even one holding '?' or
+// '#', and sets per-connection options: busy_timeout must be set on every
+// connection, and _txlock=immediate takes the write lock at BEGIN, so a
+// transaction never fails half-way with SQLITE_BUSY on lock upgrade.
+func sqliteDSN(path string) string {
+	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(filepath.ToSlash(path))
+	return fmt.Sprintf("file:%s?_txlock=immediate&_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)",
+		esc, sqliteBusyTimeout.Milliseconds())
+}
+
+func (s *SQLiteUsers) init(ctx context.Context) error {
+	var mode string
+	// WAL is a property of the file, so setting it once is enough.
+	if err := s.db.QueryRowContext(ctx, `PRAGMA journal_mode=WAL`).Scan(&mode); err != nil {
+		return s.fail("open", err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("%w: sqlite %q: journal_mode is %q, want wal", ErrUnavailable, s.path, mode)
+	}
+	if err := s.lockWrites(ctx); err != nil {
+		return err
+	}
+	defer s.unlockWrites()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.fail("migrate", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx,
+		`CREATE TABLE IF NOT EXISTS phone_schema_version (version INTEGER NOT NULL)`); err != nil {
+		return s.fail("migrate", err)
+	}
+	var v int
+	switch err := tx.QueryRowContext(ctx, `SELECT version FROM phone_schema_version`).Scan(&v); {
+	case errors.Is(err, sql.ErrNoRows):
+		if _, err := tx.ExecContext(ctx, `INSERT INTO phone_schema_version (version) VALUES (0)`); err != nil {
+			return s.fail("migrate", err)
+		}
+	case err != nil:
+		return s.fail("migrate", err)
+	}
+	if v > sqliteSchemaVersion {
+		// Not ErrUnavailable: retrying will not help, an upgrade will.
+		return fmt.Errorf("store: sqlite %q: schema version %d is newer than this build understands (%d)",
+			s.path, v, sqliteSchemaVersion)
+	}
+	for ; v < sqliteSchemaVersion; v++ {
+		if _, err := tx.ExecContext(ctx, sqliteMigrations[v]); err != nil {
+			return s.fail(fmt.Sprintf("migrate to version %d", v+1), err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE phone_schema_version SET version = ?`, v); err != nil {
+		return s.fail("migrate", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return s.fail("migrate", err)
+	}
+	return nil
+}
+
+// Get returns the user's phone state; an unknown user has no number.
+func (s *SQLiteUsers) Get(ctx context.Context, userID string) (User, error) {
+	u := User{ID: userID}
+	err := s.db.QueryRowContext(ctx,
+		`SELECT phone_number, verified FROM phone_users WHERE user_id = ?`, userID).
+		Scan(&u.PhoneNumber, &u.Verified)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return User{}, s.fail("get", err)
+	}
+	return u, nil
+}
+
+// Set replaces the user's number in one transaction. The partial unique
+// index is what refuses a second verified holder, so the rule holds even
+// against another process writing the same file.
+func (s *SQLiteUsers) Set(ctx context.Context, u User) error {
+	if u.ID == "" {
+		return errEmptyUserID
+	}
+	if err := s.lockWrites(ctx); err != nil {
+		return err
+	}
+	defer s.unlockWrites()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.fail("set", err)
+	}
+	defer tx.Rollback()
+	if u.PhoneNumber == "" {
+		_, err = tx.ExecContext(ctx, `DELETE FROM phone_users WHERE user_id = ?`, u.ID)
+	} else {
+		_, err = tx.ExecContext(ctx,
+			`INSERT INTO phone_users (user_id, phone_number, verified, updated_at) VALUES (?, ?, ?, ?)
+			 ON CONFLICT (user_id) DO UPDATE SET
+				phone_number = excluded.phone_number,
+				verified     = excluded.verified,
+				updated_at   = excluded.updated_at`,
+			u.ID, u.PhoneNumber, u.Verified, time.Now().UnixMilli())
+	}
+	if isUniqueViolation(err) {
+		return ErrPhoneInUse
+	}
+	if err != nil {
+		return s.fail("set", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return s.fail("set", err)
+	}
+	return nil
+}
+
+// HolderOf returns the ID of the user holding number verified, or "".
+func (s *SQLiteUsers) HolderOf(ctx context.Context, number string) (string, error) {
+	if number == "" {
+		return "", nil
+	}
+	var id string
+	err := s.db.QueryRowContext(ctx,
+		`SELECT user_id FROM phone_users WHERE phone_number = ? AND verified = 1`, number).Scan(&id)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return "", s.fail("holder", err)
+	}
+	return id, nil
+}
+
+// Close closes the database; later calls fail with ErrUnavailable.
+func (s *SQLiteUsers) Close() error {
+	if err := s.db.Close(); err != nil {
+		return s.fail("close", err)
+	}
+	return nil
+}
+
+func (s *SQLiteUsers) lockWrites(ctx context.Context) error {
+	select {
+	case s.wmu <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return s.fail("wait for writer", ctx.Err())
+	}
+}
+
+func (s *SQLiteUsers) unlockWrites() { <-s.wmu }
+
+// fail wraps a driver or I/O error as ErrUnavailable, keeping the cause
+// for errors.Is/As (context.DeadlineExceeded, *sqlite.Error, …). No phone
+// number goes into the message: errors end up in logs.
+func (s *SQLiteUsers) fail(op string, err error) error {
+	return fmt.Errorf("%w: sqlite %s: %w", ErrUnavailable, op, err)
+}
+
+func isUniqueViolation(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+}
+
+var _ Users = (*SQLiteUsers)(nil)
