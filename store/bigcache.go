@@ -39,8 +39,9 @@ const (
 // BigCacheConfig sizes a BigCache. Zero fields take the defaults.
 type BigCacheConfig struct {
 	// MaxSizeMB caps the entry storage, in MiB (default 256). When full,
-	// the oldest entries are dropped first. Maps and shard bookkeeping
-	// come on top of it.
+	// the oldest writes are dropped first, live or not. Every write adds
+	// a copy (old copies are reclaimed after LifeWindow), and the per-key
+	// index comes on top of it.
 	MaxSizeMB int
 	// Shards is the number of independently locked shards, a power of
 	// two (default 256, fewer when MaxSizeMB is small).
@@ -107,7 +108,9 @@ func NewBigCache(cfg BigCacheConfig) (*BigCache, error) {
 	} else if total/cfg.Shards < 1<<10 {
 		return nil, fmt.Errorf("store: bigcache: %d MB over %d shards leaves under 1 KiB per shard", cfg.MaxSizeMB, cfg.Shards)
 	}
-	b := &BigCache{lifeWindow: cfg.LifeWindow, hash: seededHash{maphash.MakeSeed()}}
+	// bigcache truncates the window to whole seconds; check ttls against
+	// what it will really keep.
+	b := &BigCache{lifeWindow: cfg.LifeWindow.Truncate(time.Second), hash: seededHash{maphash.MakeSeed()}}
 	c, err := bigcache.New(context.Background(), bigcache.Config{
 		Shards:      cfg.Shards,
 		LifeWindow:  cfg.LifeWindow,

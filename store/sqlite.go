@@ -56,7 +56,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLiteUsers, error) {
 	}
 	dir := filepath.Dir(path)
 	if st, err := os.Stat(dir); err != nil {
-		return nil, fmt.Errorf("%w: sqlite %q: directory %q: %w", ErrUnavailable, path, dir, err)
+		return nil, fmt.Errorf("%w: sqlite %q: %w", ErrUnavailable, path, err)
 	} else if !st.IsDir() {
 		return nil, fmt.Errorf("%w: sqlite %q: %q is not a directory", ErrUnavailable, path, dir)
 	}
@@ -224,7 +224,7 @@ func (s *SQLiteUsers) unlockWrites() { <-s.wmu }
 // for errors.Is/As (context.DeadlineExceeded, *sqlite.Error, …). No phone
 // number goes into the message: errors end up in logs.
 func (s *SQLiteUsers) fail(op string, err error) error {
-	return fmt.Errorf("%w: sqlite %s: %w", ErrUnavailable, op, err)
+	return fmt.Errorf("%w: sqlite %q: %s: %w", ErrUnavailable, s.path, op, err)
 }
 
 func isUniqueViolation(err error) bool {

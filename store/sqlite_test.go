@@ -4,9 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/caddy-phone/caddy-phone/store"
@@ -174,5 +176,34 @@ func TestSQLiteTwoHandlesOneFile(t *testing.T) {
 	}
 	if u, err := s2.Get(ctx, "alice"); err != nil || !u.Verified {
 		t.Fatalf("second handle reads %+v, %v", u, err)
+	}
+}
+
+func TestSQLiteTwoHandlesConcurrent(t *testing.T) {
+	// Writers on two handles meet on SQLite's file lock, not our in-process
+	// queue: busy_timeout and BEGIN IMMEDIATE must keep them from failing.
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "phone.db")
+	handles := []*store.SQLiteUsers{openSQLite(t, path), openSQLite(t, path)}
+	const n = 20
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = handles[i%2].Set(ctx, store.User{ID: fmt.Sprint("user", i), PhoneNumber: "+33612345678", Verified: true})
+		})
+	}
+	wg.Wait()
+	won := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, store.ErrPhoneInUse):
+			t.Fatalf("writer %d: %v", i, err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d writers verified the number, want 1", won)
 	}
 }

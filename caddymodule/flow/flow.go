@@ -278,7 +278,9 @@ func (s *Service) Verify(ctx context.Context, r VerifyRequest) (store.User, erro
 	}
 	now := s.clock.Now()
 	var won *challenge
+	wrongLeft := -1 // set when this call counted a wrong code
 	err := s.cache.Update(ctx, challengeKey(r.UserID), func(old []byte, found bool) ([]byte, time.Duration, error) {
+		won, wrongLeft = nil, -1
 		c, err := s.openChallenge(old, found, now)
 		if err != nil {
 			return nil, 0, err
@@ -292,23 +294,23 @@ func (s *Service) Verify(ctx context.Context, r VerifyRequest) (store.User, erro
 		mac := codeMAC(s.cfg.Secret, r.UserID, c.Number, r.Code)
 		if !hmac.Equal(mac[:], c.MAC[:]) {
 			c.Attempts++
-			return c.encode(), s.entryTTL(), &wrongCode{left: s.cfg.MaxAttempts - c.Attempts}
+			wrongLeft = s.cfg.MaxAttempts - c.Attempts
+			return c.encode(), s.entryTTL(), nil
 		}
 		c.ClaimedUntil = now.Add(claimFor)
 		won = c
 		return c.encode(), s.entryTTL(), nil
 	})
-	var wc *wrongCode
-	if errors.As(err, &wc) {
-		// The wrong guess is already counted in the challenge; the
-		// per-user budget spans challenges so resends cannot refill it.
+	if err != nil {
+		return store.User{}, cacheErr(err)
+	}
+	if wrongLeft >= 0 {
+		// The wrong guess is counted in the challenge; the per-user
+		// budget spans challenges, so updates and resends cannot refill it.
 		if lerr := s.take(ctx, "verify_per_user", failKey, s.cfg.Limits.VerifyPerUser); lerr != nil && !errors.Is(lerr, ErrRateLimited) {
 			return store.User{}, cacheErr(lerr)
 		}
-		return store.User{}, &CodeError{AttemptsLeft: wc.left}
-	}
-	if err != nil {
-		return store.User{}, cacheErr(err)
+		return store.User{}, &CodeError{AttemptsLeft: wrongLeft}
 	}
 	u := store.User{ID: r.UserID, PhoneNumber: won.Number, Verified: true}
 	switch err := s.users.Set(ctx, u); {
@@ -328,12 +330,6 @@ func (s *Service) Verify(ctx context.Context, r VerifyRequest) (store.User, erro
 		return store.User{}, err
 	}
 }
-
-// wrongCode carries a counted wrong guess out of the cache update, which
-// must still write the new attempt count.
-type wrongCode struct{ left int }
-
-func (*wrongCode) Error() string { return "wrong code" }
 
 // ResendRequest asks for a new code.
 type ResendRequest struct {

@@ -3,6 +3,7 @@ package flow
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"time"
 
 	"github.com/caddy-phone/caddy-phone/store"
@@ -84,7 +85,7 @@ func (s *Service) check(ctx context.Context, name, key string, lim Limit) error 
 		return nil
 	}
 	b, err := s.cache.Get(ctx, key)
-	if err == store.ErrNotFound {
+	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
 	if err != nil {

@@ -1,0 +1,184 @@
+package bearer
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+func TestCacheHitAndExpiry(t *testing.T) {
+	cases := []struct {
+		name   string
+		leeway time.Duration
+		exp    any // nil: no exp claim
+		// steps: advance the clock, then expect a hit (same *Identity), a
+		// miss that still verifies (new *Identity), or an expiry.
+		steps []cacheStep
+	}{
+		{"exp soon", 0, t0.Add(2 * time.Minute).Unix(), []cacheStep{
+			{time.Minute + 59*time.Second, hit}, {time.Second, expired},
+		}},
+		{"exp soon with leeway", 30 * time.Second, t0.Add(2 * time.Minute).Unix(), []cacheStep{
+			{2*time.Minute + 10*time.Second, hit}, {20 * time.Second, expired},
+		}},
+		{"exp far: trusted 5 minutes", 0, t0.Add(24 * time.Hour).Unix(), []cacheStep{
+			{4*time.Minute + 59*time.Second, hit}, {2 * time.Second, miss}, {time.Minute, hit},
+		}},
+		{"no exp: trusted 1 minute", 0, nil, []cacheStep{
+			{59 * time.Second, hit}, {2 * time.Second, miss}, {59 * time.Second, hit},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newClock(t0)
+			v, err := New(t.Context(), Config{Secret: testSecret, Leeway: tc.leeway, Now: clock.Now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := "Bearer " + mint(t, jwt.SigningMethodHS256, []byte(testSecret), claimsAt(t0, jwt.MapClaims{"exp": tc.exp}), nil)
+			prev, err := v.Verify(t.Context(), h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, s := range tc.steps {
+				clock.Advance(s.advance)
+				id, err := v.Verify(t.Context(), h)
+				switch s.want {
+				case hit:
+					if err != nil || id != prev {
+						t.Fatalf("step %d: want a cache hit, got %p (prev %p), %v", i, id, prev, err)
+					}
+				case miss:
+					if err != nil || id == prev || id.UserID != "user-1" {
+						t.Fatalf("step %d: want a fresh verify, got %p (prev %p), %v", i, id, prev, err)
+					}
+				case expired:
+					if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "expired") {
+						t.Fatalf("step %d: want expired, got %v", i, err)
+					}
+				}
+				if id != nil {
+					prev = id
+				}
+			}
+		})
+	}
+}
+
+type cacheOutcome int
+
+const (
+	hit cacheOutcome = iota
+	miss
+	expired
+)
+
+type cacheStep struct {
+	advance time.Duration
+	want    cacheOutcome
+}
+
+func TestCacheProjectFormIsCheckedFirst(t *testing.T) {
+	v, err := New(t.Context(), Config{Secret: testSecret, ProjectID: "P2abc", Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwtStr := mint(t, jwt.SigningMethodHS256, []byte(testSecret), claimsAt(t0, nil), nil)
+	id1, err := v.Verify(t.Context(), "Bearer P2abc:"+jwtStr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(t.Context(), "Bearer P2abx:"+jwtStr); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("wrong project on a cached token: %v", err)
+	}
+	id2, err := v.Verify(t.Context(), "Bearer "+jwtStr)
+	if err != nil || id2 != id1 {
+		t.Fatalf("plain form of a cached token: %p %p %v", id1, id2, err)
+	}
+}
+
+func TestCacheBounded(t *testing.T) {
+	c := newTokenCache(1000)
+	id := &Identity{UserID: "u"}
+	now := t0.UnixNano()
+	for i := range 50_000 {
+		c.put(fmt.Sprintf("token-%d", i), id, now, now+int64(time.Minute))
+	}
+	if n := c.len(); n > 64*((1000+63)/64) || n == 0 {
+		t.Fatalf("cache holds %d entries", n)
+	}
+	// Byte bound: large tokens push entries out before the count does.
+	c = newTokenCache(1_000_000)
+	big := strings.Repeat("x", MaxTokenBytes)
+	for i := range 20_000 {
+		c.put(fmt.Sprint(i, big), id, now, now+int64(time.Minute))
+	}
+	total := 0
+	for i := range c.shards {
+		total += c.shards[i].bytes
+	}
+	if total > cacheMaxBytes {
+		t.Fatalf("cache holds %d bytes", total)
+	}
+	// Expired entries are swept when a shard fills up.
+	c = newTokenCache(64)
+	for i := range 64 * 4 {
+		c.put(fmt.Sprint("old", i), id, now, now+1)
+	}
+	later := now + 2*int64(time.Minute)
+	for i := range 64 {
+		c.put(fmt.Sprint("new", i), id, later, later+int64(time.Minute))
+	}
+	hits := 0
+	for i := range 64 {
+		if c.get(fmt.Sprint("new", i), later) != nil {
+			hits++
+		}
+	}
+	if hits < 32 {
+		t.Fatalf("only %d of 64 fresh entries survived", hits)
+	}
+}
+
+func TestCacheHashCollisionIsAMiss(t *testing.T) {
+	c := newTokenCache(100)
+	h, s := c.shard("token-b")
+	s.m[h] = cacheEntry{token: "token-a", id: &Identity{UserID: "a"}, until: 1 << 62}
+	if c.get("token-b", 0) != nil {
+		t.Fatal("a colliding entry was returned for another token")
+	}
+}
+
+func TestVerifyConcurrent(t *testing.T) {
+	clock := newClock(t0)
+	v, err := New(t.Context(), Config{Secret: testSecret, Now: clock.Now, CacheEntries: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tokens []string
+	for i := range 200 {
+		tokens = append(tokens, "Bearer "+mint(t, jwt.SigningMethodHS256, []byte(testSecret), claimsAt(t0, jwt.MapClaims{"sub": fmt.Sprint("u", i)}), nil))
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 2000 {
+				j := (i*7 + g) % len(tokens)
+				id, err := v.Verify(t.Context(), tokens[j])
+				if err != nil || id.UserID != fmt.Sprint("u", j) {
+					t.Errorf("token %d: %v %v", j, id, err)
+					return
+				}
+				if i%500 == 0 {
+					clock.Advance(time.Second)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}

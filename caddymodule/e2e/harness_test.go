@@ -1,0 +1,304 @@
+// Package e2e drives the phone module through a real Caddy server, started
+// in this process by caddytest, exactly as a platform team would run it.
+// All caddytest tests live here: Caddy's admin port is fixed, so they must
+// share one process and run one at a time.
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/golang-jwt/jwt/v5"
+
+	_ "github.com/caddy-phone/caddy-phone/caddymodule"
+	"github.com/caddy-phone/caddy-phone/sms"
+)
+
+const (
+	adminPort  = 2999 // caddytest's fixed admin port
+	httpPort   = 9080
+	jwtSecret  = "e2e-secret-0123456789abcdef"
+	hookSecret = "hook-secret-0123456789"
+	base       = "http://localhost:9080"
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "caddy-phone-e2e")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_CONFIG_HOME", dir+"/config")
+	os.Setenv("XDG_DATA_HOME", dir+"/data")
+	// caddytest starts Caddy lazily and *skips* the test when it cannot;
+	// start it here instead so that a Caddy that cannot start fails the run.
+	if err := startCaddy(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: Caddy did not start:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func startCaddy(dir string) error {
+	cfg := fmt.Sprintf("{\n\tadmin localhost:%d\n}\n", adminPort)
+	f := dir + "/init.caddyfile"
+	if err := os.WriteFile(f, []byte(cfg), 0o600); err != nil {
+		return err
+	}
+	os.Args = []string{"caddy", "run", "--config", f, "--adapter", "caddyfile"}
+	go caddycmdMain()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		res, err := http.Get(fmt.Sprintf("http://localhost:%d/config/", adminPort))
+		if err == nil {
+			res.Body.Close()
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("admin API not listening on localhost:%d", adminPort)
+}
+
+// site describes one test's Caddyfile; zero values give a working default.
+type site struct {
+	phone    string // extra lines inside phone { }
+	sms      string // sms lines; default: one webhook to the test's SMS sink
+	store    string // default: a sqlite database of the test's own
+	upstream string // default: respond with the user placeholder
+	global   string // extra global options
+}
+
+// env is one test's running Caddy, SMS sink and client.
+type env struct {
+	t      *testing.T
+	tester *caddytest.Tester
+	sink   *smsSink
+	client *http.Client
+	// cacheSecret is the `secret` of this test's config: a new one gives
+	// each test a fresh challenge cache (the pool keys caches by it).
+	cacheSecret string
+}
+
+func newEnv(t *testing.T, s site) *env {
+	t.Helper()
+	sink := newSMSSink(t)
+	e := &env{t: t, sink: sink, client: &http.Client{Timeout: 15 * time.Second},
+		cacheSecret: newCacheSecret()}
+	e.tester = caddytest.NewTester(t)
+	e.load(s)
+	return e
+}
+
+func (e *env) load(s site) {
+	e.t.Helper()
+	if s.sms == "" {
+		s.sms = webhookLine(e.sink.srv.URL, "")
+	}
+	if s.store == "" {
+		s.store = "store sqlite " + e.t.TempDir() + "/phone.db"
+	}
+	if s.upstream == "" {
+		s.upstream = `respond "user={http.auth.user.id}"`
+	}
+	cfg := fmt.Sprintf(`{
+	admin localhost:%d
+	http_port %d
+	https_port 9443
+	grace_period 1s
+	%s
+}
+:%d {
+	phone {
+		jwt {
+			secret %s
+		}
+		secret %s
+		%s
+		%s
+		%s
+	}
+	%s
+}
+`, adminPort, httpPort, s.global, httpPort, jwtSecret, e.cacheSecret, s.store, s.sms, s.phone, s.upstream)
+	e.tester.InitServer(cfg, "caddyfile")
+	if e.t.Failed() {
+		e.t.FailNow()
+	}
+}
+
+// token mints an HS256 token for user with extra claims.
+func token(t testing.TB, user string, extra ...any) string {
+	t.Helper()
+	now := time.Now()
+	c := jwt.MapClaims{"sub": user, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+	for i := 0; i+1 < len(extra); i += 2 {
+		c[extra[i].(string)] = extra[i+1]
+	}
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(jwtSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// response is a decoded answer.
+type response struct {
+	status int
+	header http.Header
+	raw    string
+	body   map[string]any
+}
+
+func (e *env) do(method, path, tok string, body any) response {
+	e.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		j, _ := json.Marshal(b)
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, base+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	res, err := e.client.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	r := response{status: res.StatusCode, header: res.Header, raw: string(raw)}
+	_ = json.Unmarshal(raw, &r.body)
+	return r
+}
+
+// want checks status and, for error answers, the error code.
+func (r response) want(t *testing.T, status int, errCode string) response {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %d, want %d; body %s", r.status, status, r.raw)
+	}
+	if errCode != "" && r.body["error"] != errCode {
+		t.Fatalf("error %v, want %q; body %s", r.body["error"], errCode, r.raw)
+	}
+	return r
+}
+
+// smsSink is a webhook SMS gateway that checks the signature and the
+// body of SPEC §8 and keeps the messages.
+type smsSink struct {
+	t    *testing.T
+	srv  *httptest.Server
+	mu   sync.Mutex
+	msgs []sms.Message
+	fail bool // answer 500
+}
+
+var codeRE = regexp.MustCompile(`\b\d{4,10}\b`)
+
+func newSMSSink(t *testing.T) *smsSink {
+	s := &smsSink{t: t}
+	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *smsSink) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	if err := sms.VerifySignature([]byte(hookSecret), r.Header.Get("X-Phone-Signature"), body, time.Now(), time.Minute); err != nil {
+		s.t.Errorf("sms webhook: bad signature: %v", err)
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		s.t.Errorf("sms webhook: body not JSON: %v", err)
+	}
+	for _, k := range []string{"id", "to", "body", "code", "locale", "purpose", "user_id", "template_options"} {
+		if _, ok := fields[k]; !ok {
+			s.t.Errorf("sms webhook: body lacks %q: %s", k, body)
+		}
+	}
+	var m sms.Message
+	_ = json.Unmarshal(body, &m)
+	s.mu.Lock()
+	fail := s.fail
+	if !fail {
+		s.msgs = append(s.msgs, m)
+	}
+	s.mu.Unlock()
+	if fail {
+		w.WriteHeader(http.StatusInternalServerError)
+	}
+}
+
+func (s *smsSink) setFail(v bool) {
+	s.mu.Lock()
+	s.fail = v
+	s.mu.Unlock()
+}
+
+// last returns the last message sent to user, failing if there is none.
+func (s *smsSink) last(user string) sms.Message {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := len(s.msgs) - 1; i >= 0; i-- {
+		if s.msgs[i].UserID == user {
+			return s.msgs[i]
+		}
+	}
+	s.t.Fatalf("no SMS sent for %s", user)
+	return sms.Message{}
+}
+
+func (s *smsSink) count(user string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, m := range s.msgs {
+		if m.UserID == user {
+			n++
+		}
+	}
+	return n
+}
+
+// uniqueUser gives each test its own users: the memory store is shared by
+// the whole process.
+func uniqueUser(t *testing.T, name string) string {
+	return fmt.Sprintf("%s-%s-%d", t.Name(), name, time.Now().UnixNano())
+}
+
+func newTester(t *testing.T) *caddytest.Tester { return caddytest.NewTester(t) }
+
+// webhookLine is an `sms webhook` directive for a sink, optionally named.
+func webhookLine(url, name string) string {
+	l := "sms webhook " + url + " {\n\t\t\tsecret " + hookSecret + "\n"
+	if name != "" {
+		l += "\t\t\tname " + name + "\n"
+	}
+	return l + "\t\t}"
+}
+
+func newCacheSecret() string { return fmt.Sprintf("otp-secret-%d", time.Now().UnixNano()) }
