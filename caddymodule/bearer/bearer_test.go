@@ -2,6 +2,10 @@ package bearer
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"errors"
 	"os"
 	"path/filepath"
@@ -294,6 +298,15 @@ func TestNewConfigErrors(t *testing.T) {
 	k, f := writeKeyFiles(t)
 	dir := t.TempDir()
 	priv := writePEM(t, dir, "priv.pem", "PRIVATE KEY", mustPKCS8(t, k.p256))
+	p224, err := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p224DER, err := x509.MarshalPKIXPublicKey(&p224.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p224File := writePEM(t, dir, "p224.pem", "PUBLIC KEY", p224DER)
 	empty := filepath.Join(dir, "empty.pem")
 	if err := os.WriteFile(empty, []byte("not a pem"), 0o600); err != nil {
 		t.Fatal(err)
@@ -315,6 +328,7 @@ func TestNewConfigErrors(t *testing.T) {
 		{"relative jwks url", Config{JWKSURL: "/jwks.json"}, "jwt: jwks_url"},
 		{"private key file", Config{PublicKeyFiles: []string{priv}}, "jwt: public_key_file: " + priv + ": holds a private key"},
 		{"missing file", Config{PublicKeyFiles: []string{filepath.Join(dir, "nope.pem")}}, "jwt: public_key_file:"},
+		{"P-224 key", Config{PublicKeyFiles: []string{p224File}}, "unsupported ECDSA curve"},
 		{"no PEM in file", Config{PublicKeyFiles: []string{empty}}, "no PEM public key"},
 		{"empty audience", Config{Secret: testSecret, Audience: []string{""}}, "jwt: audience"},
 		{"project id with colon", Config{Secret: testSecret, ProjectID: "a:b"}, "jwt: project_id"},

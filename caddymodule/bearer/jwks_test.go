@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
 )
 
 // jwksServer serves a settable JWKS and counts requests.
@@ -63,6 +64,8 @@ func (s *jwksServer) set(status int, keys ...map[string]any) {
 		s.keys = keys
 	}
 }
+
+var zapNop = zap.NewNop()
 
 func b64b(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
@@ -360,5 +363,28 @@ func TestB64Fixed(t *testing.T) {
 	}
 	if _, err := b64Fixed(b64b([]byte{1, 2, 3}), 2); err == nil {
 		t.Fatal("too long coordinate accepted")
+	}
+}
+
+func TestJWKSFetchRefusesOversizedAndBadAnswers(t *testing.T) {
+	k := keysOnce()
+	good, _ := json.Marshal(map[string]any{"keys": []any{rsaJWK("a", &k.rsa.PublicKey)}})
+	for name, handler := range map[string]http.HandlerFunc{
+		"oversized": func(w http.ResponseWriter, r *http.Request) {
+			_, _ = w.Write(good[:len(good)-2])
+			_, _ = w.Write([]byte(`,"pad":"` + strings.Repeat("x", maxJWKSBytes) + `"}`))
+		},
+		"not JSON":      func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("<html>")) },
+		"redirect loop": func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, r.URL.String(), http.StatusFound) },
+	} {
+		srv := httptest.NewServer(handler)
+		s := newJWKSSource(t.Context(), srv.URL, &http.Client{Timeout: time.Second}, zapNop, time.Now)
+		if err := s.fetch(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+		if s.keys.Load() != nil {
+			t.Errorf("%s: stored a key set", name)
+		}
+		srv.Close()
 	}
 }
