@@ -74,3 +74,22 @@ func BenchmarkVerifyHS256Cold(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkVerifyProjectFormCached is the Descope "<project_id>:<jwt>" hot path.
+func BenchmarkVerifyProjectFormCached(b *testing.B) {
+	v, err := New(b.Context(), Config{Secret: testSecret, ProjectID: "P2abcdefghijklmnopqrstuvwxyz12"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := "Bearer P2abcdefghijklmnopqrstuvwxyz12:" + benchHeader(b, time.Now())[len("Bearer "):]
+	if _, err := v.Verify(b.Context(), h); err != nil {
+		b.Fatal(err)
+	}
+	ctx := b.Context()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := v.Verify(ctx, h); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

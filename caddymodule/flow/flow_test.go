@@ -1041,7 +1041,43 @@ func TestLongLocaleKeepsChallengeUsable(t *testing.T) {
 				t.Fatalf("locale of %d bytes: Verify with the right code: %v", n, err)
 			}
 		})
+		t.Run(fmt.Sprintf("resend %d bytes", n), func(t *testing.T) {
+			h := newHarness(t)
+			h.mustUpdate("u", numFR, StatusUpdated)
+			h.clock.Advance(h.cfg.ResendAfter)
+			if _, err := h.svc.Resend(h.ctx, ResendRequest{UserID: "u", Locale: strings.Repeat("a", n)}); err != nil {
+				t.Fatalf("Resend: %v", err)
+			}
+			if _, err := h.verify("u", h.sender.LastCode(t)); err != nil {
+				t.Fatalf("resend locale of %d bytes: Verify with the right code: %v", n, err)
+			}
+		})
 	}
+}
+
+// A verify's claim on a challenge (another instance writing the store)
+// hides it until the claim lapses; a crashed claimant does not lock the
+// user out for longer than that.
+func TestClaimLapses(t *testing.T) {
+	h := newHarness(t)
+	h.mustUpdate("u", numFR, StatusUpdated)
+	code := h.sender.LastCode(t)
+	c := h.challenge("u")
+	c.ClaimedUntil = h.clock.Now().Add(claimFor)
+	if err := h.bc.Update(h.ctx, challengeKey("u"), func([]byte, bool) ([]byte, time.Duration, error) {
+		return c.encode(), time.Hour, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := h.verify("u", code)
+	wantErr(t, err, ErrNoPending)
+	_, err = h.verify("u", wrongCodeFor(code))
+	wantErr(t, err, ErrNoPending)
+	h.clock.Advance(claimFor - time.Nanosecond)
+	_, err = h.verify("u", code)
+	wantErr(t, err, ErrNoPending)
+	h.clock.Advance(time.Nanosecond)
+	h.mustVerify("u", code)
 }
 
 func TestCodesAreCodeLengthDigits(t *testing.T) {

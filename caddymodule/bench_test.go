@@ -1,0 +1,219 @@
+package caddymodule
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-phone/caddy-phone/caddymodule/flow"
+	"github.com/caddy-phone/caddy-phone/caddymodule/numbers"
+	"github.com/caddy-phone/caddy-phone/sms"
+)
+
+const benchSecret = "bench-secret-0123456789abcdef"
+
+// provisionPhone builds a handler from JSON config as Caddy would.
+func provisionPhone(tb testing.TB, cfg string) *Phone {
+	tb.Helper()
+	var p Phone
+	if err := json.Unmarshal([]byte(cfg), &p); err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	if err := p.Provision(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	if err := p.Validate(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = p.Cleanup(); cancel() })
+	return &p
+}
+
+// instantSink is an SMS provider that keeps the last code per number.
+type instantSink struct {
+	mu    sync.Mutex
+	codes map[string]string
+}
+
+func (s *instantSink) Send(_ context.Context, m sms.Message) error {
+	s.mu.Lock()
+	s.codes[m.To] = m.Code
+	s.mu.Unlock()
+	return nil
+}
+
+// withInstantSMS swaps the handler's sender for an in-memory one.
+func withInstantSMS(tb testing.TB, p *Phone) *instantSink {
+	tb.Helper()
+	sink := &instantSink{codes: map[string]string{}}
+	cfg, err := p.flowConfig()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.Limits = flow.Limits{} // the benchmark measures the rules, not the budgets
+	svc, err := flow.New(cfg, flow.Deps{Users: p.users, Cache: p.cache.cache, Sender: sink, Numbers: numbers.Policy{}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p.service = svc
+	return sink
+}
+
+const benchConfig = `{"jwt":{"secret":"` + benchSecret + `"},"store":{"backend":"memory"},
+	"cache":{"max_size":67108864},"sms":[{"provider":"log"}]}`
+
+// caddyRequest is a request as Caddy hands it to a handler: with a
+// replacer and a vars map in its context.
+func caddyRequest(method, target, body string) *http.Request {
+	var r *http.Request
+	if body == "" {
+		r = httptest.NewRequest(method, target, nil)
+	} else {
+		r = httptest.NewRequest(method, target, strings.NewReader(body))
+	}
+	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer())
+	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "127.0.0.1"})
+	return r.WithContext(ctx)
+}
+
+var noopNext = caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+
+// discard is a ResponseWriter that keeps nothing, so benchmarks measure
+// the handler and not the recorder.
+type discard struct{ h http.Header }
+
+func (d *discard) Header() http.Header         { return d.h }
+func (d *discard) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discard) WriteHeader(int)             {}
+
+// BenchmarkPlainNext is the baseline: what Caddy pays without the module.
+func BenchmarkPlainNext(b *testing.B) {
+	r := caddyRequest("GET", "/app/page?x=1", "")
+	w := &discard{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = noopNext.ServeHTTP(w, r)
+	}
+}
+
+// BenchmarkPassThrough: a request outside the prefix, no token.
+func BenchmarkPassThrough(b *testing.B) {
+	p := provisionPhone(b, benchConfig)
+	r := caddyRequest("GET", "/app/page?x=1", "")
+	w := &discard{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = p.ServeHTTP(w, r, noopNext)
+	}
+}
+
+// BenchmarkPassThroughToken: outside the prefix with a valid HS256 token
+// (verified once, then served from the verified-token cache).
+func BenchmarkPassThroughToken(b *testing.B) {
+	p := provisionPhone(b, benchConfig)
+	tok, _ := mintToken(benchSecret, "bench-user", "HS256", "", "", time.Hour, time.Now())
+	r := caddyRequest("GET", "/app/page", "")
+	r.Header.Set("Authorization", "Bearer "+tok)
+	w := &discard{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = p.ServeHTTP(w, r, noopNext)
+	}
+}
+
+// BenchmarkGetPhone: GET /phone on the memory store.
+func BenchmarkGetPhone(b *testing.B) {
+	p := provisionPhone(b, benchConfig)
+	tok, _ := mintToken(benchSecret, "bench-user", "HS256", "", "", time.Hour, time.Now())
+	r := caddyRequest("GET", "/phone", "")
+	r.Header.Set("Authorization", "Bearer "+tok)
+	w := &discard{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = p.ServeHTTP(w, r, noopNext)
+	}
+}
+
+// BenchmarkUpdateVerify: POST /phone/update then POST /phone/verify with
+// the code, through ServeHTTP, with an instant SMS sink.
+func BenchmarkUpdateVerify(b *testing.B) {
+	p := provisionPhone(b, benchConfig)
+	sink := withInstantSMS(b, p)
+	tok, _ := mintToken(benchSecret, "bench-flow", "HS256", "", "", time.Hour, time.Now())
+	numbers := []string{"+33612345678", "+33612345679"}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		n := numbers[i%2]
+		i++
+		rec := httptest.NewRecorder()
+		r := caddyRequest("POST", "/phone/update", `{"phone_number":"`+n+`"}`)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		_ = p.ServeHTTP(rec, r, noopNext)
+		if rec.Code/100 != 2 {
+			b.Fatalf("update: %d %s", rec.Code, rec.Body)
+		}
+		sink.mu.Lock()
+		code := sink.codes[n]
+		sink.mu.Unlock()
+		rec = httptest.NewRecorder()
+		r = caddyRequest("POST", "/phone/verify", `{"code":"`+code+`"}`)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		_ = p.ServeHTTP(rec, r, noopNext)
+		if rec.Code != 200 {
+			b.Fatalf("verify: %d %s", rec.Code, rec.Body)
+		}
+	}
+}
+
+// TestPassThroughAllocatesNothing holds the pass-through promise: no
+// allocation beyond what plain Caddy does.
+func TestPassThroughAllocatesNothing(t *testing.T) {
+	p := provisionPhone(t, benchConfig)
+	r := caddyRequest("GET", "/app/page?x=1", "")
+	w := &discard{h: http.Header{}}
+	if n := testing.AllocsPerRun(1000, func() { _ = p.ServeHTTP(w, r, noopNext) }); n != 0 {
+		t.Fatalf("pass-through allocates %.1f times per request, want 0", n)
+	}
+}
+
+// TestPassThroughStripsAndKeeps checks the one change pass-through makes.
+func TestPassThroughStripsAndKeeps(t *testing.T) {
+	p := provisionPhone(t, benchConfig)
+	r := caddyRequest("POST", "/app?q=%2F", "body")
+	r.Header.Set("X-Phone-Number", "+15555550100")
+	r.Header["x-phone-user"] = []string{"mallory"}
+	r.Header.Set("X-Other", "kept")
+	var got *http.Request
+	next := caddyhttp.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) error { got = r; return nil })
+	if err := p.ServeHTTP(httptest.NewRecorder(), r, next); err != nil {
+		t.Fatal(err)
+	}
+	if got == nil || got.Header.Get("X-Other") != "kept" || got.URL.RawQuery != "q=%2F" {
+		t.Fatalf("request changed: %+v", got)
+	}
+	for k := range got.Header {
+		if strings.HasPrefix(strings.ToLower(k), "x-phone-") {
+			t.Fatalf("client-sent %s reached the app", k)
+		}
+	}
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(got.Body)
+	if buf.String() != "body" {
+		t.Fatalf("body %q", buf.String())
+	}
+	repl := got.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if v, ok := repl.Get("http.auth.user.id"); !ok || v != "" {
+		t.Fatalf("http.auth.user.id = %v, %v; want set to empty", v, ok)
+	}
+}
