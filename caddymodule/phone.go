@@ -110,6 +110,7 @@ func (p *Phone) Provision(ctx caddy.Context) error {
 		UserClaim:      p.JWT.UserClaim,
 		Leeway:         time.Duration(p.JWT.Leeway),
 		ProjectID:      repl.ReplaceKnown(p.JWT.ProjectID, ""),
+		Logger:         p.logger.Named("jwt"),
 	})
 	if err != nil {
 		return err

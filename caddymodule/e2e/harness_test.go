@@ -302,3 +302,86 @@ func webhookLine(url, name string) string {
 }
 
 func newCacheSecret() string { return fmt.Sprintf("otp-secret-%d", time.Now().UnixNano()) }
+
+// ---- Helpers for the auth, error, pass-through, reload, adapt and log tests.
+
+// forceReload posts the running config back to Caddy with
+// `Cache-Control: must-revalidate`, so Caddy provisions it anew even though
+// it is unchanged (a plain re-load of the same config is a no-op).
+func (e *env) forceReload() {
+	e.t.Helper()
+	res, err := http.Get(fmt.Sprintf("http://localhost:%d/config/", adminPort))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cfg, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	req, _ := http.NewRequest("POST", fmt.Sprintf("http://localhost:%d/load", adminPort), bytes.NewReader(cfg))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Cache-Control", "must-revalidate")
+	res, err = http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		e.t.Fatalf("forced reload: %d %s", res.StatusCode, body)
+	}
+}
+
+// loadRaw posts a Caddyfile to the admin /load endpoint and returns the
+// answer; unlike load it does not fail the test when Caddy refuses it.
+func loadRaw(t *testing.T, caddyfile string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", fmt.Sprintf("http://localhost:%d/load", adminPort), strings.NewReader(caddyfile))
+	req.Header.Set("Content-Type", "text/caddyfile")
+	res, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(body)
+}
+
+// jwtBlock is an extra `jwt { }` block for site.phone: the parser merges
+// repeated jwt blocks, so these lines join the harness's `secret`.
+func jwtBlock(lines ...string) string {
+	return "jwt {\n" + strings.Join(lines, "\n") + "\n}"
+}
+
+// signToken signs exactly claims (no defaults) with method and key.
+func signToken(t testing.TB, method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(method, claims).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// doRaw is do with the request headers given as they are (keys are not
+// canonicalised, Authorization included) and a raw body.
+func (e *env) doRaw(method, path string, hdr map[string]string, body []byte) response {
+	e.t.Helper()
+	req, err := http.NewRequest(method, base+path, bytes.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if body == nil {
+		req.Body, req.ContentLength = nil, 0
+	}
+	for k, v := range hdr {
+		req.Header[k] = []string{v}
+	}
+	res, err := e.client.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	r := response{status: res.StatusCode, header: res.Header, raw: string(raw)}
+	_ = json.Unmarshal(raw, &r.body)
+	return r
+}
