@@ -210,7 +210,8 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	if err := s.cooldown(ctx, r.UserID, number, now); err != nil {
 		return UpdateResult{}, err
 	}
-	if err := s.spendSendBudget(ctx, r.UserID, number, r.ClientIP); err != nil {
+	budgets := s.sendBudgets(r.UserID, number, r.ClientIP)
+	if err := s.checkBudgets(ctx, budgets); err != nil {
 		return UpdateResult{}, err
 	}
 	pending := u.Verified // rule 3; otherwise rule 2
@@ -227,12 +228,16 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 		}
 		res.User = nu
 	}
+	// Spent only now: a store failure above sent nothing, so it costs nothing.
+	if err := s.spendBudgets(ctx, budgets); err != nil {
+		return UpdateResult{}, err
+	}
 	code, err := s.newCode()
 	if err != nil {
 		return UpdateResult{}, err
 	}
 	c := &challenge{Number: number, Pending: pending, ExpiresAt: now.Add(s.cfg.TTL),
-		SentAt: now, MAC: codeMAC(s.cfg.Secret, r.UserID, number, code), Locale: r.Locale}
+		SentAt: now, MAC: codeMAC(s.cfg.Secret, r.UserID, number, code), Locale: storedLocale(r.Locale)}
 	// One open challenge per user: this replaces any other, attempts and all.
 	if err := s.cache.Update(ctx, challengeKey(r.UserID), func([]byte, bool) ([]byte, time.Duration, error) {
 		return c.encode(), s.entryTTL(), nil
@@ -336,6 +341,9 @@ type ResendRequest struct {
 	UserID   string
 	Locale   string
 	ClientIP string
+	// OpenForUnverified lets a resend with no open challenge start one for
+	// the user's unverified current number.
+	OpenForUnverified bool
 }
 
 // ResendResult tells where the new code went.
@@ -346,8 +354,9 @@ type ResendResult struct {
 }
 
 // Resend sends a new code for the open challenge, voiding the old one and
-// keeping its attempt count (NIST SP 800-63B). With no open challenge but
-// an unverified current number, it opens one for that number.
+// keeping its attempt count (NIST SP 800-63B). With no open challenge it
+// answers ErrNoPending, unless r.OpenForUnverified asks it to open one for
+// an unverified current number (ReachFive's first send).
 func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, error) {
 	defer s.locks.lock(r.UserID)()
 	now := s.clock.Now()
@@ -370,7 +379,7 @@ func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, er
 		if err != nil {
 			return ResendResult{}, err
 		}
-		if u.PhoneNumber == "" || u.Verified {
+		if !r.OpenForUnverified || u.PhoneNumber == "" || u.Verified {
 			return ResendResult{}, ErrNoPending
 		}
 		c = &challenge{Number: u.PhoneNumber}
@@ -381,7 +390,11 @@ func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, er
 	if wait := c.SentAt.Add(s.cfg.ResendAfter).Sub(now); !c.SentAt.IsZero() && wait > 0 {
 		return ResendResult{}, &RetryError{After: wait, Err: ErrRateLimited, Limit: "resend_after"}
 	}
-	if err := s.spendSendBudget(ctx, r.UserID, c.Number, r.ClientIP); err != nil {
+	budgets := s.sendBudgets(r.UserID, c.Number, r.ClientIP)
+	if err := s.checkBudgets(ctx, budgets); err != nil {
+		return ResendResult{}, err
+	}
+	if err := s.spendBudgets(ctx, budgets); err != nil {
 		return ResendResult{}, err
 	}
 	code, err := s.newCode()
@@ -393,7 +406,7 @@ func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, er
 		locale = c.Locale
 	}
 	c.MAC = codeMAC(s.cfg.Secret, r.UserID, c.Number, code)
-	c.SentAt, c.ExpiresAt, c.Locale = now, now.Add(s.cfg.TTL), locale
+	c.SentAt, c.ExpiresAt, c.Locale = now, now.Add(s.cfg.TTL), storedLocale(locale)
 	if err := s.cache.Update(ctx, challengeKey(r.UserID), func([]byte, bool) ([]byte, time.Duration, error) {
 		return c.encode(), s.entryTTL(), nil
 	}); err != nil {
@@ -412,7 +425,10 @@ func (s *Service) Cancel(ctx context.Context, userID string) error {
 	defer s.locks.lock(userID)()
 	now := s.clock.Now()
 	return cacheErr(s.cache.Update(ctx, challengeKey(userID), func(old []byte, found bool) ([]byte, time.Duration, error) {
-		if _, err := s.openChallenge(old, found, now); err != nil && !errors.Is(err, ErrExpired) {
+		if _, err := s.openChallenge(old, found, now); err != nil {
+			if errors.Is(err, ErrExpired) {
+				return nil, 0, ErrNoPending // an expired challenge is not open
+			}
 			return nil, 0, err
 		}
 		return nil, 0, nil
@@ -471,19 +487,26 @@ func (s *Service) cooldown(ctx context.Context, userID, number string, now time.
 	return nil
 }
 
-// spendSendBudget checks every send budget, then spends them. Checking
-// first means a refusal by one budget does not eat into the others.
-func (s *Service) spendSendBudget(ctx context.Context, userID, number, ip string) error {
+// budget is one send budget and the cache key of its counter.
+type budget struct {
+	name, key string
+	lim       Limit
+}
+
+// sendBudgets lists the budgets one SMS to number spends.
+func (s *Service) sendBudgets(userID, number, ip string) []budget {
 	l := s.cfg.Limits
-	budgets := []struct {
-		name, key string
-		lim       Limit
-	}{
+	return []budget{
 		{"global", "lg", l.Global},
 		{"per_number", "ln:" + number, l.PerNumber},
 		{"per_user", "lu:" + userID, l.PerUser},
 		{"per_ip", ipKey(ip), l.PerIP},
 	}
+}
+
+// checkBudgets refuses if any budget is spent, spending nothing: a refusal
+// by one budget must not eat into the others.
+func (s *Service) checkBudgets(ctx context.Context, budgets []budget) error {
 	for _, b := range budgets {
 		if b.key == "" {
 			continue
@@ -492,6 +515,11 @@ func (s *Service) spendSendBudget(ctx context.Context, userID, number, ip string
 			return cacheErr(err)
 		}
 	}
+	return nil
+}
+
+// spendBudgets spends one unit of each budget.
+func (s *Service) spendBudgets(ctx context.Context, budgets []budget) error {
 	for _, b := range budgets {
 		if b.key == "" {
 			continue
@@ -553,6 +581,15 @@ func (s *Service) rewrite(ctx context.Context, userID string, mac [32]byte, chan
 }
 
 var errNotOurs = errors.New("challenge replaced")
+
+// storedLocale keeps a challenge's locale short: the template package
+// ignores longer ones anyway, and the compact encoding holds 255 bytes.
+func storedLocale(l string) string {
+	if len(l) > 35 {
+		return ""
+	}
+	return l
+}
 
 // entryTTL keeps an expired challenge a while longer than its code so
 // verify can say code_expired rather than no_pending_verification.
