@@ -78,7 +78,7 @@ func (p *Phone) authenticate(w http.ResponseWriter, r *http.Request) (*bearer.Id
 	if ce := p.logger.Check(zapcore.DebugLevel, "bearer token refused"); ce != nil {
 		ce.Write(zap.String("reason", err.Error()))
 	}
-	unauthorized(w, auth != "", "unauthorized", "A valid bearer token is required.")
+	unauthorized(w, !errors.Is(err, bearer.ErrMissing), "unauthorized", "A valid bearer token is required.")
 	return nil, false
 }
 

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -49,6 +50,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    sms     webhook <url> [{ secret <secret>  name <name> }]
 //	    template [<locale>] "<text with {code} {app} {minutes}>"
 //	    app_name <name>
+//	    inject_headers
+//	    require_verified <path...>
 //	}
 func (p *Phone) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
@@ -142,6 +145,17 @@ func (p *Phone) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := oneArg(d, &p.AppName); err != nil {
 				return err
 			}
+		case "inject_headers":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			p.InjectHeaders = true
+		case "require_verified":
+			paths, err := someArgs(d)
+			if err != nil {
+				return err
+			}
+			p.RequireVerified = append(p.RequireVerified, paths...)
 		default:
 			return d.Errf("phone: unknown subdirective %q", d.Val())
 		}
@@ -198,10 +212,19 @@ func parseOTP(d *caddyfile.Dispenser, o *OTPConfig) error {
 		switch d.Val() {
 		case "length":
 			err = intArg(d, &o.Length)
+			if err == nil && (o.Length < 4 || o.Length > 10) {
+				return d.Errf("otp: length must be 4..10 digits, got %d", o.Length)
+			}
 		case "ttl":
 			err = durationArg(d, &o.TTL)
+			if err == nil && o.TTL < caddy.Duration(time.Second) {
+				return d.Errf("otp: ttl must be at least 1s")
+			}
 		case "max_attempts":
 			err = intArg(d, &o.MaxAttempts)
+			if err == nil && o.MaxAttempts < 1 {
+				return d.Errf("otp: max_attempts must be at least 1, got %d", o.MaxAttempts)
+			}
 		case "resend_after":
 			var v caddy.Duration
 			err = durationArg(d, &v)

@@ -56,6 +56,13 @@ type Phone struct {
 	Templates map[string]string `json:"templates,omitempty"`
 	// {app} in messages.
 	AppName string `json:"app_name,omitempty"`
+	// Tell the app, in X-Phone-User / X-Phone-Number / X-Phone-Verified and
+	// the vars phone_user_id / phone_number / phone_verified, who is calling
+	// and with which number.
+	InjectHeaders bool `json:"inject_headers,omitempty"`
+	// Paths (Caddy path-matcher patterns) that need a verified number:
+	// 401 without a valid token, 403 phone_not_verified without one.
+	RequireVerified []string `json:"require_verified,omitempty"`
 
 	logger   *zap.Logger
 	verifier *bearer.Verifier
@@ -63,6 +70,7 @@ type Phone struct {
 	users    store.Users
 	cache    *sharedCache
 	maxAge   time.Duration
+	gate     caddyhttp.MatchPath
 	// routes are the user-API paths, prefix included, built once.
 	routeStatus, routeUpdate, routeVerify, routeResend, routePending string
 }
@@ -138,6 +146,13 @@ func (p *Phone) Provision(ctx caddy.Context) error {
 	p.users, err = p.openUsers(ctx, repl)
 	if err != nil {
 		return err
+	}
+
+	if len(p.RequireVerified) > 0 {
+		p.gate = caddyhttp.MatchPath(append([]string(nil), p.RequireVerified...))
+		if err := p.gate.Provision(ctx); err != nil {
+			return fmt.Errorf("require_verified: %w", err)
+		}
 	}
 
 	cfg, err := p.flowConfig()
@@ -292,20 +307,68 @@ func (p *Phone) underPrefix(path string) bool {
 	return len(path) == len(p.Prefix) || path[len(p.Prefix)] == '/'
 }
 
-// passThrough hands the request on untouched but for two things: client-sent
-// X-Phone-* headers are dropped (only this module may set them) and the
-// caller's user, when a valid token names one, fills http.auth.user.id.
+// passThrough hands the request on untouched but for: client-sent X-Phone-*
+// headers are dropped (only this module may set them); the caller's user,
+// when a valid token names one, fills http.auth.user.id; with
+// inject_headers the caller's number is told to the app; and paths under
+// require_verified are refused to callers without a verified number.
 func (p *Phone) passThrough(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	stripPhoneHeaders(r.Header)
-	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	var id *bearer.Identity
-	if auth := r.Header.Get("Authorization"); auth != "" {
-		id, _ = p.verifier.Verify(r.Context(), auth)
+	auth := r.Header.Get("Authorization")
+	var authErr error = bearer.ErrMissing
+	if auth != "" {
+		id, authErr = p.verifier.Verify(r.Context(), auth)
 	}
-	if repl != nil {
+	if repl := replacer(r); repl != nil {
 		setAuthUser(repl, id)
 	}
+	gated := p.gate != nil && p.gate.Match(r)
+	if id == nil {
+		if gated {
+			unauthorized(w, !errors.Is(authErr, bearer.ErrMissing), "unauthorized", "A valid bearer token is required.")
+			return nil
+		}
+		return next.ServeHTTP(w, r)
+	}
+	if !gated && !p.InjectHeaders {
+		return next.ServeHTTP(w, r)
+	}
+	u, err := p.users.Get(r.Context(), id.UserID)
+	if err != nil {
+		if gated {
+			p.writeFlowError(w, err)
+			return nil
+		}
+		// The app does its own auth: an outage of our store must not
+		// take it down. It just hears nothing from us this time.
+		p.logger.Warn("user store unavailable; phone headers not set", zap.Error(err))
+		return next.ServeHTTP(w, r)
+	}
+	if gated && (!u.Verified || u.PhoneNumber == "") {
+		writeError(w, http.StatusForbidden, "phone_not_verified", "A verified phone number is required here.", nil)
+		return nil
+	}
+	if p.InjectHeaders {
+		injectPhone(r, id.UserID, u)
+	}
 	return next.ServeHTTP(w, r)
+}
+
+// injectPhone tells the app who is calling and with which number.
+func injectPhone(r *http.Request, userID string, u store.User) {
+	verified := "false"
+	if u.Verified && u.PhoneNumber != "" {
+		verified = "true"
+	}
+	r.Header.Set("X-Phone-User", userID)
+	if u.PhoneNumber != "" {
+		r.Header.Set("X-Phone-Number", u.PhoneNumber)
+	}
+	r.Header.Set("X-Phone-Verified", verified)
+	caddyhttp.SetVar(r.Context(), "phone_user_id", userID)
+	caddyhttp.SetVar(r.Context(), "phone_number", u.PhoneNumber)
+	caddyhttp.SetVar(r.Context(), "phone_verified", verified)
 }
 
 // stripPhoneHeaders deletes every X-Phone-* request header. Header keys are

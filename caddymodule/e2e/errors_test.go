@@ -84,7 +84,7 @@ func TestNumberPolicy(t *testing.T) {
 	}{
 		{"denied country", "numbers {\n deny_countries FR\n}", "+33612345678", 422, "phone_number_not_allowed", "FR"},
 		{"deny leaves others", "numbers {\n deny_countries FR\n}", "+14155552671", 200, "", ""},
-		{"outside allow list", "numbers {\n allow_countries US\n}", "+447911123456", 422, "phone_number_not_allowed", "GB"},
+		{"outside allow list", "numbers {\n allow_countries US\n}", "+447400123456", 422, "phone_number_not_allowed", "GB"},
 		{"inside allow list", "numbers {\n allow_countries US\n}", "+14155552671", 200, "", ""},
 		{"premium rate by default", "", "+19002345678", 422, "phone_number_not_allowed", "premium"},
 		{"premium rate when allowed", "numbers {\n types premium_rate\n}", "+19002345678", 200, "", ""},

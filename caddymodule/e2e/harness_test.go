@@ -181,9 +181,15 @@ func (e *env) do(method, path, tok string, body any) response {
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
+	return e.send(req)
+}
+
+// send makes the request and decodes the answer.
+func (e *env) send(req *http.Request) response {
+	e.t.Helper()
 	res, err := e.client.Do(req)
 	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
+		e.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)

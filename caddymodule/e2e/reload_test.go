@@ -32,7 +32,7 @@ func TestCodeSurvivesReload(t *testing.T) {
 	e.do("POST", "/phone/update", tv, map[string]any{"phone_number": "+447911123456"}).want(t, 202, "")
 	code := e.sink.last(v).Code
 	e.do("POST", "/phone/verify", tv, map[string]any{"code": wrongCode(code)}).want(t, 400, "invalid_code")
-	s.phone = "app_name Changed again"
+	s.phone = `app_name "Changed again"`
 	e.load(s)
 	r := e.do("GET", "/phone", tv, nil).want(t, 200, "")
 	if r.body["pending_phone_number"] != "+447911123456" {

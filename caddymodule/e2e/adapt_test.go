@@ -1,0 +1,252 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+)
+
+// Every sub-directive of the Caddyfile godoc, adapted.
+const fullCaddyfile = `:9080 {
+	reverse_proxy 127.0.0.1:3000
+	phone {
+		prefix /api/phone
+		verification off
+		jwt {
+			secret {env.PHONE_JWT_SECRET}
+			public_key_file /etc/keys/a.pem
+			public_key_file /etc/keys/b.pem
+			jwks_url https://idp.example.com/.well-known/jwks.json
+			algorithms RS256 ES256
+			issuer https://idp.example.com
+			audience legacy-app other-app
+			user_claim uid
+			leeway 30s
+			project_id P2abc
+			max_auth_age 15m
+		}
+		otp {
+			length 8
+			ttl 5m
+			max_attempts 3
+			resend_after 0s
+		}
+		limits {
+			per_number 5 1h
+			per_user 10 2h
+			per_ip 30 1h
+			verify_per_user 20 1h
+			global 1000 1m
+		}
+		numbers {
+			default_region US
+			allow_countries US CA
+			deny_countries FR
+			types mobile fixed_line_or_mobile
+		}
+		store sqlite /var/lib/phone.db
+		cache bigcache {
+			max_size 64MiB
+		}
+		secret {env.PHONE_OTP_SECRET}
+		sms log {
+			name devlog
+		}
+		sms webhook https://sms-gw.internal/send {
+			secret {env.SMS_HOOK_SECRET}
+			name gw
+		}
+		template "Your {app} code is {code}."
+		template fr "Votre code {app} est {code}."
+		app_name Acme
+	}
+}
+`
+
+// What the phone handler must adapt to: snake_case keys, durations in
+// nanoseconds, placeholders kept for run time.
+const fullHandlerJSON = `{
+	"handler": "phone",
+	"prefix": "/api/phone",
+	"verification": false,
+	"jwt": {
+		"secret": "{env.PHONE_JWT_SECRET}",
+		"public_key_files": ["/etc/keys/a.pem", "/etc/keys/b.pem"],
+		"jwks_url": "https://idp.example.com/.well-known/jwks.json",
+		"algorithms": ["RS256", "ES256"],
+		"issuer": "https://idp.example.com",
+		"audience": ["legacy-app", "other-app"],
+		"user_claim": "uid",
+		"leeway": 30000000000,
+		"project_id": "P2abc",
+		"max_auth_age": 900000000000
+	},
+	"otp": {"length": 8, "ttl": 300000000000, "max_attempts": 3, "resend_after": 0},
+	"limits": {
+		"per_number": {"count": 5, "window": 3600000000000},
+		"per_user": {"count": 10, "window": 7200000000000},
+		"per_ip": {"count": 30, "window": 3600000000000},
+		"verify_per_user": {"count": 20, "window": 3600000000000},
+		"global": {"count": 1000, "window": 60000000000}
+	},
+	"numbers": {
+		"default_region": "US",
+		"allow_countries": ["US", "CA"],
+		"deny_countries": ["FR"],
+		"types": ["mobile", "fixed_line_or_mobile"]
+	},
+	"store": {"backend": "sqlite", "path": "/var/lib/phone.db"},
+	"cache": {"backend": "bigcache", "max_size": 67108864},
+	"secret": "{env.PHONE_OTP_SECRET}",
+	"sms": [
+		{"provider": "log", "name": "devlog"},
+		{"provider": "webhook", "name": "gw", "url": "https://sms-gw.internal/send", "secret": "{env.SMS_HOOK_SECRET}"}
+	],
+	"template": "Your {app} code is {code}.",
+	"templates": {"fr": "Votre code {app} est {code}."},
+	"app_name": "Acme"
+}`
+
+func TestAdaptEverySubdirective(t *testing.T) {
+	out, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(fullCaddyfile), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range warnings {
+		t.Errorf("warning: %s", w.Message)
+	}
+	var cfg struct {
+		Apps struct {
+			HTTP struct {
+				Servers map[string]struct {
+					Routes []struct {
+						Handle []map[string]any `json:"handle"`
+					} `json:"routes"`
+				} `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	var handlers []map[string]any
+	for _, srv := range cfg.Apps.HTTP.Servers {
+		for _, r := range srv.Routes {
+			handlers = append(handlers, r.Handle...)
+		}
+	}
+	// No `order` line needed: phone runs before reverse_proxy although it
+	// comes after it in the site block.
+	if len(handlers) != 2 || handlers[0]["handler"] != "phone" || handlers[1]["handler"] != "reverse_proxy" {
+		t.Fatalf("handlers in order: %s", out)
+	}
+	var want map[string]any
+	if err := json.Unmarshal([]byte(fullHandlerJSON), &want); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(handlers[0], want) {
+		got, _ := json.MarshalIndent(handlers[0], "", "\t")
+		t.Fatalf("adapted phone handler:\n%s\nwant:\n%s", got, fullHandlerJSON)
+	}
+}
+
+// The smallest config adapts to the smallest JSON: defaults stay implicit.
+func TestAdaptMinimal(t *testing.T) {
+	caddyfileIn := ":9080 {\n\tphone {\n\t\tjwt {\n\t\t\tsecret s\n\t\t}\n\t\tsms log\n\t}\n}\n"
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfileIn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), `{"handler":"phone","jwt":{"secret":"s"},"sms":[{"provider":"log"}]}`) {
+		t.Fatalf("adapted: %s", out)
+	}
+}
+
+// rawSite is a whole Caddyfile, admin endpoint kept, around a phone block
+// given verbatim.
+func rawSite(phone string) string {
+	return fmt.Sprintf("{\n\tadmin localhost:%d\n\thttp_port %d\n}\n:%d {\n\tphone {\n%s\n\t}\n\trespond ok\n}\n",
+		adminPort, httpPort, httpPort, phone)
+}
+
+var lineRef = regexp.MustCompile(`Caddyfile:\d+`)
+
+// Invalid configs fail to load, with a message naming the field (and, for
+// what the Caddyfile parser refuses, the line).
+func TestInvalidConfigRefused(t *testing.T) {
+	jwtOK := "jwt {\n secret " + jwtSecret + "\n}\n"
+	smsOK := "sms log\n"
+	cases := []struct {
+		name, phone string
+		want        []string
+		line        bool // a Caddyfile line number is expected
+	}{
+		{"unknown subdirective", jwtOK + smsOK + "bogus on", []string{`bogus`}, true},
+		{"unknown jwt subdirective", "jwt {\n secret x\n color blue\n}\n" + smsOK, []string{"jwt", "color"}, true},
+		{"positional prefix", "", nil, true}, // filled below
+		{"otp length 3", jwtOK + smsOK + "otp {\n length 3\n}", []string{"length"}, false},
+		{"otp length 11", jwtOK + smsOK + "otp {\n length 11\n}", []string{"length"}, false},
+		{"otp length 0", jwtOK + smsOK + "otp {\n length 0\n}", []string{"length"}, false},
+		{"otp ttl 0s", jwtOK + smsOK + "otp {\n ttl 0s\n}", []string{"ttl"}, false},
+		{"otp ttl 500ms", jwtOK + smsOK + "otp {\n ttl 500ms\n}", []string{"ttl"}, false},
+		{"otp max_attempts -1", jwtOK + smsOK + "otp {\n max_attempts -1\n}", []string{"max_attempts"}, false},
+		{"otp resend_after negative", jwtOK + smsOK + "otp {\n resend_after -1s\n}", []string{"resend_after"}, true},
+		{"bad duration", jwtOK + smsOK + "otp {\n ttl soon\n}", []string{"ttl", "soon"}, true},
+		{"bad jwt leeway", "jwt {\n secret x\n leeway forever\n}\n" + smsOK, []string{"leeway"}, true},
+		{"bad limit window", jwtOK + smsOK + "limits {\n per_number 5 forever\n}", []string{"per_number"}, true},
+		{"limit without window", jwtOK + smsOK + "limits {\n per_user 5\n}", []string{"per_user"}, true},
+		{"limit window over a day", jwtOK + smsOK + "limits {\n global 5 48h\n}", []string{"global"}, false},
+		{"unknown default_region", jwtOK + smsOK + "numbers {\n default_region XX\n}", []string{"default_region", "XX"}, false},
+		{"unknown allow_countries", jwtOK + smsOK + "numbers {\n allow_countries US ZZ\n}", []string{"allow_countries", "ZZ"}, false},
+		{"unknown number type", jwtOK + smsOK + "numbers {\n types landline\n}", []string{"types", "landline"}, false},
+		{"sms carrier-pigeon", jwtOK + "sms carrier-pigeon", []string{"carrier-pigeon"}, true},
+		{"no sms", jwtOK, []string{"sms"}, false},
+		{"no jwt block", smsOK, []string{"jwt"}, false},
+		{"jwt without key", "jwt {\n issuer https://idp\n}\n" + smsOK, []string{"jwt"}, false},
+		{"RS256 with only a secret", "jwt {\n secret x\n algorithms RS256\n}\n" + smsOK, []string{"algorithms", "RS256"}, false},
+		{"alg none", "jwt {\n secret x\n algorithms none\n}\n" + smsOK, []string{"algorithms", "none"}, false},
+		{"missing public_key_file", "jwt {\n public_key_file /nonexistent/key.pem\n}\n" + smsOK, []string{"public_key_file"}, false},
+		{"prefix without slash", jwtOK + smsOK + "prefix phone", []string{"prefix"}, false},
+		{"verification maybe", jwtOK + smsOK + "verification maybe", []string{"verification"}, true},
+		{"short secret", jwtOK + smsOK + "secret short", []string{"secret"}, false},
+		{"template without code", jwtOK + smsOK + `template "Hello {app}"`, []string{"template"}, false},
+		{"unknown store", jwtOK + smsOK + "store mongo", []string{"store", "mongo"}, true},
+		{"unknown cache", jwtOK + smsOK + "cache redis", []string{"cache", "redis"}, true},
+		{"tiny cache", jwtOK + smsOK + "cache bigcache {\n max_size 1KB\n}", []string{"max_size"}, false},
+	}
+	// The wrapper itself is a valid config.
+	if status, body := loadRaw(t, rawSite(jwtOK+smsOK)); status != 200 {
+		t.Fatalf("baseline config refused: %d %s", status, body)
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := rawSite(c.phone)
+			if c.name == "positional prefix" {
+				cfg = strings.Replace(rawSite(jwtOK+smsOK), "phone {", "phone api {", 1)
+				c.want = []string{"prefix"}
+			}
+			status, body := loadRaw(t, cfg)
+			if status == 200 {
+				t.Fatalf("config loaded; want it refused naming %v", c.want)
+			}
+			var msg struct{ Error string }
+			if err := json.Unmarshal([]byte(body), &msg); err != nil || msg.Error == "" {
+				t.Fatalf("%d %s: not a JSON error", status, body)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(msg.Error, w) {
+					t.Errorf("error %q does not name %q", msg.Error, w)
+				}
+			}
+			if c.line && !lineRef.MatchString(msg.Error) {
+				t.Errorf("error %q names no Caddyfile line", msg.Error)
+			}
+		})
+	}
+}
