@@ -5,6 +5,7 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -68,9 +69,12 @@ type Phone struct {
 	verifier *bearer.Verifier
 	service  *flow.Service
 	users    store.Users
-	cache    *sharedCache
-	maxAge   time.Duration
-	gate     caddyhttp.MatchPath
+	// peek reads a user for the hot read-only paths, through the read
+	// cache when the store has one.
+	peek   func(ctx context.Context, userID string) (store.User, error)
+	cache  *sharedCache
+	maxAge time.Duration
+	gate   caddyhttp.MatchPath
 	// routes are the user-API paths, prefix included, built once.
 	routeStatus, routeUpdate, routeVerify, routeResend, routePending string
 }
@@ -108,7 +112,7 @@ func (p *Phone) Provision(ctx caddy.Context) error {
 	if p.JWT == nil {
 		return errors.New("jwt: required (secret, public_key_file or jwks_url)")
 	}
-	v, err := bearer.New(ctx, bearer.Config{
+	verifier, err := bearer.New(ctx, bearer.Config{
 		Secret:         repl.ReplaceKnown(p.JWT.Secret, ""),
 		PublicKeyFiles: replaceAll(repl, p.JWT.PublicKeyFiles),
 		JWKSURL:        repl.ReplaceKnown(p.JWT.JWKSURL, ""),
@@ -123,14 +127,15 @@ func (p *Phone) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	p.verifier, p.maxAge = v, time.Duration(p.JWT.MaxAuthAge)
+	p.verifier, p.maxAge = verifier, time.Duration(p.JWT.MaxAuthAge)
 
 	policy := numbers.Policy{}
 	if p.Numbers != nil {
 		policy = numbers.Policy{DefaultRegion: p.Numbers.DefaultRegion, Allow: p.Numbers.AllowCountries,
 			Deny: p.Numbers.DenyCountries, Types: p.Numbers.Types}
 	}
-	if err := policy.Validate(); err != nil {
+	checker, err := policy.Compile()
+	if err != nil {
 		return err
 	}
 
@@ -159,7 +164,12 @@ func (p *Phone) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	p.service, err = flow.New(cfg, flow.Deps{Users: p.users, Cache: p.cache.cache, Sender: sender, Numbers: policy})
+	p.peek = p.users.Get
+	if c, ok := p.users.(*store.CachedUsers); ok {
+		p.peek = c.Peek
+	}
+	p.service, err = flow.New(cfg, flow.Deps{Users: p.users, Cache: p.cache.cache, Sender: sender, Numbers: checker,
+		ReadUsers: peekUsers{p.users, p.peek}})
 	return err
 }
 
@@ -207,7 +217,11 @@ func (p *Phone) openUsers(ctx caddy.Context, repl *caddy.Replacer) (store.Users,
 		if path == "" {
 			path = defaultSQLitePath
 		}
-		return store.OpenSQLite(ctx, path)
+		db, err := store.OpenSQLite(ctx, path)
+		if err != nil {
+			return nil, fmt.Errorf("store sqlite: %w", err)
+		}
+		return store.NewCachedUsers(db, readCacheTTL, readCacheMB)
 	default:
 		return nil, fmt.Errorf("store: unknown backend %q (memory, sqlite)", sc.Backend)
 	}
@@ -264,6 +278,23 @@ func (p *Phone) flowConfig() (flow.Config, error) {
 		cfg.AppName = "your account"
 	}
 	return cfg, nil
+}
+
+// The read cache in front of a real store: a few seconds, so a second
+// Caddy instance's write shows in headers and GET /phone within that time.
+const (
+	readCacheTTL = 2 * time.Second
+	readCacheMB  = 16
+)
+
+// peekUsers is a read-only Users that reads through peek.
+type peekUsers struct {
+	store.Users
+	peek func(ctx context.Context, userID string) (store.User, error)
+}
+
+func (p peekUsers) Get(ctx context.Context, userID string) (store.User, error) {
+	return p.peek(ctx, userID)
 }
 
 // maxLimitWindow bounds limit windows by the cache's life window, so a
@@ -334,7 +365,7 @@ func (p *Phone) passThrough(w http.ResponseWriter, r *http.Request, next caddyht
 	if !gated && !p.InjectHeaders {
 		return next.ServeHTTP(w, r)
 	}
-	u, err := p.users.Get(r.Context(), id.UserID)
+	u, err := p.peek(r.Context(), id.UserID)
 	if err != nil {
 		if gated {
 			p.writeFlowError(w, err)

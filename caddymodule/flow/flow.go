@@ -76,12 +76,16 @@ type Deps struct {
 	Numbers Numbers
 	Clock   Clock     // default SystemClock
 	Rand    io.Reader // default crypto/rand
+	// ReadUsers, when set, serves Status: a read-only view that may be a
+	// few seconds stale (a read cache). The rules themselves always use Users.
+	ReadUsers Users
 }
 
 // Service applies the rules.
 type Service struct {
 	cfg     Config
 	users   Users
+	read    Users
 	cache   Cache
 	sender  Sender
 	numbers Numbers
@@ -119,7 +123,10 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if d.Rand == nil {
 		d.Rand = rand.Reader
 	}
-	s := &Service{cfg: cfg, users: d.Users, cache: d.Cache, sender: d.Sender,
+	if d.ReadUsers == nil {
+		d.ReadUsers = d.Users
+	}
+	s := &Service{cfg: cfg, users: d.Users, read: d.ReadUsers, cache: d.Cache, sender: d.Sender,
 		numbers: d.Numbers, clock: d.Clock, rand: d.Rand}
 	s.locks.seed = maphash.MakeSeed()
 	return s, nil
@@ -134,7 +141,7 @@ type Status struct {
 
 // Status returns the user's number and any pending change.
 func (s *Service) Status(ctx context.Context, userID string) (Status, error) {
-	u, err := s.users.Get(ctx, userID)
+	u, err := s.read.Get(ctx, userID)
 	if err != nil {
 		return Status{}, err
 	}

@@ -1,0 +1,56 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/caddy-phone/caddy-phone/store"
+	"github.com/caddy-phone/caddy-phone/store/storetest"
+)
+
+func TestCachedUsersConformance(t *testing.T) {
+	storetest.TestUsers(t, func(t *testing.T) store.Users {
+		c, err := store.NewCachedUsers(store.NewMemoryUsers(), 2*time.Second, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	})
+}
+
+// Peek serves a briefly stale copy of another writer's change, never of
+// its own, and sees the other writer's change once the ttl has passed.
+func TestCachedUsersStaleness(t *testing.T) {
+	ctx := context.Background()
+	backing := store.NewMemoryUsers()
+	c, err := store.NewCachedUsers(backing, time.Second, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Set(ctx, store.User{ID: "u", PhoneNumber: "+33612345678", Verified: true}); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := c.Peek(ctx, "u"); u.PhoneNumber != "+33612345678" || !u.Verified {
+		t.Fatalf("own write not seen: %+v", u)
+	}
+	// Another instance writes behind this one's back.
+	if err := backing.Set(ctx, store.User{ID: "u", PhoneNumber: "+14155552671", Verified: true}); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := c.Peek(ctx, "u"); u.PhoneNumber != "+33612345678" {
+		t.Fatalf("expected the cached copy within the ttl, got %+v", u)
+	}
+	if u, _ := c.Get(ctx, "u"); u.PhoneNumber != "+14155552671" {
+		t.Fatalf("Get must read the store: %+v", u)
+	}
+	if err := backing.Set(ctx, store.User{ID: "u", PhoneNumber: "+447911123456", Verified: true}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if u, _ := c.Peek(ctx, "u"); u.PhoneNumber != "+447911123456" {
+		t.Fatalf("stale past the ttl: %+v", u)
+	}
+}
