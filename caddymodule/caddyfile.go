@@ -44,7 +44,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    limits  { per_number|per_user|per_ip|verify_per_user|global <count> <window> }
 //	    numbers { default_region <CC>  allow_countries <CC...>  deny_countries <CC...>  types <type...> }
 //	    store   memory | sqlite [<path>]
+//	    store   postgres <dsn> [{ schema <s>  users_table <t>  id_column <c>  phone_column <c>  verified_column <c>  timeout <d> }]
+//	    store   http <base-url> [{ get <method> <path>  set <method> <path>  lookup <path>  header <name> <value>
+//	                               phone_field <f>  verified_field <f>  id_field <f>  timeout <d> }]
 //	    cache   bigcache [{ max_size <size> }]
+//	    cache   redis <url> [{ key_prefix <p>  timeout <d> }]
 //	    secret  <hmac key for codes at rest>
 //	    sms     log [{ name <name> }]
 //	    sms     webhook <url> [{ secret <secret>  name <name> }]
@@ -304,44 +308,107 @@ func parseNumbers(d *caddyfile.Dispenser, n *NumbersConfig) error {
 
 func parseStore(d *caddyfile.Dispenser) (*StoreConfig, error) {
 	if !d.NextArg() {
-		return nil, d.Errf("store: want memory or sqlite [<path>]")
+		return nil, d.Errf("store: want memory, sqlite [<path>], postgres <dsn> or http <url>")
 	}
 	sc := &StoreConfig{Backend: d.Val()}
 	switch sc.Backend {
 	case "memory":
-		if d.NextArg() {
-			return nil, d.ArgErr()
-		}
 	case "sqlite":
 		if d.NextArg() {
 			sc.Path = d.Val()
 		}
-		if d.NextArg() {
-			return nil, d.ArgErr()
+	case "postgres":
+		if !d.NextArg() {
+			return nil, d.Errf("store postgres: want a DSN")
 		}
+		sc.DSN = d.Val()
+	case "http":
+		if !d.NextArg() {
+			return nil, d.Errf("store http: want the app's base URL")
+		}
+		sc.URL = d.Val()
 	default:
-		return nil, d.Errf("store: unknown backend %q (memory, sqlite)", sc.Backend)
+		return nil, d.Errf("store: unknown backend %q (memory, sqlite, postgres, http)", sc.Backend)
 	}
-	if d.NextBlock(1) {
-		return nil, d.Errf("store %s: takes no block", sc.Backend)
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for d.NextBlock(1) {
+		name := d.Val()
+		var err error
+		switch {
+		case sc.Backend == "postgres" && name == "schema":
+			err = oneArg(d, &sc.Schema)
+		case sc.Backend == "postgres" && name == "users_table":
+			err = oneArg(d, &sc.UsersTable)
+		case sc.Backend == "postgres" && name == "id_column":
+			err = oneArg(d, &sc.IDColumn)
+		case sc.Backend == "postgres" && name == "phone_column":
+			err = oneArg(d, &sc.PhoneColumn)
+		case sc.Backend == "postgres" && name == "verified_column":
+			err = oneArg(d, &sc.VerifiedColumn)
+		case sc.Backend == "http" && (name == "get" || name == "set"):
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return nil, d.Errf("store http: %s: want <method> <path>", name)
+			}
+			ep := &HTTPEndpoint{Method: args[0], Path: args[1]}
+			if name == "get" {
+				sc.Get = ep
+			} else {
+				sc.Set = ep
+			}
+		case sc.Backend == "http" && name == "lookup":
+			err = oneArg(d, &sc.Lookup)
+		case sc.Backend == "http" && name == "header":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return nil, d.Errf("store http: header: want <name> <value>")
+			}
+			if sc.Headers == nil {
+				sc.Headers = map[string]string{}
+			}
+			sc.Headers[args[0]] = args[1]
+		case sc.Backend == "http" && name == "phone_field":
+			err = oneArg(d, &sc.PhoneField)
+		case sc.Backend == "http" && name == "verified_field":
+			err = oneArg(d, &sc.VerifiedField)
+		case sc.Backend == "http" && name == "id_field":
+			err = oneArg(d, &sc.IDField)
+		case (sc.Backend == "postgres" || sc.Backend == "http") && name == "timeout":
+			err = durationArg(d, &sc.Timeout)
+		default:
+			return nil, d.Errf("store %s: unknown subdirective %q", sc.Backend, name)
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	return sc, nil
 }
 
 func parseCache(d *caddyfile.Dispenser) (*CacheConfig, error) {
 	if !d.NextArg() {
-		return nil, d.Errf("cache: want bigcache")
+		return nil, d.Errf("cache: want bigcache or redis <url>")
 	}
 	cc := &CacheConfig{Backend: d.Val()}
-	if cc.Backend != "bigcache" {
-		return nil, d.Errf("cache: unknown backend %q (bigcache)", cc.Backend)
+	switch cc.Backend {
+	case "bigcache":
+	case "redis":
+		if !d.NextArg() {
+			return nil, d.Errf("cache redis: want a redis:// URL")
+		}
+		cc.URL = d.Val()
+	default:
+		return nil, d.Errf("cache: unknown backend %q (bigcache, redis)", cc.Backend)
 	}
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
 	for d.NextBlock(1) {
-		switch d.Val() {
-		case "max_size":
+		name := d.Val()
+		switch {
+		case cc.Backend == "bigcache" && name == "max_size":
 			var s string
 			if err := oneArg(d, &s); err != nil {
 				return nil, err
@@ -351,8 +418,16 @@ func parseCache(d *caddyfile.Dispenser) (*CacheConfig, error) {
 				return nil, d.Errf("cache: max_size: bad size %q", s)
 			}
 			cc.MaxSize = int64(n)
+		case cc.Backend == "redis" && name == "key_prefix":
+			if err := oneArg(d, &cc.KeyPrefix); err != nil {
+				return nil, err
+			}
+		case cc.Backend == "redis" && name == "timeout":
+			if err := durationArg(d, &cc.Timeout); err != nil {
+				return nil, err
+			}
 		default:
-			return nil, d.Errf("cache: unknown subdirective %q", d.Val())
+			return nil, d.Errf("cache %s: unknown subdirective %q", cc.Backend, name)
 		}
 	}
 	return cc, nil

@@ -144,7 +144,7 @@ func (p *Phone) Provision(ctx caddy.Context) error {
 		return err
 	}
 
-	p.cache, err = p.loadCache(repl)
+	p.cache, err = p.loadCache(ctx, repl)
 	if err != nil {
 		return err
 	}
@@ -209,6 +209,8 @@ func (p *Phone) openUsers(ctx caddy.Context, repl *caddy.Replacer) (store.Users,
 	if sc == nil {
 		sc = &StoreConfig{Backend: "sqlite"}
 	}
+	var backing store.Users
+	var err error
 	switch sc.Backend {
 	case "memory":
 		return memoryUsers(), nil
@@ -217,14 +219,49 @@ func (p *Phone) openUsers(ctx caddy.Context, repl *caddy.Replacer) (store.Users,
 		if path == "" {
 			path = defaultSQLitePath
 		}
-		db, err := store.OpenSQLite(ctx, path)
-		if err != nil {
-			return nil, fmt.Errorf("store sqlite: %w", err)
+		backing, err = store.OpenSQLite(ctx, path)
+	case "postgres":
+		backing, err = store.OpenPostgres(ctx, store.PostgresConfig{
+			DSN:            repl.ReplaceKnown(sc.DSN, ""),
+			Schema:         sc.Schema,
+			UsersTable:     sc.UsersTable,
+			IDColumn:       sc.IDColumn,
+			PhoneColumn:    sc.PhoneColumn,
+			VerifiedColumn: sc.VerifiedColumn,
+			QueryTimeout:   time.Duration(sc.Timeout),
+		})
+	case "http":
+		cfg := store.HTTPConfig{
+			BaseURL:       repl.ReplaceKnown(sc.URL, ""),
+			LookupPath:    sc.Lookup,
+			PhoneField:    sc.PhoneField,
+			VerifiedField: sc.VerifiedField,
+			IDField:       sc.IDField,
+			Timeout:       time.Duration(sc.Timeout),
+			Headers:       make(map[string]string, len(sc.Headers)),
 		}
-		return store.NewCachedUsers(db, readCacheTTL, readCacheMB)
+		if sc.Get != nil {
+			cfg.GetMethod, cfg.GetPath = sc.Get.Method, sc.Get.Path
+		}
+		if sc.Set != nil {
+			cfg.SetMethod, cfg.SetPath = sc.Set.Method, sc.Set.Path
+		}
+		for k, v := range sc.Headers {
+			cfg.Headers[k] = repl.ReplaceKnown(v, "")
+		}
+		backing, err = store.NewHTTPUsers(cfg)
 	default:
-		return nil, fmt.Errorf("store: unknown backend %q (memory, sqlite)", sc.Backend)
+		return nil, fmt.Errorf("store: unknown backend %q (memory, sqlite, postgres, http)", sc.Backend)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", sc.Backend, err)
+	}
+	cached, err := store.NewCachedUsers(backing, readCacheTTL, readCacheMB)
+	if err != nil {
+		_ = backing.Close()
+		return nil, err
+	}
+	return cached, nil
 }
 
 func (p *Phone) flowConfig() (flow.Config, error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -22,44 +23,65 @@ var cachePool = caddy.NewUsagePool()
 // with; the two live and die together.
 type sharedCache struct {
 	key    string
-	cache  *store.BigCache
+	cache  closingCache
 	secret []byte
+}
+
+type closingCache interface {
+	store.Cache
+	Close() error
 }
 
 // Destruct closes the cache when the last config using it is unloaded.
 func (s *sharedCache) Destruct() error { return s.cache.Close() }
 
 // loadCache returns the pooled cache for this config, making it on first use.
-func (p *Phone) loadCache(repl *caddy.Replacer) (*sharedCache, error) {
+func (p *Phone) loadCache(ctx caddy.Context, repl *caddy.Replacer) (*sharedCache, error) {
 	cc := p.Cache
 	if cc == nil {
 		cc = &CacheConfig{}
-	}
-	if cc.Backend != "" && cc.Backend != "bigcache" {
-		return nil, fmt.Errorf("cache: unknown backend %q (bigcache)", cc.Backend)
-	}
-	size := cc.MaxSize
-	if size == 0 {
-		size = defaultCacheSize
-	}
-	if size < 1<<20 {
-		return nil, fmt.Errorf("cache: max_size must be at least 1MB, got %d bytes", size)
 	}
 	secret := repl.ReplaceKnown(p.Secret, "")
 	if secret != "" && len(secret) < 16 {
 		return nil, errors.New("secret: must be at least 16 characters")
 	}
+	var key string
+	var open func() (closingCache, error)
+	switch cc.Backend {
+	case "", "bigcache":
+		size := cc.MaxSize
+		if size == 0 {
+			size = defaultCacheSize
+		}
+		if size < 1<<20 {
+			return nil, fmt.Errorf("cache: max_size must be at least 1MB, got %d bytes", size)
+		}
+		key = fmt.Sprintf("bigcache/%d", size)
+		open = func() (closingCache, error) {
+			return store.NewBigCache(store.BigCacheConfig{MaxSizeMB: int(size >> 20)})
+		}
+	case "redis":
+		// Instances sharing Redis must hash codes with one key: a random
+		// per-process key would make a code sent by one fail on another.
+		if secret == "" {
+			return nil, errors.New("secret: required with cache redis, so every instance hashes codes alike")
+		}
+		rc := store.RedisConfig{URL: repl.ReplaceKnown(cc.URL, ""), KeyPrefix: cc.KeyPrefix, Timeout: time.Duration(cc.Timeout)}
+		key = fmt.Sprintf("redis/%x/%s", sha256.Sum256([]byte(rc.URL)), rc.KeyPrefix)
+		open = func() (closingCache, error) { return store.NewRedisCache(ctx, rc) }
+	default:
+		return nil, fmt.Errorf("cache: unknown backend %q (bigcache, redis)", cc.Backend)
+	}
 	// A configured secret is part of the key (hashed: keys are not secret),
 	// so changing it starts a fresh cache instead of voiding open codes
 	// silently.
-	key := fmt.Sprintf("bigcache/%d", size)
 	if secret != "" {
 		key += fmt.Sprintf("/%x", sha256.Sum256([]byte("pool-key\x00"+secret)))
 	}
 	v, _, err := cachePool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		c, err := store.NewBigCache(store.BigCacheConfig{MaxSizeMB: int(size >> 20)})
+		c, err := open()
 		if err != nil {
-			return nil, fmt.Errorf("cache: %w", err)
+			return nil, fmt.Errorf("cache %s: %w", cc.Backend, err)
 		}
 		sc := &sharedCache{key: key, cache: c, secret: []byte(secret)}
 		if secret == "" {

@@ -150,7 +150,9 @@ func NewHTTPUsers(cfg HTTPConfig) (*HTTPUsers, error) {
 	case cfg.BaseURL == "":
 		return bad("base URL is empty")
 	case err != nil:
-		return bad("base URL: %v", stripURL(err)) // the URL itself is not quoted
+		// Not even the parser's reason: it quotes parts of the URL, which
+		// may hold a credential.
+		return bad("base URL is not a valid URL (scheme://host[:port][/prefix])")
 	case base.Scheme != "http" && base.Scheme != "https":
 		return bad("base URL %q: scheme must be http or https", base.Redacted())
 	case base.Host == "" || base.Hostname() == "":

@@ -101,6 +101,11 @@ func NewRedisCache(ctx context.Context, cfg RedisConfig) (*RedisCache, error) {
 	opt.ReadTimeout = cfg.Timeout
 	opt.WriteTimeout = cfg.Timeout
 	opt.PoolTimeout = cfg.Timeout
+	// One dial per attempt: go-redis already retries a failed command
+	// (three times, with backoff, on a new connection), and five dials per
+	// attempt would spend the whole Timeout on a refused port and report
+	// a bare deadline instead of the refusal.
+	opt.DialerRetries = 1
 	// Our per-command deadlines, and a caller's cancellation, reach the
 	// socket only with this on.
 	opt.ContextTimeoutEnabled = true
