@@ -204,8 +204,12 @@ func NewHTTPUsers(cfg HTTPConfig) (*HTTPUsers, error) {
 			return bad("header name %q is not a valid HTTP token", name)
 		}
 		// The value is never quoted: it may be a credential.
-		if value == "" {
+		if strings.TrimSpace(value) == "" {
 			return bad("header %q has an empty value (an unset {env.*} placeholder?)", name)
+		}
+		// "Bearer " is what "Bearer {env.TOKEN}" becomes when TOKEN is unset.
+		if strings.TrimSpace(value) != value {
+			return bad("header %q: value starts or ends with a space (an unset {env.*} placeholder?)", name)
 		}
 		if strings.ContainsFunc(value, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) {
 			return bad("header %q: value holds a control character", name)
@@ -357,7 +361,7 @@ func (h *HTTPUsers) Get(ctx context.Context, userID string) (User, error) {
 	if h.get.method == http.MethodGet {
 		retries = h.retries
 	}
-	status, body, err := h.do(ctx, h.get, "{user_id}", userID, nil, retries)
+	status, body, attempts, err := h.do(ctx, h.get, "{user_id}", userID, nil, retries)
 	if err != nil {
 		return User{}, err
 	}
@@ -365,7 +369,7 @@ func (h *HTTPUsers) Get(ctx context.Context, userID string) (User, error) {
 	case status == http.StatusNotFound:
 		return u, nil
 	case status < 200 || status > 299:
-		return User{}, h.statusErr(h.get, status, retries+1)
+		return User{}, h.statusErr(h.get, status, attempts)
 	}
 	obj, err := decodeObject(body)
 	if err != nil {
@@ -407,7 +411,7 @@ func (h *HTTPUsers) Set(ctx context.Context, u User) error {
 	if err != nil {
 		return h.fail(h.set, err)
 	}
-	status, _, err := h.do(ctx, h.set, "{user_id}", u.ID, body, 0)
+	status, _, _, err := h.do(ctx, h.set, "{user_id}", u.ID, body, 0)
 	if err != nil {
 		return err
 	}
@@ -432,7 +436,7 @@ func (h *HTTPUsers) HolderOf(ctx context.Context, number string) (string, error)
 	if h.lookup.path == "" {
 		return "", ErrLookupUnsupported
 	}
-	status, body, err := h.do(ctx, h.lookup, "{phone}", number, nil, h.retries)
+	status, body, attempts, err := h.do(ctx, h.lookup, "{phone}", number, nil, h.retries)
 	if err != nil {
 		return "", err
 	}
@@ -440,7 +444,7 @@ func (h *HTTPUsers) HolderOf(ctx context.Context, number string) (string, error)
 	case status == http.StatusNotFound:
 		return "", nil
 	case status < 200 || status > 299:
-		return "", h.statusErr(h.lookup, status, h.retries+1)
+		return "", h.statusErr(h.lookup, status, attempts)
 	}
 	var doc any
 	if err := decodeJSON(body, &doc); err != nil {
@@ -561,39 +565,39 @@ func (e *HTTPStatusError) Error() string {
 
 // do sends the request, retrying up to retries times on a 5xx, a timeout
 // or a connection error. It returns the last status with its body (read
-// only for 2xx) or an error wrapping ErrUnavailable.
-func (h *HTTPUsers) do(ctx context.Context, e httpEndpoint, placeholder, value string, body []byte, retries int) (int, []byte, error) {
+// only for 2xx) and the number of attempts made, or an error wrapping
+// ErrUnavailable.
+func (h *HTTPUsers) do(ctx context.Context, e httpEndpoint, placeholder, value string, body []byte, retries int) (status int, respBody []byte, attempts int, err error) {
 	if h.closed.Load() {
-		return 0, nil, h.fail(e, errors.New("store closed"))
+		return 0, nil, 0, h.fail(e, errors.New("store closed"))
 	}
 	target := h.expand(e.path, placeholder, value)
-	for attempt := 0; ; attempt++ {
-		status, respBody, err := h.once(ctx, e.method, target, body)
+	for attempts = 1; ; attempts++ {
+		status, respBody, err = h.once(ctx, e.method, target, body)
 		if err == nil && status < 500 {
-			return status, respBody, nil
+			return status, respBody, attempts, nil
 		}
 		if ctx.Err() != nil {
 			// The caller gave up: no retry, and its reason is the error.
-			return 0, nil, h.fail(e, ctx.Err())
+			return 0, nil, attempts, h.fail(e, ctx.Err())
 		}
 		if errors.Is(err, errBodyTooLarge) {
-			return 0, nil, h.fail(e, err)
+			return 0, nil, attempts, h.fail(e, err)
 		}
-		if attempt >= retries {
+		if attempts > retries {
 			if err != nil {
-				if attempt > 0 {
-					err = fmt.Errorf("%w (after %d attempts)", err, attempt+1)
+				if attempts > 1 {
+					err = fmt.Errorf("%w (after %d attempts)", err, attempts)
 				}
-				return 0, nil, h.fail(e, err)
+				return 0, nil, attempts, h.fail(e, err)
 			}
-			return status, nil, nil // the caller turns the 5xx into an error
+			return status, nil, attempts, nil // the caller turns the 5xx into an error
 		}
-		wait := min(httpBackoff<<attempt, httpMaxBackoff)
-		t := time.NewTimer(wait)
+		t := time.NewTimer(min(httpBackoff<<(attempts-1), httpMaxBackoff))
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return 0, nil, h.fail(e, ctx.Err())
+			return 0, nil, attempts, h.fail(e, ctx.Err())
 		case <-t.C:
 		}
 	}

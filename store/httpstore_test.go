@@ -387,6 +387,9 @@ func TestHTTPUsersCredentialsError(t *testing.T) {
 	if !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "credentials") {
 		t.Errorf("error %q does not say 401 / credentials", err)
 	}
+	if se.Attempts != 1 || len(app.requests()) != 1 {
+		t.Errorf("a 401 was retried: %d attempts", len(app.requests()))
+	}
 	noSecrets(t, err, "wrong-s3cr3t")
 }
 
@@ -744,6 +747,7 @@ func TestNewHTTPUsersConfig(t *testing.T) {
 		{"lookup without phone", func(c *store.HTTPConfig) { c.LookupPath = "/users" }, "must contain {phone}"},
 		{"bad header name", func(c *store.HTTPConfig) { c.Headers = map[string]string{"Bad Name": "x"} }, "not a valid HTTP token"},
 		{"empty header", func(c *store.HTTPConfig) { c.Headers = map[string]string{"Authorization": ""} }, "empty value"},
+		{"unset env in header", func(c *store.HTTPConfig) { c.Headers = map[string]string{"Authorization": "Bearer "} }, "ends with a space"},
 		{"header newline", func(c *store.HTTPConfig) { c.Headers = map[string]string{"Authorization": "Bearer s3cr3t\r\nX: y"} }, "control character"},
 		{"empty phone field", func(c *store.HTTPConfig) { c.PhoneField = "profile..phone" }, "phone_field"},
 		{"empty verified segment", func(c *store.HTTPConfig) { c.VerifiedField = "." }, "verified_field"},

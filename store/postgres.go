@@ -94,13 +94,14 @@ type PostgresConfig struct {
 // module's table stays the truth of every user it has written, and the
 // legacy columns are kept as its projection, in the same transaction:
 //
-//   - a verified number is written to PhoneColumn, with VerifiedColumn true;
-//   - an unverified number or a removal clears them (NULL, or '' when the
-//     column is NOT NULL, and false): the legacy columns only ever hold a
-//     number the module holds verified for that user, so the legacy app
-//     never trusts a number that is no longer verified or no longer the
-//     user's, and two legacy rows never share a verified number written
-//     by the module;
+//   - a verified number is written to PhoneColumn, with VerifiedColumn
+//     true;
+//   - an unverified number or a removal clears them (PhoneColumn NULL, or
+//     the empty string when it is NOT NULL; VerifiedColumn false): the
+//     legacy columns only ever hold a number the module holds verified for
+//     that user, so the legacy app never trusts a number that is no longer
+//     verified or no longer the user's, and two legacy rows never share a
+//     verified number written by the module;
 //   - a legacy row is never created: a user without one is kept in the
 //     module's table only.
 //
@@ -109,7 +110,15 @@ type PostgresConfig struct {
 // verified when VerifiedColumn is true (or when there is no such column).
 // Such a number also counts for HolderOf and for the in-use check of Set.
 // Existing data thus shows up without a migration step. Legacy values are
-// returned verbatim; they should already be E.164.
+// returned verbatim; they should already be E.164. The key is looked up
+// through its index when its type is text, varchar, an integer or uuid;
+// HolderOf and a verified Set scan PhoneColumn, so an index on it helps
+// large tables.
+//
+// Any failure rolls the whole transaction back. The one case PostgreSQL
+// cannot settle is a connection lost while COMMIT is in flight: the call
+// then returns ErrUnavailable although the write may have landed, in both
+// tables alike. Every call is idempotent, so a retry converges.
 type PostgresUsers struct {
 	pool    *pgxpool.Pool
 	timeout time.Duration
@@ -186,7 +195,7 @@ func (cfg *PostgresConfig) normalize() error {
 	}
 	switch {
 	case cfg.QueryTimeout < 0:
-		return fmt.Errorf("store: postgres: query_timeout: %v is negative", cfg.QueryTimeout)
+		return fmt.Errorf("store: postgres: timeout: %v is negative", cfg.QueryTimeout)
 	case cfg.QueryTimeout == 0:
 		cfg.QueryTimeout = DefaultPostgresQueryTimeout
 	}

@@ -355,7 +355,7 @@ func TestPostgresConfigErrors(t *testing.T) {
 		field string
 	}{
 		{"empty dsn", store.PostgresConfig{}, "dsn"},
-		{"negative timeout", store.PostgresConfig{DSN: nowhere, QueryTimeout: -time.Second}, "query_timeout"},
+		{"negative timeout", store.PostgresConfig{DSN: nowhere, QueryTimeout: -time.Second}, "timeout"},
 		{"table injection", store.PostgresConfig{DSN: nowhere, UsersTable: "users; drop table x"}, "users_table"},
 		{"table quoted", store.PostgresConfig{DSN: nowhere, UsersTable: `"a"`}, "users_table"},
 		{"table three parts", store.PostgresConfig{DSN: nowhere, UsersTable: "a.b.c"}, "users_table"},
@@ -438,7 +438,7 @@ func TestPostgresLegacyRead(t *testing.T) {
 	wantPgUser(t, s, store.User{ID: "3"})
 	wantPgUser(t, s, store.User{ID: "4"})
 	wantPgUser(t, s, store.User{ID: "5", PhoneNumber: "+15550000005"}) // NULL is not verified
-	wantPgUser(t, s, store.User{ID: "99"})                              // no legacy row
+	wantPgUser(t, s, store.User{ID: "99"})                             // no legacy row
 	// The key is compared as text: only the ID's own text form matches.
 	for _, id := range []string{"01", "+1", " 1", "1.0", "abc", "99999999999999999999", ""} {
 		wantPgUser(t, s, store.User{ID: id})

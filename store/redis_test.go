@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -292,6 +293,112 @@ func TestRedisClose(t *testing.T) {
 	err = c.Update(t.Context(), "k", func([]byte, bool) ([]byte, time.Duration, error) { return []byte("v"), time.Minute, nil })
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("Update after Close = %v, want ErrUnavailable", err)
+	}
+}
+
+// TestRedisStalled freezes the connection to a live server: every call
+// must fail with ErrUnavailable within about the Timeout.
+func TestRedisStalled(t *testing.T) {
+	url := redisURL(t)
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newStallProxy(t, opt.Addr)
+	const timeout = 300 * time.Millisecond
+	c := newRedisCache(t, store.RedisConfig{
+		URL:       strings.Replace(url, opt.Addr, p.addr(), 1),
+		KeyPrefix: redisPrefix(t, url),
+		Timeout:   timeout,
+	})
+	ctx := t.Context()
+	set := func([]byte, bool) ([]byte, time.Duration, error) { return []byte("v"), time.Minute, nil }
+	if err := c.Update(ctx, "k", set); err != nil {
+		t.Fatalf("Update before the stall: %v", err)
+	}
+	p.stall.Store(true)
+	for name, call := range map[string]func() error{
+		"Get":    func() error { _, err := c.Get(ctx, "k"); return err },
+		"Update": func() error { return c.Update(ctx, "k", set) },
+		"Delete": func() error { return c.Delete(ctx, "k") },
+	} {
+		start := time.Now()
+		err := call()
+		took := time.Since(start)
+		if !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("%s on a stalled server = %v, want ErrUnavailable", name, err)
+		}
+		if took > 2*timeout {
+			t.Errorf("%s took %s, want about the %s timeout", name, took, timeout)
+		}
+		t.Logf("%s failed in %s: %v", name, took.Round(time.Millisecond), err)
+	}
+}
+
+// stallProxy forwards TCP to a server until stall is set, then holds
+// every byte.
+type stallProxy struct {
+	ln    net.Listener
+	stall atomic.Bool
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newStallProxy(t *testing.T, target string) *stallProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &stallProxy{ln: ln}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, in, out)
+			p.mu.Unlock()
+			wg.Go(func() { p.pump(out, in) })
+			wg.Go(func() { p.pump(in, out) })
+		}
+	})
+	return p
+}
+
+func (p *stallProxy) addr() string { return p.ln.Addr().String() }
+
+func (p *stallProxy) pump(dst, src net.Conn) {
+	defer dst.Close()
+	defer src.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			return
+		}
+		if p.stall.Load() {
+			continue // swallowed: the peers hear nothing until cleanup
+		}
+		if _, err := dst.Write(buf[:n]); err != nil {
+			return
+		}
 	}
 }
 

@@ -55,8 +55,11 @@ type UpdateFunc func(old []byte, found bool) (value []byte, ttl time.Duration, e
 type Cache interface {
 	// Get returns the entry, or ErrNotFound when it is missing or expired.
 	Get(ctx context.Context, key string) ([]byte, error)
-	// Update reads and rewrites one entry atomically: two concurrent
-	// Updates of one key never see the same old value.
+	// Update reads and rewrites one entry atomically: of two concurrent
+	// Updates of one key, only one writes what fn computed from a given old
+	// value. A shared backend (redis) may call fn again after losing a
+	// race, so fn must be pure: no effects beyond its return values and
+	// variables it resets on each call.
 	Update(ctx context.Context, key string, fn UpdateFunc) error
 	// Delete removes the entry; a missing entry is not an error.
 	Delete(ctx context.Context, key string) error

@@ -65,6 +65,8 @@ const fullCaddyfile = `:9080 {
 		template "Your {app} code is {code}."
 		template fr "Votre code {app} est {code}."
 		app_name Acme
+		inject_headers
+		require_verified /checkout* /payouts*
 	}
 }
 `
@@ -110,7 +112,9 @@ const fullHandlerJSON = `{
 	],
 	"template": "Your {app} code is {code}.",
 	"templates": {"fr": "Votre code {app} est {code}."},
-	"app_name": "Acme"
+	"app_name": "Acme",
+	"inject_headers": true,
+	"require_verified": ["/checkout*", "/payouts*"]
 }`
 
 func TestAdaptEverySubdirective(t *testing.T) {
@@ -156,6 +160,70 @@ func TestAdaptEverySubdirective(t *testing.T) {
 	}
 }
 
+// The store and cache backends other than the ones above, with their blocks.
+func TestAdaptBackends(t *testing.T) {
+	cases := []struct{ name, lines, key, want string }{
+		{"store memory", "store memory", "store", `{"backend":"memory"}`},
+		{"store postgres", `store postgres {env.DATABASE_URL} {
+			schema phone
+			users_table users
+			id_column id
+			phone_column phone
+			verified_column phone_verified
+			timeout 3s
+		}`, "store", `{"backend":"postgres","dsn":"{env.DATABASE_URL}","schema":"phone","users_table":"users","id_column":"id",
+			"phone_column":"phone","verified_column":"phone_verified","timeout":3000000000}`},
+		{"store http", `store http http://legacy:3000 {
+			get GET /internal/users/{user_id}
+			set PATCH /internal/users/{user_id}
+			lookup /internal/users?phone={phone}
+			header Authorization "Bearer {env.LEGACY_TOKEN}"
+			phone_field phone
+			verified_field phone_verified
+			id_field id
+			timeout 2s
+		}`, "store", `{"backend":"http","url":"http://legacy:3000","get":{"method":"GET","path":"/internal/users/{user_id}"},
+			"set":{"method":"PATCH","path":"/internal/users/{user_id}"},"lookup":"/internal/users?phone={phone}",
+			"headers":{"Authorization":"Bearer {env.LEGACY_TOKEN}"},"phone_field":"phone","verified_field":"phone_verified",
+			"id_field":"id","timeout":2000000000}`},
+		{"cache redis", `cache redis redis://127.0.0.1:6379/0 {
+			key_prefix phone:
+			timeout 1s
+		}`, "cache", `{"backend":"redis","url":"redis://127.0.0.1:6379/0","key_prefix":"phone:","timeout":1000000000}`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			in := ":9080 {\n\tphone {\n\t\tjwt {\n\t\t\tsecret s\n\t\t}\n\t\tsms log\n\t\t" + c.lines + "\n\t}\n}\n"
+			out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(in), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var cfg struct {
+				Apps struct {
+					HTTP struct {
+						Servers map[string]struct {
+							Routes []struct {
+								Handle []map[string]any `json:"handle"`
+							} `json:"routes"`
+						} `json:"servers"`
+					} `json:"http"`
+				} `json:"apps"`
+			}
+			if err := json.Unmarshal(out, &cfg); err != nil {
+				t.Fatal(err)
+			}
+			var want any
+			if err := json.Unmarshal([]byte(c.want), &want); err != nil {
+				t.Fatal(err)
+			}
+			got := cfg.Apps.HTTP.Servers["srv0"].Routes[0].Handle[0][c.key]
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s adapted to %v, want %v", c.key, got, want)
+			}
+		})
+	}
+}
+
 // The smallest config adapts to the smallest JSON: defaults stay implicit.
 func TestAdaptMinimal(t *testing.T) {
 	caddyfileIn := ":9080 {\n\tphone {\n\t\tjwt {\n\t\t\tsecret s\n\t\t}\n\t\tsms log\n\t}\n}\n"
@@ -169,9 +237,10 @@ func TestAdaptMinimal(t *testing.T) {
 }
 
 // rawSite is a whole Caddyfile, admin endpoint kept, around a phone block
-// given verbatim.
+// given verbatim after `store memory` (so that a config that loads leaves
+// no database file behind; a `store` line in phone overrides it).
 func rawSite(phone string) string {
-	return fmt.Sprintf("{\n\tadmin localhost:%d\n\thttp_port %d\n}\n:%d {\n\tphone {\n%s\n\t}\n\trespond ok\n}\n",
+	return fmt.Sprintf("{\n\tadmin localhost:%d\n\thttp_port %d\n}\n:%d {\n\tphone {\n\t\tstore memory\n%s\n\t}\n\trespond ok\n}\n",
 		adminPort, httpPort, httpPort, phone)
 }
 
@@ -217,7 +286,9 @@ func TestInvalidConfigRefused(t *testing.T) {
 		{"short secret", jwtOK + smsOK + "secret short", []string{"secret"}, false},
 		{"template without code", jwtOK + smsOK + `template "Hello {app}"`, []string{"template"}, false},
 		{"unknown store", jwtOK + smsOK + "store mongo", []string{"store", "mongo"}, true},
-		{"unknown cache", jwtOK + smsOK + "cache redis", []string{"cache", "redis"}, true},
+		{"unknown cache", jwtOK + smsOK + "cache memcached", []string{"cache", "memcached"}, true},
+		{"redis without secret", jwtOK + smsOK + "cache redis redis://127.0.0.1:1/0", []string{"secret", "redis"}, false},
+		{"unknown store subdirective", jwtOK + smsOK + "store sqlite /tmp/x.db {\n users_table users\n}", []string{"users_table"}, true},
 		{"tiny cache", jwtOK + smsOK + "cache bigcache {\n max_size 1KB\n}", []string{"max_size"}, false},
 	}
 	// The wrapper itself is a valid config.

@@ -7,6 +7,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -34,6 +35,7 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	flag.Parse() // before startCaddy rewrites os.Args for Caddy's own CLI
 	dir, err := os.MkdirTemp("", "caddy-phone-e2e")
 	if err != nil {
 		panic(err)
@@ -381,13 +383,5 @@ func (e *env) doRaw(method, path string, hdr map[string]string, body []byte) res
 	for k, v := range hdr {
 		req.Header[k] = []string{v}
 	}
-	res, err := e.client.Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	r := response{status: res.StatusCode, header: res.Header, raw: string(raw)}
-	_ = json.Unmarshal(raw, &r.body)
-	return r
+	return e.send(req)
 }
