@@ -77,7 +77,8 @@ func startCaddy(dir string) error {
 type site struct {
 	phone    string // extra lines inside phone { }
 	sms      string // sms lines; default: one webhook to the test's SMS sink
-	store    string // default: a sqlite database of the test's own
+	store    string // default: defaultStore, a sqlite database of the test's own
+	cache    string // default: defaultCache, bigcache
 	upstream string // default: respond with the user placeholder
 	global   string // extra global options
 }
@@ -91,6 +92,8 @@ type env struct {
 	// cacheSecret is the `secret` of this test's config: a new one gives
 	// each test a fresh challenge cache (the pool keys caches by it).
 	cacheSecret string
+	// store and cache are this env's default store and cache lines.
+	store, cache string
 }
 
 func newEnv(t *testing.T, s site) *env {
@@ -108,8 +111,16 @@ func (e *env) load(s site) {
 	if s.sms == "" {
 		s.sms = webhookLine(e.sink.srv.URL, "")
 	}
+	// The default store and cache are chosen once per env, so a reload
+	// keeps them.
+	if e.store == "" {
+		e.store, e.cache = defaultStore(e.t), defaultCache(e.t)
+	}
 	if s.store == "" {
-		s.store = "store sqlite " + e.t.TempDir() + "/phone.db"
+		s.store = e.store
+	}
+	if s.cache == "" {
+		s.cache = e.cache
 	}
 	if s.upstream == "" {
 		s.upstream = `respond "user={http.auth.user.id}"`
@@ -130,10 +141,11 @@ func (e *env) load(s site) {
 		%s
 		%s
 		%s
+		%s
 	}
 	%s
 }
-`, adminPort, httpPort, s.global, httpPort, jwtSecret, e.cacheSecret, s.store, s.sms, s.phone, s.upstream)
+`, adminPort, httpPort, s.global, httpPort, jwtSecret, e.cacheSecret, s.store, s.cache, s.sms, s.phone, s.upstream)
 	e.tester.InitServer(cfg, "caddyfile")
 	if e.t.Failed() {
 		e.t.FailNow()
@@ -385,3 +397,10 @@ func (e *env) doRaw(method, path string, hdr map[string]string, body []byte) res
 	}
 	return e.send(req)
 }
+
+// defaultStore and defaultCache give each test its own store and cache;
+// backends_test.go swaps them to run the same tests on other backends.
+var (
+	defaultStore = func(t *testing.T) string { return "store sqlite " + t.TempDir() + "/phone.db" }
+	defaultCache = func(t *testing.T) string { return "" }
+)
