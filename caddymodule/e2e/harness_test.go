@@ -177,6 +177,12 @@ type response struct {
 
 func (e *env) do(method, path, tok string, body any) response {
 	e.t.Helper()
+	return e.doAt(base, method, path, tok, body)
+}
+
+// doAt is do against another site address.
+func (e *env) doAt(site, method, path, tok string, body any) response {
+	e.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -188,7 +194,7 @@ func (e *env) do(method, path, tok string, body any) response {
 		j, _ := json.Marshal(b)
 		rd = bytes.NewReader(j)
 	}
-	req, err := http.NewRequest(method, base+path, rd)
+	req, err := http.NewRequest(method, site+path, rd)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -1,0 +1,105 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+)
+
+// Two Caddy "instances" behind a balancer share Redis and PostgreSQL: a
+// code sent by one verifies on the other, and of many concurrent verifies
+// split across both, exactly one succeeds. The two handlers reach Redis by
+// different addresses, so they hold separate clients and separate pooled
+// caches, and share only what Redis shares.
+func TestTwoInstancesShareRedisAndPostgres(t *testing.T) {
+	dsn, url := postgresDSN(t), redisURL(t)
+	schema := newSchema(t, dsn)
+	prefix := newRedisPrefix(t, url)
+	otherURL := strings.Replace(url, "127.0.0.1", "localhost", 1)
+	if otherURL == url {
+		t.Fatalf("PHONE_TEST_REDIS_URL %q must name 127.0.0.1 for this test", url)
+	}
+	sink := newSMSSink(t)
+	instance := func(port int, redisURL string) string {
+		return fmt.Sprintf(`:%d {
+	phone {
+		jwt {
+			secret %s
+		}
+		secret shared-otp-secret-0123456789
+		store postgres %q {
+			schema %s
+		}
+		cache redis %s {
+			key_prefix %s
+		}
+		%s
+		otp {
+			max_attempts 100
+		}
+		limits {
+			verify_per_user 1000 1h
+		}
+	}
+	respond "instance %d"
+}
+`, port, jwtSecret, dsn, schema, redisURL, prefix, webhookLine(sink.srv.URL, ""), port)
+	}
+	cfg := fmt.Sprintf("{\n\tadmin localhost:%d\n\thttp_port %d\n\thttps_port 9443\n\tgrace_period 1s\n}\n", adminPort, httpPort) +
+		instance(httpPort, url) + instance(9081, otherURL)
+	tester := caddytest.NewTester(t)
+	tester.InitServer(cfg, "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	a := &env{t: t, sink: sink, client: &http.Client{Timeout: 15 * time.Second}}
+	call := func(port int, method, path, tok string, body any) response {
+		return a.doAt(fmt.Sprintf("http://localhost:%d", port), method, path, tok, body)
+	}
+
+	u := uniqueUser(t, "lb")
+	tok := token(t, u)
+	call(httpPort, "POST", "/phone/update", tok, map[string]any{"phone_number": "+14155552671"}).want(t, 200, "")
+	call(9081, "POST", "/phone/verify", tok, map[string]any{"code": sink.last(u).Code}).want(t, 200, "")
+	st := call(httpPort, "GET", "/phone", tok, nil).want(t, 200, "")
+	if st.body["phone_number"] != "+14155552671" || st.body["verified"] != true {
+		t.Fatal(st.raw)
+	}
+
+	v := uniqueUser(t, "race")
+	tv := token(t, v)
+	call(9081, "POST", "/phone/update", tv, map[string]any{"phone_number": "+33612345678"}).want(t, 200, "")
+	code := sink.last(v).Code
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			port := httpPort
+			if i%2 == 1 {
+				port = 9081
+			}
+			r := call(port, "POST", "/phone/verify", tv, map[string]any{"code": code})
+			mu.Lock()
+			defer mu.Unlock()
+			switch r.status {
+			case 200:
+				wins++
+			case 409:
+			default:
+				t.Errorf("verify on %d: %d %s", port, r.status, r.raw)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d verifies succeeded across two instances, want exactly 1", wins)
+	}
+}
