@@ -56,6 +56,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    app_name <name>
 //	    inject_headers
 //	    require_verified <path...>
+//	    events <url> [{ secret <secret> }]
+//	    notify_previous
+//	    compat descope|reachfive ...
+//	    admin { api_key <key> }
 //	}
 func (p *Phone) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
@@ -160,6 +164,34 @@ func (p *Phone) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			p.RequireVerified = append(p.RequireVerified, paths...)
+		case "events":
+			ec, err := parseEvents(d)
+			if err != nil {
+				return err
+			}
+			p.Events = ec
+		case "notify_previous":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			p.NotifyPrevious = true
+		case "compat":
+			products, err := someArgs(d)
+			if err != nil {
+				return err
+			}
+			for _, c := range products {
+				if c != "descope" && c != "reachfive" {
+					return d.Errf("compat: unknown product %q (descope, reachfive)", c)
+				}
+			}
+			p.Compat = append(p.Compat, products...)
+		case "admin":
+			ac, err := parseAdmin(d)
+			if err != nil {
+				return err
+			}
+			p.Admin = ac
 		default:
 			return d.Errf("phone: unknown subdirective %q", d.Val())
 		}
@@ -516,4 +548,43 @@ func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 	}
 	*dst = caddy.Duration(v)
 	return nil
+}
+
+func parseEvents(d *caddyfile.Dispenser) (*EventsConfig, error) {
+	if !d.NextArg() {
+		return nil, d.Errf("events: want a URL")
+	}
+	ec := &EventsConfig{URL: d.Val()}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for d.NextBlock(1) {
+		switch d.Val() {
+		case "secret":
+			if err := oneArg(d, &ec.Secret); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, d.Errf("events: unknown subdirective %q", d.Val())
+		}
+	}
+	return ec, nil
+}
+
+func parseAdmin(d *caddyfile.Dispenser) (*AdminConfig, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	ac := &AdminConfig{}
+	for d.NextBlock(1) {
+		switch d.Val() {
+		case "api_key":
+			if err := oneArg(d, &ac.APIKey); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, d.Errf("admin: unknown subdirective %q", d.Val())
+		}
+	}
+	return ac, nil
 }

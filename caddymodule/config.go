@@ -137,3 +137,17 @@ type SMSConfig struct {
 	// webhook: the signing secret.
 	Secret string `json:"secret,omitempty"`
 }
+
+// EventsConfig is the `events` line: where phone events are posted.
+type EventsConfig struct {
+	// Receiver URL, http:// or https://.
+	URL string `json:"url"`
+	// Signing secret for X-Phone-Signature.
+	Secret string `json:"secret,omitempty"`
+}
+
+// AdminConfig is the `admin { }` block (Clerk-shaped admin endpoints).
+type AdminConfig struct {
+	// API key sent as "Authorization: Bearer <key>" (Clerk's secretKey).
+	APIKey string `json:"api_key,omitempty"`
+}

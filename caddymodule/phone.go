@@ -64,6 +64,14 @@ type Phone struct {
 	// Paths (Caddy path-matcher patterns) that need a verified number:
 	// 401 without a valid token, 403 phone_not_verified without one.
 	RequireVerified []string `json:"require_verified,omitempty"`
+	// Signed webhook for phone.updated / .pending / .verified / .removed.
+	Events *EventsConfig `json:"events,omitempty"`
+	// SMS the old number when a verified number is replaced.
+	NotifyPrevious bool `json:"notify_previous,omitempty"`
+	// The seed products' SDK shapes to serve: descope, reachfive.
+	Compat []string `json:"compat,omitempty"`
+	// Clerk-shaped admin endpoints under <prefix>/v1/.
+	Admin *AdminConfig `json:"admin,omitempty"`
 
 	logger   *zap.Logger
 	verifier *bearer.Verifier
@@ -75,6 +83,9 @@ type Phone struct {
 	cache  *sharedCache
 	maxAge time.Duration
 	gate   caddyhttp.MatchPath
+	// descope and reachfive are set by `compat`.
+	descope, reachfive bool
+	routeAdmin         string // <prefix>/v1/
 	// routes are the user-API paths, prefix included, built once.
 	routeStatus, routeUpdate, routeVerify, routeResend, routePending string
 }
@@ -108,6 +119,17 @@ func (p *Phone) Provision(ctx caddy.Context) error {
 	p.Prefix = strings.TrimSuffix(p.Prefix, "/")
 	p.routeStatus, p.routeUpdate, p.routeVerify = p.Prefix, p.Prefix+"/update", p.Prefix+"/verify"
 	p.routeResend, p.routePending = p.Prefix+"/resend", p.Prefix+"/pending"
+	p.routeAdmin = p.Prefix + "/v1/"
+	for _, c := range p.Compat {
+		switch c {
+		case "descope":
+			p.descope = true
+		case "reachfive":
+			p.reachfive = true
+		default:
+			return fmt.Errorf("compat: unknown product %q (descope, reachfive)", c)
+		}
+	}
 
 	if p.JWT == nil {
 		return errors.New("jwt: required (secret, public_key_file or jwks_url)")
@@ -361,8 +383,18 @@ func (p *Phone) Cleanup() error {
 
 // ServeHTTP answers the user API under the prefix and passes the rest on.
 func (p Phone) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if !p.underPrefix(r.URL.Path) {
+	path := r.URL.Path
+	if !p.underPrefix(path) {
+		switch {
+		case p.descope && strings.HasPrefix(path, descopePrefix):
+			return p.serveDescope(w, r, next)
+		case p.reachfive && strings.HasPrefix(path, reachfivePrefix):
+			return p.serveReachFive(w, r, next)
+		}
 		return p.passThrough(w, r, next)
+	}
+	if p.Admin != nil && strings.HasPrefix(path, p.routeAdmin) {
+		return p.serveAdmin(w, r)
 	}
 	return p.serveAPI(w, r)
 }
