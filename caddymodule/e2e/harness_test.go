@@ -27,15 +27,31 @@ import (
 )
 
 const (
-	adminPort  = 2999 // caddytest's fixed admin port
-	httpPort   = 9080
 	jwtSecret  = "e2e-secret-0123456789abcdef"
 	hookSecret = "hook-secret-0123456789"
-	base       = "http://localhost:9080"
+)
+
+// Ports: caddytest's admin port 2999 and sites from 9080, unless
+// PHONE_E2E_PORTS="<admin> <http>" moves them (so that two copies of this
+// suite can run on one machine).
+var (
+	adminPort = 2999
+	httpPort  = 9080
+	httpsPort = 9083
+	base      = "http://localhost:9080"
 )
 
 func TestMain(m *testing.M) {
 	flag.Parse() // before startCaddy rewrites os.Args for Caddy's own CLI
+	if v := os.Getenv("PHONE_E2E_PORTS"); v != "" {
+		if _, err := fmt.Sscanf(v, "%d %d", &adminPort, &httpPort); err != nil {
+			fmt.Fprintln(os.Stderr, "PHONE_E2E_PORTS: want \"<admin port> <http port>\":", err)
+			os.Exit(2)
+		}
+		httpsPort = httpPort + 3
+		base = fmt.Sprintf("http://localhost:%d", httpPort)
+	}
+	caddytest.Default.AdminPort = adminPort
 	dir, err := os.MkdirTemp("", "caddy-phone-e2e")
 	if err != nil {
 		panic(err)
@@ -128,7 +144,7 @@ func (e *env) load(s site) {
 	cfg := fmt.Sprintf(`{
 	admin localhost:%d
 	http_port %d
-	https_port 9443
+	https_port %d
 	grace_period 1s
 	%s
 }
@@ -145,7 +161,7 @@ func (e *env) load(s site) {
 	}
 	%s
 }
-`, adminPort, httpPort, s.global, httpPort, jwtSecret, e.cacheSecret, s.store, s.cache, s.sms, s.phone, s.upstream)
+`, adminPort, httpPort, httpsPort, s.global, httpPort, jwtSecret, e.cacheSecret, s.store, s.cache, s.sms, s.phone, s.upstream)
 	e.tester.InitServer(cfg, "caddyfile")
 	if e.t.Failed() {
 		e.t.FailNow()

@@ -50,8 +50,9 @@ func TestTwoInstancesShareRedisAndPostgres(t *testing.T) {
 }
 `, port, jwtSecret, dsn, schema, redisURL, prefix, webhookLine(sink.srv.URL, ""), port)
 	}
-	cfg := fmt.Sprintf("{\n\tadmin localhost:%d\n\thttp_port %d\n\thttps_port 9443\n\tgrace_period 1s\n}\n", adminPort, httpPort) +
-		instance(httpPort, url) + instance(9081, otherURL)
+	second := httpPort + 1
+	cfg := fmt.Sprintf("{\n\tadmin localhost:%d\n\thttp_port %d\n\thttps_port %d\n\tgrace_period 1s\n}\n", adminPort, httpPort, httpsPort) +
+		instance(httpPort, url) + instance(second, otherURL)
 	tester := caddytest.NewTester(t)
 	tester.InitServer(cfg, "caddyfile")
 	if t.Failed() {
@@ -65,7 +66,7 @@ func TestTwoInstancesShareRedisAndPostgres(t *testing.T) {
 	u := uniqueUser(t, "lb")
 	tok := token(t, u)
 	call(httpPort, "POST", "/phone/update", tok, map[string]any{"phone_number": "+14155552671"}).want(t, 200, "")
-	call(9081, "POST", "/phone/verify", tok, map[string]any{"code": sink.last(u).Code}).want(t, 200, "")
+	call(second, "POST", "/phone/verify", tok, map[string]any{"code": sink.last(u).Code}).want(t, 200, "")
 	st := call(httpPort, "GET", "/phone", tok, nil).want(t, 200, "")
 	if st.body["phone_number"] != "+14155552671" || st.body["verified"] != true {
 		t.Fatal(st.raw)
@@ -73,7 +74,7 @@ func TestTwoInstancesShareRedisAndPostgres(t *testing.T) {
 
 	v := uniqueUser(t, "race")
 	tv := token(t, v)
-	call(9081, "POST", "/phone/update", tv, map[string]any{"phone_number": "+33612345678"}).want(t, 200, "")
+	call(second, "POST", "/phone/update", tv, map[string]any{"phone_number": "+33612345678"}).want(t, 200, "")
 	code := sink.last(v).Code
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -84,7 +85,7 @@ func TestTwoInstancesShareRedisAndPostgres(t *testing.T) {
 			defer wg.Done()
 			port := httpPort
 			if i%2 == 1 {
-				port = 9081
+				port = second
 			}
 			r := call(port, "POST", "/phone/verify", tv, map[string]any{"code": code})
 			mu.Lock()
