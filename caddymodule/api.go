@@ -150,6 +150,7 @@ func (p *Phone) handleUpdate(w http.ResponseWriter, r *http.Request, id *bearer.
 	}
 	res, err := p.service.Update(r.Context(), flow.UpdateRequest{UserID: id.UserID, PhoneNumber: *req.PhoneNumber,
 		Locale: req.Locale, TemplateOptions: req.TemplateOptions, ProviderID: req.ProviderID, ClientIP: clientIP(r)})
+	observe("update", err)
 	if err != nil {
 		p.writeFlowError(w, err)
 		return
@@ -184,6 +185,7 @@ func (p *Phone) handleVerify(w http.ResponseWriter, r *http.Request, id *bearer.
 		return
 	}
 	u, err := p.service.Verify(r.Context(), flow.VerifyRequest{UserID: id.UserID, Code: *req.Code, PhoneNumber: req.PhoneNumber})
+	observe("verify", err)
 	if err != nil {
 		p.writeFlowError(w, err)
 		return
@@ -202,6 +204,7 @@ func (p *Phone) handleResend(w http.ResponseWriter, r *http.Request, id *bearer.
 		return
 	}
 	res, err := p.service.Resend(r.Context(), flow.ResendRequest{UserID: id.UserID, Locale: req.Locale, ClientIP: clientIP(r)})
+	observe("resend", err)
 	if err != nil {
 		p.writeFlowError(w, err)
 		return
@@ -218,41 +221,83 @@ func (p *Phone) handleCancel(w http.ResponseWriter, r *http.Request, id *bearer.
 	writeJSON(w, http.StatusOK, map[string]string{"status": "canceled"})
 }
 
-// writeFlowError maps the rules' outcomes to SPEC §5, in one place.
-func (p *Phone) writeFlowError(w http.ResponseWriter, err error) {
+// errorCode is the §5 error code writeFlowError answers for err.
+func errorCode(err error) string {
 	var ce *flow.CodeError
 	switch {
 	case errors.As(err, &ce):
-		writeError(w, http.StatusBadRequest, "invalid_code", "The code is not correct.", map[string]any{"attempts_left": ce.AttemptsLeft})
+		return "invalid_code"
 	case errors.Is(err, numbers.ErrInvalid):
-		writeError(w, http.StatusBadRequest, "invalid_phone_number", "The phone number is not valid.", nil)
+		return "invalid_phone_number"
 	case errors.Is(err, numbers.ErrNotAllowed):
-		writeError(w, http.StatusUnprocessableEntity, "phone_number_not_allowed", sentence(err), nil)
+		return "phone_number_not_allowed"
 	case errors.Is(err, flow.ErrInvalidRequest):
-		writeError(w, http.StatusBadRequest, "invalid_request", sentence(err), nil)
+		return "invalid_request"
 	case errors.Is(err, flow.ErrNoPending):
-		writeError(w, http.StatusConflict, "no_pending_verification", "There is no pending verification.", nil)
+		return "no_pending_verification"
 	case errors.Is(err, flow.ErrExpired):
-		writeError(w, http.StatusGone, "code_expired", "The code has expired; ask for a new one.", nil)
+		return "code_expired"
 	case errors.Is(err, flow.ErrTooManyAttempts):
-		writeError(w, http.StatusTooManyRequests, "too_many_attempts", "Too many wrong codes; start again with a new update.", nil)
+		return "too_many_attempts"
 	case errors.Is(err, flow.ErrRateLimited):
+		return "rate_limited"
+	case errors.Is(err, flow.ErrPhoneInUse):
+		return "phone_number_in_use"
+	case errors.Is(err, flow.ErrDeliveryFailed):
+		return "sms_delivery_failed"
+	case errors.Is(err, flow.ErrUnavailable):
+		return "store_unavailable"
+	}
+	return "internal_error"
+}
+
+// flowErrors gives each §5 error code its status and message.
+var flowErrors = map[string]struct {
+	status int
+	msg    string
+}{
+	"invalid_code":             {http.StatusBadRequest, "The code is not correct."},
+	"invalid_phone_number":     {http.StatusBadRequest, "The phone number is not valid."},
+	"phone_number_not_allowed": {http.StatusUnprocessableEntity, ""}, // the reason
+	"invalid_request":          {http.StatusBadRequest, ""},          // the reason
+	"no_pending_verification":  {http.StatusConflict, "There is no pending verification."},
+	"code_expired":             {http.StatusGone, "The code has expired; ask for a new one."},
+	"too_many_attempts":        {http.StatusTooManyRequests, "Too many wrong codes; start again with a new update."},
+	"rate_limited":             {http.StatusTooManyRequests, "Too many requests; try again later."},
+	"phone_number_in_use":      {http.StatusConflict, "This phone number is already in use by another account."},
+	"sms_delivery_failed":      {http.StatusBadGateway, "The code could not be sent; try again."},
+	"store_unavailable":        {http.StatusServiceUnavailable, "The user store is unavailable; try again shortly."},
+	"internal_error":           {http.StatusInternalServerError, "Something went wrong."},
+}
+
+// writeFlowError maps the rules' outcomes to SPEC §5, in one place.
+func (p *Phone) writeFlowError(w http.ResponseWriter, err error) {
+	code := errorCode(err)
+	e := flowErrors[code]
+	msg := e.msg
+	var extra map[string]any
+	switch code {
+	case "invalid_code":
+		var ce *flow.CodeError
+		errors.As(err, &ce)
+		extra = map[string]any{"attempts_left": ce.AttemptsLeft}
+	case "phone_number_not_allowed", "invalid_request":
+		msg = sentence(err)
+	case "rate_limited":
 		secs, _ := flow.RetryAfter(err)
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		writeError(w, http.StatusTooManyRequests, "rate_limited", "Too many requests; try again later.", map[string]any{"retry_after": secs})
-	case errors.Is(err, flow.ErrPhoneInUse):
-		writeError(w, http.StatusConflict, "phone_number_in_use", "This phone number is already in use by another account.", nil)
-	case errors.Is(err, flow.ErrDeliveryFailed):
+		extra = map[string]any{"retry_after": secs}
+	case "sms_delivery_failed":
 		p.logger.Warn("sms delivery failed", zap.Error(err))
-		writeError(w, http.StatusBadGateway, "sms_delivery_failed", "The code could not be sent; try again.", nil)
-	case errors.Is(err, flow.ErrUnavailable):
+	case "store_unavailable":
 		p.logger.Error("user store unavailable", zap.Error(err))
 		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusServiceUnavailable, "store_unavailable", "The user store is unavailable; try again shortly.", nil)
 	default:
-		p.logger.Error("phone request failed", zap.Error(err))
-		writeError(w, http.StatusInternalServerError, "internal_error", "Something went wrong.", nil)
+		if e.status >= 500 {
+			p.logger.Error("phone request failed", zap.Error(err))
+		}
 	}
+	writeError(w, e.status, code, msg, extra)
 }
 
 // sentence turns a wrapped error into a message: the reason after the

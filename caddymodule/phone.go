@@ -161,6 +161,9 @@ func (p *Phone) Provision(ctx caddy.Context) error {
 		return err
 	}
 
+	if err := initMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	sender, err := p.buildSender(repl)
 	if err != nil {
 		return err
@@ -219,7 +222,7 @@ func (p *Phone) buildSender(repl *caddy.Replacer) (flow.Sender, error) {
 		default:
 			return nil, fmt.Errorf("sms[%d]: unknown provider %q (log, webhook)", i, c.Provider)
 		}
-		providers = append(providers, pr)
+		providers = append(providers, meteredProvider{pr})
 	}
 	chain := sms.NewChain(providers...)
 	chain.Logger = p.logger.Named("sms")
@@ -278,7 +281,7 @@ func (p *Phone) openUsers(ctx caddy.Context, repl *caddy.Replacer) (store.Users,
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", sc.Backend, err)
 	}
-	cached, err := store.NewCachedUsers(backing, readCacheTTL, readCacheMB)
+	cached, err := store.NewCachedUsers(meteredUsers{backing}, readCacheTTL, readCacheMB)
 	if err != nil {
 		_ = backing.Close()
 		return nil, err

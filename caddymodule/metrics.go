@@ -1,0 +1,109 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/caddy-phone/caddy-phone/caddymodule/flow"
+	"github.com/caddy-phone/caddy-phone/sms"
+	"github.com/caddy-phone/caddy-phone/store"
+)
+
+// Metrics live in Caddy's registry as caddy_phone_*. Labels never carry a
+// user, a number, a code or a token: only fixed names.
+var phoneMetrics = struct {
+	once        sync.Once
+	sends       *prometheus.CounterVec   // provider, result
+	outcomes    *prometheus.CounterVec   // op, result
+	rateLimited *prometheus.CounterVec   // limit
+	storeTime   *prometheus.HistogramVec // op, result
+}{}
+
+func initMetrics(reg *prometheus.Registry) error {
+	const ns, sub = "caddy", "phone"
+	phoneMetrics.once.Do(func() {
+		phoneMetrics.sends = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "sms_sends_total", Help: "SMS delivery attempts by provider and result (ok, error)."}, []string{"provider", "result"})
+		phoneMetrics.outcomes = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "requests_total", Help: "Update, verify and resend calls by outcome (ok or the error code)."}, []string{"op", "result"})
+		phoneMetrics.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "rate_limited_total", Help: "Requests refused by a limit, by limit name."}, []string{"limit"})
+		phoneMetrics.storeTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+			Name: "store_duration_seconds", Help: "User store call latency by operation and result.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"op", "result"})
+	})
+	if reg == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{phoneMetrics.sends, phoneMetrics.outcomes, phoneMetrics.rateLimited, phoneMetrics.storeTime} {
+		if err := reg.Register(c); err != nil && !errors.As(err, &prometheus.AlreadyRegisteredError{}) {
+			return err
+		}
+	}
+	return nil
+}
+
+// observe counts one rules call by its outcome.
+func observe(op string, err error) {
+	result := "ok"
+	if err != nil {
+		result = errorCode(err)
+	}
+	phoneMetrics.outcomes.WithLabelValues(op, result).Inc()
+	var re *flow.RetryError
+	if errors.As(err, &re) && errors.Is(err, flow.ErrRateLimited) {
+		phoneMetrics.rateLimited.WithLabelValues(re.Limit).Inc()
+	}
+}
+
+// meteredProvider counts a provider's sends.
+type meteredProvider struct{ sms.Provider }
+
+func (m meteredProvider) Send(ctx context.Context, msg sms.Message) error {
+	err := m.Provider.Send(ctx, msg)
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	phoneMetrics.sends.WithLabelValues(m.Name(), result).Inc()
+	return err
+}
+
+// meteredUsers times the user store's calls.
+type meteredUsers struct{ store.Users }
+
+func (m meteredUsers) Get(ctx context.Context, userID string) (store.User, error) {
+	start := time.Now()
+	u, err := m.Users.Get(ctx, userID)
+	observeStore("get", start, err)
+	return u, err
+}
+
+func (m meteredUsers) Set(ctx context.Context, u store.User) error {
+	start := time.Now()
+	err := m.Users.Set(ctx, u)
+	observeStore("set", start, err)
+	return err
+}
+
+func (m meteredUsers) HolderOf(ctx context.Context, number string) (string, error) {
+	start := time.Now()
+	id, err := m.Users.HolderOf(ctx, number)
+	observeStore("holder_of", start, err)
+	return id, err
+}
+
+func observeStore(op string, start time.Time, err error) {
+	result := "ok"
+	switch {
+	case errors.Is(err, store.ErrPhoneInUse):
+		result = "in_use"
+	case err != nil:
+		result = "error"
+	}
+	phoneMetrics.storeTime.WithLabelValues(op, result).Observe(time.Since(start).Seconds())
+}
