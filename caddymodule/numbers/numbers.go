@@ -209,8 +209,9 @@ func (c *Checker) Normalize(input string) (string, error) {
 // (or whose country code is unknown) becomes "****".
 func Mask(e164 string) string {
 	const opaque = "****"
-	// E.164: '+', then at most 15 digits.
-	if len(e164) < 3 || len(e164) > 16 || e164[0] != '+' {
+	// E.164 allows 15 digits, but libphonenumber formats some valid
+	// numbers (German ones, for one) longer: accept what it produces.
+	if len(e164) < 3 || len(e164) > 21 || e164[0] != '+' {
 		return opaque
 	}
 	digits := e164[1:]

@@ -165,9 +165,10 @@ func TestMask(t *testing.T) {
 		{"33612345678", "****"},
 		{"+33 6 12 34 56 78", "****"},
 		{"+33612345678x", "****"},
-		{"+3361234567812345", "****"}, // 16 digits: not E.164
-		{"+999123456789", "****"},     // unassigned country code
-		{"+٣٣٦١٢٣٤٥٦٧٨", "****"},      // non-ASCII digits
+		{"+336123456781234567890", "****"},         // 21 digits: longer than any number libphonenumber formats
+		{"+4920100000000000", "+49**********0000"}, // 16 digits: a valid German number, longer than E.164 allows
+		{"+999123456789", "****"},                  // unassigned country code
+		{"+٣٣٦١٢٣٤٥٦٧٨", "****"},                   // non-ASCII digits
 	}
 	for _, tt := range tests {
 		if got := Mask(tt.in); got != tt.want {
