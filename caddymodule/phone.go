@@ -85,9 +85,12 @@ type Phone struct {
 	gate   caddyhttp.MatchPath
 	// descope and reachfive are set by `compat`.
 	descope, reachfive bool
-	routeAdmin         string // <prefix>/v1/
+	routeAdmin         string    // <prefix>/v1/
+	admin              *adminAPI // set by `admin`
 	// routes are the user-API paths, prefix included, built once.
 	routeStatus, routeUpdate, routeVerify, routeResend, routePending string
+	// eventsRT is what `events` started (events_glue.go); nil without it.
+	eventsRT *eventsRuntime
 }
 
 // CaddyModule returns the Caddy module information.
@@ -123,6 +126,11 @@ func (p *Phone) Provision(ctx caddy.Context) error {
 	for _, c := range p.Compat {
 		switch c {
 		case "descope":
+			// Descope's SDK sends "Bearer <project_id>[:<jwt>]": without a
+			// project_id every call would be a 401.
+			if p.JWT == nil || p.JWT.ProjectID == "" {
+				return errors.New("compat descope: needs jwt { project_id … }")
+			}
 			p.descope = true
 		case "reachfive":
 			p.reachfive = true
@@ -177,6 +185,9 @@ func (p *Phone) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := p.provisionAdmin(ctx, repl, checker); err != nil {
+		return err
+	}
 
 	if len(p.RequireVerified) > 0 {
 		p.gate = caddyhttp.MatchPath(append([]string(nil), p.RequireVerified...))
@@ -193,8 +204,13 @@ func (p *Phone) Provision(ctx caddy.Context) error {
 	if c, ok := p.users.(*store.CachedUsers); ok {
 		p.peek = c.Peek
 	}
+	cfg.NotifyPrevious = p.NotifyPrevious
+	emitter, err := p.provisionEvents(ctx, repl)
+	if err != nil {
+		return err
+	}
 	p.service, err = flow.New(cfg, flow.Deps{Users: p.users, Cache: p.cache.cache, Sender: sender, Numbers: checker,
-		ReadUsers: peekUsers{p.users, p.peek}})
+		ReadUsers: peekUsers{p.users, p.peek}, Events: emitter, Logger: p.logger})
 	return err
 }
 
@@ -373,7 +389,8 @@ func (p *Phone) Validate() error {
 
 // Cleanup releases the store and this config's hold on the shared cache.
 func (p *Phone) Cleanup() error {
-	var errs []error
+	// The dispatcher first: its outbox lives in the store.
+	errs := []error{p.stopEvents()}
 	if p.users != nil && !isSharedMemory(p.users) {
 		errs = append(errs, p.users.Close())
 	}

@@ -426,3 +426,63 @@ var (
 	defaultStore = func(t *testing.T) string { return "store sqlite " + t.TempDir() + "/phone.db" }
 	defaultCache = func(t *testing.T) string { return "" }
 )
+
+// ---- TLS sites (the ReachFive SDK only calls https://<domain>).
+
+// tlsBase is the address of the site loadTLS serves.
+func tlsBase() string { return fmt.Sprintf("https://localhost:%d", httpsPort) }
+
+// loadTLS is load for a site on https://localhost:<httpsPort> with `tls
+// internal` (no HTTP site, no redirects, nothing installed in the system
+// trust store, the CA and certificates kept under caddyDataDir: Caddy's
+// default storage was fixed before TestMain set XDG_DATA_HOME). It waits until the site's certificate is served and makes
+// e.client trust Caddy's local root (trustCaddyRoot, in node_test.go).
+func (e *env) loadTLS(s site) {
+	e.t.Helper()
+	if s.sms == "" {
+		s.sms = webhookLine(e.sink.srv.URL, "")
+	}
+	if e.store == "" {
+		e.store, e.cache = defaultStore(e.t), defaultCache(e.t)
+	}
+	if s.store == "" {
+		s.store = e.store
+	}
+	if s.cache == "" {
+		s.cache = e.cache
+	}
+	if s.upstream == "" {
+		s.upstream = `respond "user={http.auth.user.id}"`
+	}
+	cfg := fmt.Sprintf(`{
+	admin localhost:%d
+	http_port %d
+	https_port %d
+	grace_period 1s
+	skip_install_trust
+	auto_https disable_redirects
+	storage file_system %s
+	%s
+}
+https://localhost:%d {
+	tls internal
+	phone {
+		jwt {
+			secret %s
+		}
+		secret %s
+		%s
+		%s
+		%s
+		%s
+	}
+	%s
+}
+`, adminPort, httpPort, httpsPort, caddyDataDir(), s.global, httpsPort, jwtSecret, e.cacheSecret, s.store, s.cache, s.sms,
+		s.phone, s.upstream)
+	e.tester.InitServer(cfg, "caddyfile")
+	if e.t.Failed() {
+		e.t.FailNow()
+	}
+	e.client = trustCaddyRoot(e.t)
+}

@@ -21,9 +21,29 @@ type challenge struct {
 	ClaimedUntil time.Time // a verify is writing to the store until then
 	MAC          [sha256.Size]byte
 	Locale       string // locale of the update, reused by resend
+	Flags        descopeFlags
 }
 
+// descopeFlags are Descope's update options, told in the events of the
+// change.
+type descopeFlags struct {
+	AddToLoginIDs, OnMergeUseExisting *bool
+}
+
+// challengeVersion is the first byte of an entry. The flags byte after it
+// grew bits within version 1: older entries have them clear (no Descope
+// options), and older code ignores them, so instances of both ages can
+// share a cache.
 const challengeVersion = 1
+
+// Bits of the flags byte; bits 5..7 are free and ignored when read.
+const (
+	flagPending         = 1 << 0
+	flagLoginIDsSet     = 1 << 1 // AddToLoginIDs given …
+	flagLoginIDs        = 1 << 2 // … and true
+	flagMergeExisting   = 1 << 3 // OnMergeUseExisting given …
+	flagMergeExistingOn = 1 << 4 // … and true
+)
 
 var errCorrupt = errors.New("corrupt challenge entry")
 
@@ -32,8 +52,10 @@ func (c *challenge) encode() []byte {
 	b = append(b, challengeVersion)
 	var flags byte
 	if c.Pending {
-		flags |= 1
+		flags |= flagPending
 	}
+	flags |= triBits(c.Flags.AddToLoginIDs, flagLoginIDsSet, flagLoginIDs)
+	flags |= triBits(c.Flags.OnMergeUseExisting, flagMergeExisting, flagMergeExistingOn)
 	b = append(b, flags, byte(min(c.Attempts, 255)))
 	b = binary.BigEndian.AppendUint64(b, uint64(unixNano(c.ExpiresAt)))
 	b = binary.BigEndian.AppendUint64(b, uint64(unixNano(c.SentAt)))
@@ -51,7 +73,9 @@ func decodeChallenge(b []byte) (*challenge, error) {
 	if len(b) < fixed+2 || b[0] != challengeVersion {
 		return nil, errCorrupt
 	}
-	c := &challenge{Pending: b[1]&1 != 0, Attempts: int(b[2])}
+	c := &challenge{Pending: b[1]&flagPending != 0, Attempts: int(b[2])}
+	c.Flags.AddToLoginIDs = fromTriBits(b[1], flagLoginIDsSet, flagLoginIDs)
+	c.Flags.OnMergeUseExisting = fromTriBits(b[1], flagMergeExisting, flagMergeExistingOn)
 	c.ExpiresAt = fromUnixNano(int64(binary.BigEndian.Uint64(b[3:])))
 	c.SentAt = fromUnixNano(int64(binary.BigEndian.Uint64(b[11:])))
 	c.ClaimedUntil = fromUnixNano(int64(binary.BigEndian.Uint64(b[19:])))
@@ -85,6 +109,25 @@ func codeMAC(secret []byte, userID, number, code string) [sha256.Size]byte {
 	var out [sha256.Size]byte
 	m.Sum(out[:0])
 	return out
+}
+
+// triBits packs an optional bool into two bits: given, and its value.
+func triBits(v *bool, set, on byte) byte {
+	switch {
+	case v == nil:
+		return 0
+	case *v:
+		return set | on
+	}
+	return set
+}
+
+func fromTriBits(flags, set, on byte) *bool {
+	if flags&set == 0 {
+		return nil
+	}
+	v := flags&on != 0
+	return &v
 }
 
 func unixNano(t time.Time) int64 {

@@ -14,9 +14,14 @@ import (
 	"hash/maphash"
 	"io"
 	"math/big"
+	"strings"
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/caddy-phone/caddy-phone/caddymodule/events"
+	"github.com/caddy-phone/caddy-phone/caddymodule/numbers"
 	"github.com/caddy-phone/caddy-phone/sms"
 	"github.com/caddy-phone/caddy-phone/store"
 )
@@ -44,6 +49,13 @@ type Numbers interface {
 	Normalize(input string) (string, error)
 }
 
+// Events receives the phone events (SPEC §8). Emit is called before the
+// user's request is answered and should return once the event is durable;
+// its error never fails the request: the rules log it and go on.
+type Events interface {
+	Emit(ctx context.Context, e events.Event) error
+}
+
 // Clock tells the time; tests pass a fake one.
 type Clock interface{ Now() time.Time }
 
@@ -66,7 +78,16 @@ type Config struct {
 	Templates    sms.Templates
 	// Secret keys the HMAC of codes at rest; at least 16 bytes.
 	Secret []byte
+	// NotifyPrevious sends an SMS (Purpose "notify", no code) to the old
+	// number when a verified number is replaced by another: by a verify,
+	// or by an update with verification off.
+	NotifyPrevious bool
+	// NotifyTemplate is that SMS, with {app}; DefaultNotifyTemplate when "".
+	NotifyTemplate string
 }
+
+// DefaultNotifyTemplate is the notify_previous SMS.
+const DefaultNotifyTemplate = "Your {app} phone number was changed. If this wasn't you, contact support."
 
 // Deps are the collaborators of a Service.
 type Deps struct {
@@ -79,6 +100,12 @@ type Deps struct {
 	// ReadUsers, when set, serves Status: a read-only view that may be a
 	// few seconds stale (a read cache). The rules themselves always use Users.
 	ReadUsers Users
+	// Events, when set, receives phone.updated, phone.pending,
+	// phone.verified and phone.removed.
+	Events Events
+	// Logger gets what must not fail a request: a failed event or
+	// notify_previous SMS. Default: none.
+	Logger *zap.Logger
 }
 
 // Service applies the rules.
@@ -91,6 +118,8 @@ type Service struct {
 	numbers Numbers
 	clock   Clock
 	rand    io.Reader
+	events  Events
+	logger  *zap.Logger
 	locks   userLocks
 }
 
@@ -117,6 +146,15 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if err := cfg.Templates.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.NotifyTemplate == "" {
+		cfg.NotifyTemplate = DefaultNotifyTemplate
+	}
+	if strings.Contains(cfg.NotifyTemplate, "{code}") {
+		return nil, errors.New("notify template: must not contain {code}: no code is sent to the old number")
+	}
+	if d.Logger == nil {
+		d.Logger = zap.NewNop()
+	}
 	if d.Clock == nil {
 		d.Clock = SystemClock{}
 	}
@@ -127,7 +165,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		d.ReadUsers = d.Users
 	}
 	s := &Service{cfg: cfg, users: d.Users, read: d.ReadUsers, cache: d.Cache, sender: d.Sender,
-		numbers: d.Numbers, clock: d.Clock, rand: d.Rand}
+		numbers: d.Numbers, clock: d.Clock, rand: d.Rand, events: d.Events, logger: d.Logger}
 	s.locks.seed = maphash.MakeSeed()
 	return s, nil
 }
@@ -164,6 +202,10 @@ type UpdateRequest struct {
 	TemplateOptions map[string]string
 	ProviderID      string
 	ClientIP        string
+	// Descope's addToLoginIDs and onMergeUseExisting: nil unless the call
+	// came through Descope. They are kept with the challenge and travel in
+	// the events of this change (phone.verified included).
+	AddToLoginIDs, OnMergeUseExisting *bool
 }
 
 // Update outcomes.
@@ -203,10 +245,17 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 		}
 		return UpdateResult{Status: StatusUnchanged, User: u}, nil
 	}
+	flags := descopeFlags{AddToLoginIDs: r.AddToLoginIDs, OnMergeUseExisting: r.OnMergeUseExisting}
 	if !s.cfg.Verification { // rule 1
 		nu := store.User{ID: r.UserID, PhoneNumber: number}
 		if err := s.users.Set(ctx, nu); err != nil {
 			return UpdateResult{}, err
+		}
+		if u != nu {
+			s.emit(ctx, events.TypeUpdated, r.UserID, number, u.PhoneNumber, flags)
+			if u.Verified && u.PhoneNumber != "" {
+				s.notifyPrevious(ctx, r.UserID, u.PhoneNumber)
+			}
 		}
 		if err := s.cache.Delete(ctx, challengeKey(r.UserID)); err != nil {
 			return UpdateResult{}, cacheErr(err)
@@ -232,6 +281,7 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 			if err := s.users.Set(ctx, nu); err != nil {
 				return UpdateResult{}, err
 			}
+			s.emit(ctx, events.TypeUpdated, r.UserID, number, u.PhoneNumber, flags)
 		}
 		res.User = nu
 	}
@@ -244,12 +294,18 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 		return UpdateResult{}, err
 	}
 	c := &challenge{Number: number, Pending: pending, ExpiresAt: now.Add(s.cfg.TTL),
-		SentAt: now, MAC: codeMAC(s.cfg.Secret, r.UserID, number, code), Locale: storedLocale(r.Locale)}
+		SentAt: now, MAC: codeMAC(s.cfg.Secret, r.UserID, number, code), Locale: storedLocale(r.Locale),
+		Flags: flags}
 	// One open challenge per user: this replaces any other, attempts and all.
 	if err := s.cache.Update(ctx, challengeKey(r.UserID), func([]byte, bool) ([]byte, time.Duration, error) {
 		return c.encode(), s.entryTTL(), nil
 	}); err != nil {
 		return UpdateResult{}, cacheErr(err)
+	}
+	if pending {
+		// The change waits for its code, whether or not the SMS goes out:
+		// the challenge is open either way.
+		s.emit(ctx, events.TypePending, r.UserID, number, u.PhoneNumber, flags)
 	}
 	if err := s.send(ctx, r.UserID, number, code, "update", r.Locale, r.TemplateOptions, r.ProviderID); err != nil {
 		s.allowResendNow(ctx, r.UserID, c.MAC)
@@ -324,15 +380,32 @@ func (s *Service) Verify(ctx context.Context, r VerifyRequest) (store.User, erro
 		}
 		return store.User{}, &CodeError{AttemptsLeft: wrongLeft}
 	}
+	// The number replaced, for the phone.verified event and notify_previous.
+	var old store.User
+	if s.events != nil || s.cfg.NotifyPrevious {
+		var err error
+		if old, err = s.users.Get(ctx, r.UserID); err != nil {
+			s.release(ctx, r.UserID, won.MAC)
+			return store.User{}, err
+		}
+	}
 	u := store.User{ID: r.UserID, PhoneNumber: won.Number, Verified: true}
 	switch err := s.users.Set(ctx, u); {
 	case err == nil, errors.Is(err, ErrPhoneInUse):
-		// Possession is proven either way: the challenge is spent.
-		if derr := s.cache.Delete(ctx, challengeKey(r.UserID)); derr != nil && err == nil {
-			return u, nil // the claim lapses; the code can no longer match a fresh update
-		}
+		// Possession is proven either way: the challenge is spent. A failed
+		// delete is left alone: the claim lapses, and the code can no
+		// longer match a fresh update.
+		_ = s.cache.Delete(ctx, challengeKey(r.UserID))
 		if err != nil {
 			return store.User{}, err
+		}
+		var previous string
+		if old.PhoneNumber != won.Number {
+			previous = old.PhoneNumber
+		}
+		s.emit(ctx, events.TypeVerified, r.UserID, won.Number, previous, won.Flags)
+		if old.Verified && previous != "" {
+			s.notifyPrevious(ctx, r.UserID, previous)
 		}
 		return u, nil
 	default:
@@ -441,6 +514,72 @@ func (s *Service) Cancel(ctx context.Context, userID string) error {
 		return nil, 0, nil
 	}))
 }
+
+// Remove deletes the user's number, cancels any open challenge (a pending
+// change must not bring a number back) and emits phone.removed. It returns
+// the user as they were; removing no number is a no-op without an event.
+func (s *Service) Remove(ctx context.Context, userID string) (store.User, error) {
+	defer s.locks.lock(userID)()
+	u, err := s.users.Get(ctx, userID)
+	if err != nil {
+		return store.User{}, err
+	}
+	if u.PhoneNumber != "" {
+		if err := s.users.Set(ctx, store.User{ID: userID}); err != nil {
+			return store.User{}, err
+		}
+		s.emit(ctx, events.TypeRemoved, userID, "", u.PhoneNumber, descopeFlags{})
+	}
+	if err := s.cache.Delete(ctx, challengeKey(userID)); err != nil {
+		return u, cacheErr(err)
+	}
+	return u, nil
+}
+
+// emit hands an event to Deps.Events. A failure is logged, never
+// returned: the change it tells of is made already.
+func (s *Service) emit(ctx context.Context, typ, userID, number, previous string, f descopeFlags) {
+	if s.events == nil {
+		return
+	}
+	e := events.Event{ID: events.NewID(), Type: typ, UserID: userID, PhoneNumber: number,
+		PreviousPhoneNumber: previous, OccurredAt: s.clock.Now().UTC(),
+		AddToLoginIDs: f.AddToLoginIDs, OnMergeUseExisting: f.OnMergeUseExisting}
+	if err := s.events.Emit(ctx, e); err != nil {
+		s.logger.Error("phone event not recorded", zap.String("id", e.ID), zap.String("type", typ),
+			zap.String("user_id", userID), zap.Error(err))
+	}
+}
+
+// notifyPrevious tells the old number that a verified number was replaced
+// (notify_previous). No code goes with it, no budget is spent (each change
+// of a verified number already cost a verified code, or is an update with
+// verification off), and a failure is logged, not returned. It runs on
+// after the client hangs up: the change is made already.
+func (s *Service) notifyPrevious(ctx context.Context, userID, number string) {
+	if !s.cfg.NotifyPrevious {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
+	defer cancel()
+	body, used := sms.Templates{Default: s.cfg.NotifyTemplate}.Render("", sms.Vars{App: s.cfg.AppName})
+	id, err := s.randomID()
+	if err == nil {
+		err = s.sender.Send(ctx, sms.Message{ID: id, To: number, Body: body, Locale: used, Purpose: PurposeNotify,
+			UserID: userID, TemplateOptions: map[string]string{}})
+	}
+	if err != nil {
+		s.logger.Warn("notify_previous SMS failed", zap.String("user_id", userID),
+			zap.String("to", numbers.Mask(number)), zap.Error(err))
+	}
+}
+
+// PurposeNotify is the sms.Message Purpose of the notify_previous SMS.
+const PurposeNotify = "notify"
+
+// notifyTimeout bounds the notify_previous SMS (the chain may try several
+// providers, 10 s each).
+const notifyTimeout = 30 * time.Second
 
 // openChallenge decodes a challenge a verify or resend may act on.
 func (s *Service) openChallenge(b []byte, found bool, now time.Time) (*challenge, error) {

@@ -1,0 +1,400 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+const adminKey = "sk_test_0123456789abcdefABCDEF"
+
+// adminConfig is a handler config with `admin` on the store given as JSON.
+func adminConfig(storeJSON, extra string) string {
+	return `{"jwt":{"secret":"` + benchSecret + `"},"store":` + storeJSON + `,
+		"cache":{"max_size":67108864},"sms":[{"provider":"log"}],
+		"admin":{"api_key":"` + adminKey + `"}` + extra + `}`
+}
+
+func sqliteAdmin(t *testing.T, extra string) *Phone {
+	t.Helper()
+	path, _ := json.Marshal(filepath.Join(t.TempDir(), "phone.db"))
+	p := provisionPhone(t, adminConfig(`{"backend":"sqlite","path":`+string(path)+`}`, extra))
+	t.Cleanup(func() { p.Cleanup() })
+	return p
+}
+
+// adminAnswer is a decoded response.
+type adminAnswer struct {
+	status int
+	header http.Header
+	raw    string
+	body   map[string]any
+}
+
+// call sends one request through ServeHTTP; auth is the whole
+// Authorization header ("" for none).
+func call(t *testing.T, p *Phone, method, target, auth, body string) adminAnswer {
+	t.Helper()
+	r := caddyRequest(method, target, body)
+	if auth != "" {
+		r.Header.Set("Authorization", auth)
+	}
+	r.Header.Set("Content-Type", "application/json") // as @clerk/backend sends it, even on GET
+	rec := httptest.NewRecorder()
+	if err := p.ServeHTTP(rec, r, noopNext); err != nil {
+		t.Fatal(err)
+	}
+	a := adminAnswer{status: rec.Code, header: rec.Header(), raw: rec.Body.String()}
+	_ = json.Unmarshal(rec.Body.Bytes(), &a.body)
+	return a
+}
+
+func admin(t *testing.T, p *Phone, method, target, body string) adminAnswer {
+	t.Helper()
+	return call(t, p, method, target, "Bearer "+adminKey, body)
+}
+
+// want checks the status, the exact Content-Type and, for errors, our
+// code both at the top and in Clerk's errors list.
+func (a adminAnswer) want(t *testing.T, status int, code string) adminAnswer {
+	t.Helper()
+	if a.status != status {
+		t.Fatalf("status %d, want %d: %s", a.status, status, a.raw)
+	}
+	if ct := a.header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("Content-Type %q, want exactly application/json", ct)
+	}
+	if code == "" {
+		return a
+	}
+	errs, _ := a.body["errors"].([]any)
+	if a.body["error"] != code || len(errs) != 1 {
+		t.Fatalf("error %v, want %q with one Clerk error: %s", a.body["error"], code, a.raw)
+	}
+	e := errs[0].(map[string]any)
+	if e["code"] != code || e["message"] != a.body["message"] || e["long_message"] == "" || e["meta"] == nil {
+		t.Fatalf("Clerk error entry %v does not match %s", e, a.raw)
+	}
+	return a
+}
+
+func (a adminAnswer) param() string {
+	errs, _ := a.body["errors"].([]any)
+	if len(errs) == 0 {
+		return ""
+	}
+	meta, _ := errs[0].(map[string]any)["meta"].(map[string]any)
+	s, _ := meta["param_name"].(string)
+	return s
+}
+
+func userToken(t *testing.T, user string) string {
+	t.Helper()
+	tok, err := mintToken(benchSecret, user, "HS256", "", "", time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// phoneObjectKeys are the keys of Clerk's phone_number object (SPEC §7).
+var phoneObjectKeys = []string{"created_at", "default_second_factor", "id", "linked_to", "object", "phone_number",
+	"primary", "reserved_for_second_factor", "updated_at", "user_id", "verification", "verified"}
+
+func checkPhoneObject(t *testing.T, obj map[string]any) {
+	t.Helper()
+	var keys []string
+	for k := range obj {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	if !slices.Equal(keys, phoneObjectKeys) {
+		t.Fatalf("object keys %q, want %q", keys, phoneObjectKeys)
+	}
+	id, _ := obj["id"].(string)
+	if obj["object"] != "phone_number" || !strings.HasPrefix(id, "idn_") {
+		t.Fatalf("object %v", obj)
+	}
+	if l, ok := obj["linked_to"].([]any); !ok || len(l) != 0 {
+		t.Fatalf("linked_to = %#v, want []", obj["linked_to"])
+	}
+	now := float64(time.Now().UnixMilli())
+	for _, k := range []string{"created_at", "updated_at"} {
+		if ms, _ := obj[k].(float64); ms < now-60_000 || ms > now+1000 {
+			t.Fatalf("%s = %v, want Unix milliseconds near %v", k, obj[k], now)
+		}
+	}
+}
+
+// The round trip of SPEC §7, and the primary number is the user API's.
+func TestAdminPhoneNumbers(t *testing.T) {
+	p := sqliteAdmin(t, "")
+	user := "user/with slash"
+	esc := "user%2Fwith%20slash"
+	tok := userToken(t, user)
+
+	a := admin(t, p, "POST", "/phone/v1/phone_numbers", `{"user_id":"user/with slash","phone_number":"+33 6 12 34 56 78"}`).want(t, 200, "")
+	checkPhoneObject(t, a.body)
+	if a.body["phone_number"] != "+33612345678" || a.body["primary"] != true || a.body["verified"] != false ||
+		a.body["verification"] != nil || a.body["user_id"] != user {
+		t.Fatalf("first number: %s", a.raw)
+	}
+	first := a.body["id"].(string)
+	st := call(t, p, "GET", "/phone", "Bearer "+tok, "")
+	if st.status != 200 || st.body["phone_number"] != "+33612345678" || st.body["verified"] != false {
+		t.Fatalf("GET /phone after the first number: %s", st.raw)
+	}
+
+	a = admin(t, p, "POST", "/phone/v1/phone_numbers",
+		`{"user_id":"user/with slash","phone_number":"+33612345679","verified":true}`).want(t, 200, "")
+	second := a.body["id"].(string)
+	v, _ := a.body["verification"].(map[string]any)
+	if a.body["primary"] != false || v["status"] != "verified" || v["strategy"] != "admin" ||
+		v["attempts"] != nil || v["expire_at"] != nil {
+		t.Fatalf("second number: %s", a.raw)
+	}
+
+	a = admin(t, p, "GET", "/phone/v1/phone_numbers/"+second, "").want(t, 200, "")
+	checkPhoneObject(t, a.body)
+	if a.body["id"] != second || a.body["phone_number"] != "+33612345679" {
+		t.Fatalf("get: %s", a.raw)
+	}
+	if h := admin(t, p, "HEAD", "/phone/v1/phone_numbers/"+second, ""); h.status != 200 {
+		t.Fatalf("HEAD: %d", h.status)
+	}
+
+	a = admin(t, p, "PATCH", "/phone/v1/phone_numbers/"+second, `{"primary":true,"reserved_for_second_factor":true}`).want(t, 200, "")
+	if a.body["primary"] != true || a.body["reserved_for_second_factor"] != true || a.body["default_second_factor"] != true {
+		t.Fatalf("patch: %s", a.raw)
+	}
+	st = call(t, p, "GET", "/phone", "Bearer "+tok, "")
+	if st.body["phone_number"] != "+33612345679" || st.body["verified"] != true {
+		t.Fatalf("GET /phone after making the second primary: %s", st.raw)
+	}
+	// No body: nothing changes (the SDK sends none for an empty update).
+	admin(t, p, "PATCH", "/phone/v1/phone_numbers/"+second, "").want(t, 200, "")
+
+	a = admin(t, p, "GET", "/phone/v1/users/"+esc+"/phone_numbers", "").want(t, 200, "")
+	data, _ := a.body["data"].([]any)
+	if a.body["total_count"] != float64(2) || len(data) != 2 {
+		t.Fatalf("list: %s", a.raw)
+	}
+	for i, want := range []struct {
+		id      string
+		primary bool
+	}{{first, false}, {second, true}} {
+		obj := data[i].(map[string]any)
+		checkPhoneObject(t, obj)
+		if obj["id"] != want.id || obj["primary"] != want.primary {
+			t.Fatalf("list[%d] = %v, want %s primary=%v", i, obj, want.id, want.primary)
+		}
+	}
+	if a := admin(t, p, "GET", "/phone/v1/users/nobody/phone_numbers", "").want(t, 200, ""); a.raw != `{"data":[],"total_count":0}` {
+		t.Fatalf("list of an unknown user: %s", a.raw)
+	}
+
+	a = admin(t, p, "DELETE", "/phone/v1/phone_numbers/"+second, "").want(t, 200, "")
+	if a.raw != `{"object":"phone_number","id":"`+second+`","deleted":true}` {
+		t.Fatalf("delete: %s", a.raw)
+	}
+	st = call(t, p, "GET", "/phone", "Bearer "+tok, "")
+	if st.body["phone_number"] != nil || st.body["verified"] != false {
+		t.Fatalf("GET /phone after deleting the primary: %s", st.raw)
+	}
+	admin(t, p, "GET", "/phone/v1/phone_numbers/"+second, "").want(t, 404, "not_found")
+	admin(t, p, "DELETE", "/phone/v1/phone_numbers/"+second, "").want(t, 404, "not_found")
+	a = admin(t, p, "GET", "/phone/v1/users/"+esc+"/phone_numbers", "").want(t, 200, "")
+	if a.body["total_count"] != float64(1) {
+		t.Fatalf("list after delete: %s", a.raw)
+	}
+}
+
+// The user API's changes show in the admin API: the verified number
+// replaces the primary one.
+func TestAdminFollowsUserAPI(t *testing.T) {
+	p := sqliteAdmin(t, "")
+	sink := withInstantSMS(t, p)
+	user := "follower"
+	auth := "Bearer " + userToken(t, user)
+	a := admin(t, p, "POST", "/phone/v1/phone_numbers", `{"user_id":"follower","phone_number":"+33612345678","verified":true}`).want(t, 200, "")
+	old := a.body["id"].(string)
+	if r := call(t, p, "POST", "/phone/update", auth, `{"phone_number":"+33612345670"}`); r.status != 202 {
+		t.Fatalf("update: %d %s", r.status, r.raw)
+	}
+	if r := call(t, p, "POST", "/phone/verify", auth, `{"code":"`+sink.codes["+33612345670"]+`"}`); r.status != 200 {
+		t.Fatalf("verify: %d %s", r.status, r.raw)
+	}
+	a = admin(t, p, "GET", "/phone/v1/users/follower/phone_numbers", "").want(t, 200, "")
+	data := a.body["data"].([]any)
+	obj := data[0].(map[string]any)
+	v, _ := obj["verification"].(map[string]any)
+	if len(data) != 1 || obj["phone_number"] != "+33612345670" || obj["primary"] != true || v["strategy"] != "phone_code" {
+		t.Fatalf("after the user verified a new number: %s", a.raw)
+	}
+	admin(t, p, "GET", "/phone/v1/phone_numbers/"+old, "").want(t, 404, "not_found")
+}
+
+func TestAdminErrors(t *testing.T) {
+	p := sqliteAdmin(t, `,"numbers":{"allow_countries":["FR"]}`)
+	const create = "/phone/v1/phone_numbers"
+	admin(t, p, "POST", create, `{"user_id":"u1","phone_number":"+33612345678","verified":true}`).want(t, 200, "")
+	unverified := admin(t, p, "POST", create, `{"user_id":"u1","phone_number":"+33612345670"}`).want(t, 200, "").body["id"].(string)
+	primary := admin(t, p, "GET", "/phone/v1/users/u1/phone_numbers", "").want(t, 200, "").body["data"].([]any)[0].(map[string]any)["id"].(string)
+	for _, c := range []struct {
+		name, method, path, body string
+		status                   int
+		code, param              string
+	}{
+		{"not a number", "POST", create, `{"user_id":"u2","phone_number":"hello"}`, 400, "invalid_phone_number", "phone_number"},
+		{"country refused", "POST", create, `{"user_id":"u2","phone_number":"+14155552671"}`, 422, "phone_number_not_allowed", "phone_number"},
+		{"reserved unverified", "POST", create, `{"user_id":"u2","phone_number":"+33612345671","reserved_for_second_factor":true}`,
+			422, "phone_number_not_verified", "reserved_for_second_factor"},
+		{"reserve unverified", "PATCH", create + "/" + unverified, `{"reserved_for_second_factor":true}`,
+			422, "phone_number_not_verified", "reserved_for_second_factor"},
+		{"verified elsewhere", "POST", create, `{"user_id":"u2","phone_number":"+33612345678","verified":true}`,
+			409, "phone_number_in_use", "phone_number"},
+		{"same user twice", "POST", create, `{"user_id":"u1","phone_number":"+33 6 12 34 56 70"}`, 409, "phone_number_in_use", "phone_number"},
+		{"unprimary", "PATCH", create + "/" + primary, `{"primary":false}`, 400, "invalid_request", "primary"},
+		{"no user", "POST", create, `{"phone_number":"+33612345671"}`, 400, "invalid_request", "user_id"},
+		{"no number", "POST", create, `{"user_id":"u2"}`, 400, "invalid_request", "phone_number"},
+		{"no body", "POST", create, ``, 400, "invalid_request", ""},
+		{"unknown field", "POST", create, `{"user_id":"u2","phone_number":"+33612345671","nickname":"x"}`, 400, "invalid_request", ""},
+		{"wrong type", "PATCH", create + "/" + unverified, `{"verified":"yes"}`, 400, "invalid_request", "verified"},
+		{"not JSON", "PATCH", create + "/" + unverified, `{`, 400, "invalid_request", ""},
+		{"two objects", "PATCH", create + "/" + unverified, `{}{}`, 400, "invalid_request", ""},
+		{"too large", "POST", create, `{"user_id":"` + strings.Repeat("x", maxBody) + `"}`, 413, "payload_too_large", ""},
+		{"unknown id", "GET", create + "/idn_00000000000000000000000000000000", "", 404, "not_found", ""},
+		{"malformed id", "PATCH", create + "/usr_1", `{}`, 404, "not_found", ""},
+		{"long user", "GET", "/phone/v1/users/" + strings.Repeat("u", 300) + "/phone_numbers", "", 400, "invalid_request", "user_id"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a := admin(t, p, c.method, c.path, c.body).want(t, c.status, c.code)
+			if got := a.param(); got != c.param {
+				t.Fatalf("param_name %q, want %q: %s", got, c.param, a.raw)
+			}
+		})
+	}
+}
+
+// Routing first (404, 405 whatever the credentials), then the key: a user
+// token never reaches the admin routes, and the key never works on the
+// user routes.
+func TestAdminAuth(t *testing.T) {
+	p := sqliteAdmin(t, "")
+	userAuth := "Bearer " + userToken(t, "someone")
+	for _, c := range []struct {
+		name, method, path, auth string
+		status                   int
+		code, allow              string
+	}{
+		{"unknown path", "GET", "/phone/v1/nothing", "", 404, "not_found", ""},
+		{"trailing slash", "GET", "/phone/v1/phone_numbers/", "Bearer " + adminKey, 404, "not_found", ""},
+		{"too deep", "GET", "/phone/v1/phone_numbers/a/b", "Bearer " + adminKey, 404, "not_found", ""},
+		{"wrong method", "GET", "/phone/v1/phone_numbers", "", 405, "method_not_allowed", "POST"},
+		{"wrong method on an id", "POST", "/phone/v1/phone_numbers/idn_x", userAuth, 405, "method_not_allowed", "GET, HEAD, PATCH, DELETE"},
+		{"wrong method on a list", "DELETE", "/phone/v1/users/u/phone_numbers", "", 405, "method_not_allowed", "GET, HEAD"},
+		{"no key", "GET", "/phone/v1/users/u/phone_numbers", "", 401, "unauthorized", ""},
+		{"wrong key", "GET", "/phone/v1/users/u/phone_numbers", "Bearer sk_test_wrong", 401, "unauthorized", ""},
+		{"key prefix", "GET", "/phone/v1/users/u/phone_numbers", "Bearer " + adminKey[:len(adminKey)-1], 401, "unauthorized", ""},
+		{"key with a tail", "GET", "/phone/v1/users/u/phone_numbers", "Bearer " + adminKey + " ", 401, "unauthorized", ""},
+		{"basic scheme", "GET", "/phone/v1/users/u/phone_numbers", "Basic " + adminKey, 401, "unauthorized", ""},
+		{"user token", "GET", "/phone/v1/users/someone/phone_numbers", userAuth, 401, "unauthorized", ""},
+		{"scheme in lower case", "GET", "/phone/v1/users/u/phone_numbers", "bearer " + adminKey, 200, "", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a := call(t, p, c.method, c.path, c.auth, "").want(t, c.status, c.code)
+			if got := a.header.Get("Allow"); got != c.allow {
+				t.Fatalf("Allow %q, want %q", got, c.allow)
+			}
+			if c.status == 401 {
+				want := `Bearer realm="phone"`
+				if c.auth != "" {
+					want += `, error="invalid_token"`
+				}
+				if got := a.header.Get("WWW-Authenticate"); got != want {
+					t.Fatalf("WWW-Authenticate %q, want %q", got, want)
+				}
+			}
+		})
+	}
+	// The key on the user routes: not a JWT, so 401 like any bad token.
+	for _, path := range []string{"/phone", "/phone/update", "/phone/verify", "/phone/resend", "/phone/pending"} {
+		method := map[string]string{"/phone": "GET", "/phone/pending": "DELETE"}[path]
+		if method == "" {
+			method = "POST"
+		}
+		a := call(t, p, method, path, "Bearer "+adminKey, `{"phone_number":"+33612345678","code":"123456"}`)
+		if a.status != 401 || a.body["error"] != "unauthorized" {
+			t.Fatalf("%s %s with the admin key: %d %s", method, path, a.status, a.raw)
+		}
+	}
+	// And a request under the prefix's v1 without `admin` is the user API's 404.
+	plain := provisionPhone(t, benchConfig)
+	if a := call(t, plain, "GET", "/phone/v1/phone_numbers/idn_x", "Bearer "+adminKey, ""); a.status != 404 {
+		t.Fatalf("without admin: %d %s", a.status, a.raw)
+	}
+}
+
+// The http store holds one number per user: 501 once the key is right.
+func TestAdminNotSupported(t *testing.T) {
+	p := provisionPhone(t, adminConfig(`{"backend":"http","url":"http://127.0.0.1:9"}`, ""))
+	t.Cleanup(func() { p.Cleanup() })
+	call(t, p, "GET", "/phone/v1/phone_numbers/idn_x", "", "").want(t, 401, "unauthorized")
+	call(t, p, "PUT", "/phone/v1/phone_numbers", "", "").want(t, 405, "method_not_allowed")
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/phone/v1/phone_numbers", `{"user_id":"u","phone_number":"+33612345678"}`},
+		{"GET", "/phone/v1/phone_numbers/idn_00000000000000000000000000000000", ""},
+		{"PATCH", "/phone/v1/phone_numbers/idn_00000000000000000000000000000000", `{"primary":true}`},
+		{"DELETE", "/phone/v1/phone_numbers/idn_00000000000000000000000000000000", ""},
+		{"GET", "/phone/v1/users/u/phone_numbers", ""},
+	} {
+		admin(t, p, c.method, c.path, c.body).want(t, 501, "not_supported")
+	}
+}
+
+// The memory store serves the endpoints too, and its numbers survive a
+// new config (the store is one per process).
+func TestAdminMemoryStore(t *testing.T) {
+	cfg := adminConfig(`{"backend":"memory"}`, "")
+	p := provisionPhone(t, cfg)
+	user := fmt.Sprintf("mem-%d", time.Now().UnixNano())
+	a := admin(t, p, "POST", "/phone/v1/phone_numbers", `{"user_id":"`+user+`","phone_number":"+33612345678"}`).want(t, 200, "")
+	id := a.body["id"].(string)
+	p2 := provisionPhone(t, cfg)
+	admin(t, p2, "GET", "/phone/v1/phone_numbers/"+id, "").want(t, 200, "")
+	admin(t, p2, "DELETE", "/phone/v1/phone_numbers/"+id, "").want(t, 200, "")
+}
+
+func TestAdminProvisionErrors(t *testing.T) {
+	for _, c := range []struct{ name, admin, want string }{
+		{"no key", `{}`, "api_key is required"},
+		{"short key", `{"api_key":"sk_short"}`, "at least 16"},
+		{"dotted key", `{"api_key":"eyJhbGciOiJIUzI1NiJ9.e30.sig"}`, "must not contain dots"},
+		{"project id", `{"api_key":"P2abcdefghijklmnopq"}`, "differ from jwt.project_id"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := `{"jwt":{"secret":"` + benchSecret + `","project_id":"P2abcdefghijklmnopq"},"store":{"backend":"memory"},
+				"cache":{"max_size":67108864},"sms":[{"provider":"log"}],"admin":` + c.admin + `}`
+			var p Phone
+			if err := json.Unmarshal([]byte(cfg), &p); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+			defer cancel()
+			err := p.Provision(ctx)
+			p.Cleanup()
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "admin: ") {
+				t.Fatalf("Provision: %v, want an admin error with %q", err, c.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,434 @@
+package events
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-phone/caddy-phone/sms"
+)
+
+// Defaults of Config.
+const (
+	// DefaultMinBackoff is the wait after a first failed delivery; it
+	// doubles with each further failure (1s, 2s, 4s, …).
+	DefaultMinBackoff = time.Second
+	// DefaultMaxBackoff caps the wait between two attempts.
+	DefaultMaxBackoff = 5 * time.Minute
+	// DefaultTimeout bounds one delivery attempt (SPEC §8: 10 s).
+	DefaultTimeout = 10 * time.Second
+	// DefaultPoll is how often the outbox is read for events whose retry
+	// is due, or that another dispatcher released.
+	DefaultPoll = time.Second
+	// DefaultBatch is how many events one read of the outbox claims.
+	DefaultBatch = 8
+)
+
+const (
+	// writeTimeout bounds an outbox write made by Emit or after an
+	// attempt; such writes do not end with the request or the dispatcher.
+	writeTimeout = 5 * time.Second
+	// spillMax bounds the events held in memory while the outbox refuses
+	// them (a store outage).
+	spillMax = 10_000
+	// maxDrain bounds how much of a receiver's answer is read.
+	maxDrain = 64 << 10
+)
+
+// Config configures a Dispatcher. URL and Outbox are required.
+type Config struct {
+	// URL receives each event as a POST (http:// or https://).
+	URL string
+	// Secret signs each body in X-Phone-Signature; empty sends unsigned.
+	Secret []byte
+	// Outbox holds the events until they are delivered.
+	Outbox Outbox
+	// Client makes the calls; nil means one that does not follow
+	// redirects (a redirected POST is a failure). Each attempt is bounded
+	// by Timeout whatever the client's own timeout.
+	Client *http.Client
+	// Logger gets a line per failed attempt (event id, type, attempts,
+	// cause: never a phone number). Nil logs nothing.
+	Logger *zap.Logger
+	// MinBackoff and MaxBackoff shape the retries: MinBackoff after the
+	// first failure, doubling up to MaxBackoff. Defaults 1s and 5m.
+	MinBackoff, MaxBackoff time.Duration
+	// Timeout bounds one attempt; default 10s.
+	Timeout time.Duration
+	// Poll is how often the outbox is read when nothing wakes the
+	// dispatcher; default 1s.
+	Poll time.Duration
+	// Batch is how many events one read claims; default 8.
+	Batch int
+	// Now tells the time for the outbox (due times); default time.Now.
+	// The signature always uses the real time.
+	Now func() time.Time
+}
+
+// Dispatcher delivers the events of an Outbox to one URL. Emit writes an
+// event to the outbox (so it is durable before the caller answers its
+// client) and wakes the worker; the worker, started by Start and stopped
+// by its context or Close, posts the due events one by one, oldest first.
+//
+// A failed attempt sets the event's next attempt after an exponential
+// backoff. When the failure says the receiver is down (no answer, a 5xx,
+// 408 or 429) the dispatcher pauses until then, and the other events of
+// the batch wait with it, so an outage costs one attempt per backoff step
+// rather than one per event and the order is kept; when the receiver
+// refuses one event only (another 4xx, a 3xx), the others go on.
+// An event is never dropped: it is retried, at most MaxBackoff apart,
+// until the receiver takes it.
+type Dispatcher struct {
+	cfg    Config
+	client *http.Client
+	logger *zap.Logger
+	wake   chan struct{}
+
+	mu         sync.Mutex
+	spill      []Event // refused by the outbox; added again by the worker
+	pauseUntil time.Time
+	cancel     context.CancelFunc
+	done       chan struct{}
+}
+
+// NewDispatcher checks cfg and fills its defaults. Call Start to deliver.
+func NewDispatcher(cfg Config) (*Dispatcher, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		// The URL may hold credentials: do not echo it.
+		return nil, errors.New("events: url must be an absolute http:// or https:// URL")
+	}
+	if cfg.Outbox == nil {
+		return nil, errors.New("events: an outbox is required")
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = DefaultMinBackoff
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.MinBackoff)
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = DefaultPoll
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = DefaultBatch
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	d := &Dispatcher{cfg: cfg, client: cfg.Client, logger: cfg.Logger, wake: make(chan struct{}, 1)}
+	if d.client == nil {
+		d.client = &http.Client{
+			Timeout:       cfg.Timeout,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	if d.logger == nil {
+		d.logger = zap.NewNop()
+	}
+	return d, nil
+}
+
+// Emit makes e durable in the outbox and wakes the worker; it returns once
+// the outbox holds e, whether or not e has been delivered. An empty ID or
+// a zero OccurredAt is filled in. The write is not cut short by ctx being
+// canceled (a client hanging up must not lose the event of a change
+// already made), only bounded in time.
+//
+// When the outbox refuses e (its store is down), e is held in memory and
+// written again by the worker; Emit fails only when that memory is full
+// too, and the caller should log it.
+func (d *Dispatcher) Emit(ctx context.Context, e Event) error {
+	if e.ID == "" {
+		e.ID = NewID()
+	}
+	if e.OccurredAt.IsZero() {
+		e.OccurredAt = d.cfg.Now()
+	}
+	if err := Check(e); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	err := d.cfg.Outbox.Add(wctx, e)
+	cancel()
+	if err != nil {
+		d.mu.Lock()
+		held := len(d.spill) < spillMax
+		if held {
+			d.spill = append(d.spill, e)
+		}
+		d.mu.Unlock()
+		if !held {
+			return fmt.Errorf("events: %s %s lost: the outbox refused it and %d events already wait in memory: %w",
+				e.Type, e.ID, spillMax, err)
+		}
+		d.logger.Warn("outbox refused an event; holding it in memory until it accepts it",
+			zap.String("id", e.ID), zap.String("type", e.Type), zap.Error(err))
+	}
+	d.poke()
+	return nil
+}
+
+func (d *Dispatcher) poke() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Start runs the worker until ctx is done or Close is called. It first
+// delivers what the outbox already holds (events of a previous run).
+// Starting twice is a no-op.
+func (d *Dispatcher) Start(ctx context.Context) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.done != nil {
+		return
+	}
+	ctx, d.cancel = context.WithCancel(ctx)
+	d.done = make(chan struct{})
+	go d.run(ctx, d.done)
+}
+
+// Close stops the worker and waits for it. An attempt in flight is cut
+// short, and the events it had claimed are handed back to the outbox, due
+// at once, for the next dispatcher. Events held in memory because the
+// outbox refused them are written one last time, and lost if it still
+// refuses (each is logged).
+func (d *Dispatcher) Close() error {
+	d.mu.Lock()
+	cancel, done := d.cancel, d.done
+	d.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	d.flushSpill(context.Background())
+	d.mu.Lock()
+	lost := d.spill
+	d.spill = nil
+	d.mu.Unlock()
+	for _, e := range lost {
+		d.logger.Error("event lost: the outbox refused it until shutdown",
+			zap.String("id", e.ID), zap.String("type", e.Type), zap.String("user_id", e.UserID))
+	}
+	return nil
+}
+
+func (d *Dispatcher) run(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.wake:
+		case <-t.C:
+		}
+		d.flushSpill(ctx)
+		d.drain(ctx)
+		t.Reset(d.cfg.Poll)
+	}
+}
+
+// flushSpill writes the events held in memory to the outbox, keeping
+// those it still refuses, in order.
+func (d *Dispatcher) flushSpill(ctx context.Context) {
+	d.mu.Lock()
+	held := d.spill
+	d.spill = nil
+	d.mu.Unlock()
+	if len(held) == 0 {
+		return
+	}
+	for i, e := range held {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+		err := d.cfg.Outbox.Add(wctx, e)
+		cancel()
+		if err != nil {
+			d.mu.Lock()
+			d.spill = append(held[i:len(held):len(held)], d.spill...)
+			d.mu.Unlock()
+			return
+		}
+	}
+}
+
+// drain delivers due events until none is left, the receiver is down, or
+// ctx is done.
+func (d *Dispatcher) drain(ctx context.Context) {
+	for ctx.Err() == nil {
+		now := d.cfg.Now()
+		d.mu.Lock()
+		paused := now.Before(d.pauseUntil)
+		d.mu.Unlock()
+		if paused {
+			return
+		}
+		batch, err := d.cfg.Outbox.Due(ctx, now, d.cfg.Batch)
+		if err != nil {
+			if ctx.Err() == nil {
+				d.logger.Warn("reading the outbox failed; retrying", zap.Error(err))
+			}
+			return
+		}
+		if len(batch) == 0 {
+			return
+		}
+		for i, p := range batch {
+			if ctx.Err() != nil {
+				d.handBack(ctx, batch[i:])
+				return
+			}
+			err := d.post(ctx, p)
+			if err == nil {
+				d.write(ctx, "delivered", p, func(c context.Context) error { return d.cfg.Outbox.Delivered(c, p.Event.ID) })
+				continue
+			}
+			if ctx.Err() != nil {
+				// Stopping, not the receiver's fault: not an attempt.
+				d.handBack(ctx, batch[i:])
+				return
+			}
+			attempts := p.Attempts + 1
+			wait := d.backoff(attempts)
+			var de *deliveryError
+			if errors.As(err, &de) && de.retryAfter > wait {
+				wait = min(de.retryAfter, d.cfg.MaxBackoff)
+			}
+			next := d.cfg.Now().Add(wait)
+			d.logger.Warn("event delivery failed; will retry",
+				zap.String("id", p.Event.ID), zap.String("type", p.Event.Type),
+				zap.Int("attempts", attempts), zap.Duration("retry_in", wait), zap.Error(err))
+			d.write(ctx, "retry", p, func(c context.Context) error {
+				return d.cfg.Outbox.Retry(c, p.Event.ID, attempts, next)
+			})
+			if errors.As(err, &de) && !de.down {
+				continue // this event only: the others go on
+			}
+			// The receiver is down: the rest of the batch, and every
+			// event after it, waits with this one.
+			d.mu.Lock()
+			d.pauseUntil = next
+			d.mu.Unlock()
+			for _, q := range batch[i+1:] {
+				d.write(ctx, "retry", q, func(c context.Context) error {
+					return d.cfg.Outbox.Retry(c, q.Event.ID, q.Attempts, next)
+				})
+			}
+			return
+		}
+		if len(batch) < d.cfg.Batch {
+			return
+		}
+	}
+}
+
+// handBack releases claimed events, unattempted, for the next dispatcher.
+func (d *Dispatcher) handBack(ctx context.Context, ps []Pending) {
+	now := d.cfg.Now()
+	for _, p := range ps {
+		d.write(ctx, "release", p, func(c context.Context) error {
+			return d.cfg.Outbox.Retry(c, p.Event.ID, p.Attempts, now)
+		})
+	}
+}
+
+// write records an outcome in the outbox, even while stopping. A failure
+// is logged: the lease then lapses and the event is sent again, which
+// at-least-once allows.
+func (d *Dispatcher) write(ctx context.Context, op string, p Pending, fn func(context.Context) error) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer cancel()
+	if err := fn(wctx); err != nil {
+		d.logger.Warn("outbox write failed; the event will be sent again once its lease lapses",
+			zap.String("op", op), zap.String("id", p.Event.ID), zap.Error(err))
+	}
+}
+
+// backoff is the wait after the n-th failed attempt (n >= 1).
+func (d *Dispatcher) backoff(n int) time.Duration {
+	w := d.cfg.MinBackoff
+	for i := 1; i < n && w < d.cfg.MaxBackoff; i++ {
+		w *= 2
+	}
+	return min(w, d.cfg.MaxBackoff)
+}
+
+// deliveryError is a failed attempt.
+type deliveryError struct {
+	status     int           // 0 when there was no answer
+	down       bool          // the receiver as a whole is failing
+	retryAfter time.Duration // the receiver's Retry-After, when given
+	err        error
+}
+
+func (e *deliveryError) Error() string {
+	if e.status != 0 {
+		return fmt.Sprintf("receiver answered %d", e.status)
+	}
+	return "no answer: " + e.err.Error()
+}
+
+func (e *deliveryError) Unwrap() error { return e.err }
+
+// post makes one attempt.
+func (d *Dispatcher) post(ctx context.Context, p Pending) error {
+	body := p.Body
+	if len(body) == 0 {
+		b, err := Encode(p.Event)
+		if err != nil {
+			return &deliveryError{down: false, err: err}
+		}
+		body = b
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		return &deliveryError{down: true, err: errors.New("invalid request")}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "caddy-phone")
+	if len(d.cfg.Secret) > 0 {
+		req.Header.Set(sms.SignatureHeader, sms.Sign(d.cfg.Secret, time.Now(), body))
+	}
+	resp, err := d.client.Do(req)
+	if err != nil {
+		// url.Error repeats the URL (query tokens included); keep the cause.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return &deliveryError{down: true, err: err}
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
+	_ = resp.Body.Close()
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		return nil
+	}
+	de := &deliveryError{status: resp.StatusCode, err: errors.New(resp.Status)}
+	switch {
+	case resp.StatusCode >= 500, resp.StatusCode == http.StatusRequestTimeout, resp.StatusCode == http.StatusTooManyRequests:
+		de.down = true
+		if s, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && s > 0 {
+			de.retryAfter = time.Duration(min(s, 86400)) * time.Second
+		}
+	}
+	return de
+}

@@ -1,0 +1,136 @@
+// Package events posts phone events (SPEC §8) to the legacy app.
+//
+// An event is written to an Outbox before the user's request is answered,
+// then delivered by a background Dispatcher: POSTed as JSON, signed like
+// the webhook SMS provider (X-Phone-Signature), retried with exponential
+// backoff until the receiver answers 2xx. Delivery is at-least-once: a
+// receiver may see an event twice (after a timeout, a restart, or two
+// Caddy configs overlapping during a reload) and de-duplicates by its id,
+// which never changes across retries. An event is never dropped: one that
+// cannot be delivered stays in the outbox, and with a durable outbox (the
+// sqlite and postgres stores) it is retried after a restart.
+//
+// The package knows nothing of Caddy; the glue in caddymodule picks the
+// outbox from the configured store.
+package events
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Event types.
+const (
+	// TypeUpdated: a number was stored at once (verification off, or a
+	// user with no number or an unverified one); not verified yet.
+	TypeUpdated = "phone.updated"
+	// TypePending: a change of a verified number waits for its code.
+	TypePending = "phone.pending"
+	// TypeVerified: a code was verified; the number is the user's, verified.
+	TypeVerified = "phone.verified"
+	// TypeRemoved: the user's number was removed.
+	TypeRemoved = "phone.removed"
+)
+
+// Event is one phone event. It never carries a code.
+type Event struct {
+	// ID is unique per event and stable across retries: receivers
+	// de-duplicate with it. NewID makes one.
+	ID   string
+	Type string
+	// UserID is the user the event is about.
+	UserID string
+	// PhoneNumber is the number the event is about (E.164): the new
+	// number, or the pending one; "" (JSON null) for phone.removed.
+	PhoneNumber string
+	// PreviousPhoneNumber is the number replaced or removed; "" (JSON
+	// null) when none.
+	PreviousPhoneNumber string
+	// OccurredAt is when the change happened; sent in RFC 3339, UTC.
+	OccurredAt time.Time
+	// Descope's addToLoginIDs and onMergeUseExisting, when the change came
+	// through Descope's update call; nil (absent from the JSON) otherwise.
+	AddToLoginIDs      *bool
+	OnMergeUseExisting *bool
+}
+
+// wire is the JSON form of an Event.
+type wire struct {
+	ID                  string  `json:"id"`
+	Type                string  `json:"type"`
+	UserID              string  `json:"user_id"`
+	PhoneNumber         *string `json:"phone_number"`
+	PreviousPhoneNumber *string `json:"previous_phone_number"`
+	OccurredAt          string  `json:"occurred_at"`
+	AddToLoginIDs       *bool   `json:"add_to_login_ids,omitempty"`
+	OnMergeUseExisting  *bool   `json:"on_merge_use_existing,omitempty"`
+}
+
+// timeFormat is RFC 3339 in UTC with milliseconds, so that two events of
+// one user in the same second still sort.
+const timeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// MarshalJSON writes {"id","type","user_id","phone_number",
+// "previous_phone_number","occurred_at"} (numbers null when empty) and,
+// when set, "add_to_login_ids" and "on_merge_use_existing".
+func (e Event) MarshalJSON() ([]byte, error) {
+	return json.Marshal(wire{
+		ID: e.ID, Type: e.Type, UserID: e.UserID,
+		PhoneNumber:         nullable(e.PhoneNumber),
+		PreviousPhoneNumber: nullable(e.PreviousPhoneNumber),
+		OccurredAt:          e.OccurredAt.UTC().Format(timeFormat),
+		AddToLoginIDs:       e.AddToLoginIDs,
+		OnMergeUseExisting:  e.OnMergeUseExisting,
+	})
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote.
+func (e *Event) UnmarshalJSON(b []byte) error {
+	var w wire
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	t, err := time.Parse(time.RFC3339Nano, w.OccurredAt)
+	if err != nil {
+		return fmt.Errorf("events: occurred_at: %w", err)
+	}
+	*e = Event{ID: w.ID, Type: w.Type, UserID: w.UserID, OccurredAt: t.UTC(),
+		AddToLoginIDs: w.AddToLoginIDs, OnMergeUseExisting: w.OnMergeUseExisting}
+	if w.PhoneNumber != nil {
+		e.PhoneNumber = *w.PhoneNumber
+	}
+	if w.PreviousPhoneNumber != nil {
+		e.PreviousPhoneNumber = *w.PreviousPhoneNumber
+	}
+	return nil
+}
+
+// Check reports whether e can be put in an outbox: it needs an id and a
+// type. Outbox implementations call it in Add.
+func Check(e Event) error {
+	switch {
+	case e.ID == "":
+		return errors.New("events: event without an id")
+	case e.Type == "":
+		return errors.New("events: event without a type")
+	}
+	return nil
+}
+
+// NewID returns a fresh event id: "evt_" and 32 hex digits.
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand, Go 1.24+)
+	return "evt_" + hex.EncodeToString(b[:])
+}
+
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}

@@ -1,0 +1,415 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// pgNumbersLockKey is the pg_advisory_xact_lock key that serialises the
+// creation of the admin API's table and trigger ("phone_nu").
+const pgNumbersLockKey int64 = 0x70686f6e655f6e75
+
+// Every writer of phone_users or of phone_numbers takes, in this order, a
+// two-key advisory lock on the user (pgNumbersUserLock, hashtext(user_id))
+// and one on the number it may verify (pgNumbersNumberLock,
+// hashtext(number)): Set through the phone_numbers_lock trigger, before
+// its row reaches any index, and the admin calls at the start of their
+// transaction. So writers of one user, or of one verified number, queue
+// instead of deadlocking on each other's index entries.
+const (
+	pgNumbersUserLock   int32 = 0x706e7531 // "pnu1"
+	pgNumbersNumberLock int32 = 0x706e6e31 // "pnn1"
+)
+
+// errNumbersConflict: a concurrent writer got in first (two primaries or
+// two defaults for one user); the whole call runs again.
+var errNumbersConflict = errors.New("store: concurrent change to a user's phone numbers")
+
+// pgNumbersDDL creates the admin API's table beside phone_users, outside
+// pgMigrations: the first config enabling the admin endpoints creates it.
+// {numbers}, {users} and {follow} are quoted, qualified names. The trigger
+// keeps the primary number in step with phone_users whoever writes it; see
+// sqliteNumbersSchema for the rules.
+var pgNumbersDDL = []string{
+	`CREATE TABLE IF NOT EXISTS {numbers} (
+		id                    text    NOT NULL PRIMARY KEY,
+		user_id               text    NOT NULL,
+		phone_number          text    NOT NULL CHECK (phone_number <> ''),
+		verified              boolean NOT NULL DEFAULT false,
+		strategy              text    NOT NULL DEFAULT '' CHECK (strategy IN ('', 'admin', 'phone_code')),
+		is_primary            boolean NOT NULL DEFAULT false,
+		reserved              boolean NOT NULL DEFAULT false,
+		default_second_factor boolean NOT NULL DEFAULT false,
+		created_at            bigint  NOT NULL, -- unix milliseconds
+		updated_at            bigint  NOT NULL,
+		seq                   bigint  GENERATED ALWAYS AS IDENTITY, -- orders a user's numbers
+		CONSTRAINT phone_numbers_reserved_verified CHECK (verified OR NOT reserved),
+		CONSTRAINT phone_numbers_default_reserved CHECK (reserved OR NOT default_second_factor),
+		CONSTRAINT phone_numbers_user_number UNIQUE (user_id, phone_number)
+	)`,
+	`CREATE UNIQUE INDEX IF NOT EXISTS phone_numbers_verified_number ON {numbers} (phone_number) WHERE verified`,
+	`CREATE UNIQUE INDEX IF NOT EXISTS phone_numbers_primary ON {numbers} (user_id) WHERE is_primary`,
+	`CREATE UNIQUE INDEX IF NOT EXISTS phone_numbers_default_second_factor ON {numbers} (user_id) WHERE default_second_factor`,
+	`CREATE OR REPLACE FUNCTION {follow}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+	DECLARE
+		now_ms bigint := (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
+		uid    text;
+	BEGIN
+		IF TG_OP = 'DELETE' THEN
+			uid := OLD.user_id;
+			DELETE FROM {numbers} WHERE user_id = uid AND is_primary AND phone_number = OLD.phone_number;
+		ELSE
+			uid := NEW.user_id;
+			DELETE FROM {numbers} WHERE user_id = uid AND is_primary AND phone_number <> NEW.phone_number;
+			UPDATE {numbers} SET
+				is_primary            = true,
+				strategy              = CASE WHEN NOT NEW.verified THEN '' WHEN NOT verified THEN 'phone_code' ELSE strategy END,
+				reserved              = reserved AND NEW.verified,
+				default_second_factor = default_second_factor AND NEW.verified,
+				verified              = NEW.verified,
+				updated_at            = now_ms
+			WHERE user_id = uid AND phone_number = NEW.phone_number AND (NOT is_primary OR verified <> NEW.verified);
+			INSERT INTO {numbers} (id, user_id, phone_number, verified, strategy, is_primary, created_at, updated_at)
+			SELECT 'idn_' || replace(gen_random_uuid()::text, '-', ''), uid, NEW.phone_number, NEW.verified,
+			       CASE WHEN NEW.verified THEN 'phone_code' ELSE '' END, true, now_ms, now_ms
+			WHERE NOT EXISTS (SELECT 1 FROM {numbers} WHERE user_id = uid AND phone_number = NEW.phone_number);
+		END IF;
+		UPDATE {numbers} SET default_second_factor = true
+		WHERE id = (SELECT id FROM {numbers} WHERE user_id = uid AND reserved ORDER BY seq LIMIT 1)
+		  AND NOT EXISTS (SELECT 1 FROM {numbers} WHERE user_id = uid AND default_second_factor);
+		RETURN NULL;
+	END
+	$fn$`,
+	`CREATE OR REPLACE FUNCTION {lock}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+	BEGIN
+		IF TG_OP = 'DELETE' THEN
+			PERFORM pg_advisory_xact_lock({user_lock}, hashtext(OLD.user_id));
+			RETURN OLD;
+		END IF;
+		PERFORM pg_advisory_xact_lock({user_lock}, hashtext(NEW.user_id));
+		IF NEW.verified THEN
+			PERFORM pg_advisory_xact_lock({number_lock}, hashtext(NEW.phone_number));
+		END IF;
+		RETURN NEW;
+	END
+	$fn$`,
+}
+
+// pgNumbersTriggers are created when missing, by name.
+var pgNumbersTriggers = map[string]string{
+	"phone_numbers_lock": `CREATE TRIGGER phone_numbers_lock
+		BEFORE INSERT OR DELETE OR UPDATE ON {users}
+		FOR EACH ROW EXECUTE FUNCTION {lock}()`,
+	"phone_numbers_follow": `CREATE TRIGGER phone_numbers_follow
+		AFTER INSERT OR DELETE OR UPDATE OF phone_number, verified ON {users}
+		FOR EACH ROW EXECUTE FUNCTION {follow}()`,
+}
+
+// pgNumbersBackfill gives every user already in phone_users their primary
+// number, when the table is new.
+const pgNumbersBackfill = `INSERT INTO {numbers}
+	(id, user_id, phone_number, verified, strategy, is_primary, created_at, updated_at)
+	SELECT 'idn_' || replace(gen_random_uuid()::text, '-', ''), user_id, phone_number, verified,
+	       CASE WHEN verified THEN 'phone_code' ELSE '' END, true,
+	       (extract(epoch FROM updated_at) * 1000)::bigint, (extract(epoch FROM updated_at) * 1000)::bigint
+	FROM {users} ORDER BY updated_at`
+
+const pgNumberColumns = `id, user_id, phone_number, verified, strategy, is_primary, reserved,
+	default_second_factor, created_at, updated_at`
+
+// pgNumbers is the PhoneNumbers backend of a PostgresUsers.
+type pgNumbers struct {
+	s              *PostgresUsers
+	users, numbers string // quoted, qualified
+}
+
+// openNumbers creates the admin API's table, function and trigger when
+// missing, under an advisory lock, so instances starting together queue.
+func (s *PostgresUsers) openNumbers(ctx context.Context) (numbersBackend, error) {
+	users := s.usersTable()
+	b := pgNumbers{s: s, users: users, numbers: pgSibling(users, "phone_numbers")}
+	r := strings.NewReplacer("{users}", users, "{numbers}", b.numbers,
+		"{follow}", pgSibling(users, "phone_numbers_follow"), "{lock}", pgSibling(users, "phone_numbers_lock"),
+		"{user_lock}", strconv.Itoa(int(pgNumbersUserLock)), "{number_lock}", strconv.Itoa(int(pgNumbersNumberLock)))
+	ctx, cancel := context.WithTimeout(ctx, 3*s.timeout)
+	defer cancel()
+	err := s.run(ctx, func(ctx context.Context) error {
+		tx, err := s.pool.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(ctx)
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, pgNumbersLockKey); err != nil {
+			return err
+		}
+		var existed bool
+		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, b.numbers).Scan(&existed); err != nil {
+			return err
+		}
+		for _, stmt := range pgNumbersDDL {
+			if _, err := tx.Exec(ctx, r.Replace(stmt)); err != nil {
+				return err
+			}
+		}
+		for name, stmt := range pgNumbersTriggers {
+			// Not DROP and CREATE on every start: that would lock
+			// phone_users against every writer.
+			var present bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2)`,
+				users, name).Scan(&present); err != nil {
+				return err
+			}
+			if !present {
+				if _, err := tx.Exec(ctx, r.Replace(stmt)); err != nil {
+					return err
+				}
+			}
+		}
+		if !existed {
+			if _, err := tx.Exec(ctx, r.Replace(pgNumbersBackfill)); err != nil {
+				return err
+			}
+		}
+		return tx.Commit(ctx)
+	})
+	if err != nil {
+		return nil, s.fail("phone numbers: create", err)
+	}
+	return b, nil
+}
+
+// usersTable is the quoted, qualified name of the module's phone_users
+// table, as the store's own statements name it.
+func (s *PostgresUsers) usersTable() string {
+	t, _, _ := strings.Cut(strings.TrimPrefix(s.sql.remove, "DELETE FROM "), " ")
+	return t
+}
+
+// pgSibling names another object in the schema of the quoted, qualified
+// table name users.
+func pgSibling(users, name string) string {
+	if i := strings.LastIndex(users, `"."`); i >= 0 {
+		return users[:i+2] + pgx.Identifier{name}.Sanitize()
+	}
+	return pgx.Identifier{name}.Sanitize()
+}
+
+func (b pgNumbers) ownerOf(ctx context.Context, id string) (string, string, error) {
+	var owner, number string
+	err := b.s.run(ctx, func(ctx context.Context) error {
+		return b.s.pool.QueryRow(ctx, `SELECT user_id, phone_number FROM `+b.numbers+` WHERE id = $1::text`, id).
+			Scan(&owner, &number)
+	})
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "", "", ErrNotFound
+	case err != nil:
+		return "", "", b.s.fail("phone numbers: owner", err)
+	}
+	return owner, number, nil
+}
+
+// inUser runs fn in one transaction holding the user's and the number's
+// advisory locks, taken in the order Set takes them. With a legacy users
+// table, a number the module has only read from it is first adopted into
+// phone_users, values unchanged, so it gets an ID like any other.
+func (b pgNumbers) inUser(ctx context.Context, userID, number string, write bool, fn func(numbersTx) error) error {
+	var err error
+	for range pgMaxAttempts {
+		err = b.s.run(ctx, func(ctx context.Context) error {
+			tx, err := b.s.pool.Begin(ctx)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback(ctx)
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1::int4, hashtext($2::text))`,
+				pgNumbersUserLock, userID); err != nil {
+				return err
+			}
+			if number != "" {
+				if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1::int4, hashtext($2::text))`,
+					pgNumbersNumberLock, number); err != nil {
+					return err
+				}
+			}
+			managed := true
+			err = tx.QueryRow(ctx, `SELECT true FROM `+b.users+` WHERE user_id = $1::text FOR UPDATE`, userID).Scan(&managed)
+			if errors.Is(err, pgx.ErrNoRows) {
+				managed = false
+			} else if err != nil {
+				return err
+			}
+			ntx := &pgNumbersTx{b: b, tx: tx, userID: userID}
+			if !managed && b.s.legacy != nil && b.s.legacy.idKind.canMatch(userID) {
+				if err := ntx.adopt(ctx); err != nil {
+					return err
+				}
+			}
+			if err := fn(ntx); err != nil {
+				return err
+			}
+			return tx.Commit(ctx)
+		})
+		if !errors.Is(err, errNumbersConflict) {
+			break
+		}
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrPhoneInUse), errors.Is(err, ErrPhoneExists),
+		errors.Is(err, ErrNotVerified), errors.Is(err, ErrNotSupported), errors.Is(err, ErrKeepPrimary),
+		errors.Is(err, errEmptyUserID), errors.Is(err, ErrUnavailable):
+		return err
+	}
+	return b.s.fail("phone numbers", err)
+}
+
+type pgNumbersTx struct {
+	b      pgNumbers
+	tx     pgx.Tx
+	userID string
+}
+
+// adopt writes the legacy row's number into phone_users as it is; the
+// trigger makes it the primary number. A number another user holds
+// verified is left where it is (Get still shows it).
+func (tx *pgNumbersTx) adopt(ctx context.Context) error {
+	var number string
+	var verified bool
+	err := tx.tx.QueryRow(ctx, tx.b.s.sql.get, tx.userID).Scan(&number, &verified)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && number == "") {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if verified {
+		if held, err := tx.heldByOther(ctx, number); err != nil || held {
+			return err
+		}
+	}
+	_, err = tx.tx.Exec(ctx, `INSERT INTO `+tx.b.users+` (user_id, phone_number, verified, updated_at)
+		VALUES ($1::text, $2::text, $3::boolean, now()) ON CONFLICT (user_id) DO NOTHING`, tx.userID, number, verified)
+	return pgNumbersResult(err)
+}
+
+func (tx *pgNumbersTx) list(ctx context.Context) ([]PhoneNumber, error) {
+	rows, err := tx.tx.Query(ctx, `SELECT `+pgNumberColumns+` FROM `+tx.b.numbers+`
+		WHERE user_id = $1::text ORDER BY seq`, tx.userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []PhoneNumber
+	for rows.Next() {
+		var n PhoneNumber
+		var created, updated int64
+		if err := rows.Scan(&n.ID, &n.UserID, &n.PhoneNumber, &n.Verified, &n.Strategy, &n.Primary,
+			&n.ReservedForSecondFactor, &n.DefaultSecondFactor, &created, &updated); err != nil {
+			return nil, err
+		}
+		n.CreatedAt, n.UpdatedAt = time.UnixMilli(created), time.UnixMilli(updated)
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+func (tx *pgNumbersTx) heldByOther(ctx context.Context, number string) (bool, error) {
+	var held bool
+	err := tx.tx.QueryRow(ctx, `SELECT
+		EXISTS (SELECT 1 FROM `+tx.b.numbers+` WHERE phone_number = $1::text AND verified AND user_id <> $2::text) OR
+		EXISTS (SELECT 1 FROM `+tx.b.users+` WHERE phone_number = $1::text AND verified AND user_id <> $2::text)`,
+		number, tx.userID).Scan(&held)
+	if err != nil || held || tx.b.s.legacy == nil {
+		return held, err
+	}
+	err = tx.tx.QueryRow(ctx, tx.b.s.sql.legacyHolder, number, tx.userID).Scan(&held)
+	return held, err
+}
+
+func (tx *pgNumbersTx) put(ctx context.Context, n PhoneNumber) error {
+	_, err := tx.tx.Exec(ctx, `INSERT INTO `+tx.b.numbers+` (`+pgNumberColumns+`)
+		VALUES ($1::text, $2::text, $3::text, $4::boolean, $5::text, $6::boolean, $7::boolean, $8::boolean, $9::bigint, $10::bigint)
+		ON CONFLICT (id) DO UPDATE SET
+			verified              = EXCLUDED.verified,
+			strategy              = EXCLUDED.strategy,
+			is_primary            = EXCLUDED.is_primary,
+			reserved              = EXCLUDED.reserved,
+			default_second_factor = EXCLUDED.default_second_factor,
+			updated_at            = EXCLUDED.updated_at`,
+		n.ID, n.UserID, n.PhoneNumber, n.Verified, n.Strategy, n.Primary, n.ReservedForSecondFactor,
+		n.DefaultSecondFactor, n.CreatedAt.UnixMilli(), n.UpdatedAt.UnixMilli())
+	return pgNumbersResult(err)
+}
+
+func (tx *pgNumbersTx) remove(ctx context.Context, id string) error {
+	_, err := tx.tx.Exec(ctx, `DELETE FROM `+tx.b.numbers+` WHERE id = $1::text`, id)
+	return pgNumbersResult(err)
+}
+
+// setUser writes phone_users, and the legacy columns, as
+// (*PostgresUsers).set does, inside this transaction.
+func (tx *pgNumbersTx) setUser(ctx context.Context, u User) error {
+	s := tx.b.s
+	if u.Verified && s.legacy != nil {
+		var held bool
+		if err := tx.tx.QueryRow(ctx, s.sql.legacyHolder, u.PhoneNumber, u.ID).Scan(&held); err != nil {
+			return err
+		}
+		if held {
+			return ErrPhoneInUse
+		}
+	}
+	var err error
+	if u.PhoneNumber == "" {
+		_, err = tx.tx.Exec(ctx, s.sql.remove, u.ID)
+	} else {
+		_, err = tx.tx.Exec(ctx, s.sql.upsert, u.ID, u.PhoneNumber, u.Verified)
+	}
+	if err := pgNumbersResult(err); err != nil {
+		return err
+	}
+	if s.legacy == nil || !s.legacy.idKind.canMatch(u.ID) {
+		return nil
+	}
+	var phone any = s.legacy.clearPhone
+	if u.Verified {
+		phone = u.PhoneNumber
+	}
+	args := []any{u.ID, phone}
+	if s.legacy.verified != "" {
+		args = append(args, u.Verified)
+	}
+	_, err = tx.tx.Exec(ctx, s.sql.legacyUpdate, args...)
+	if isPgUniqueViolation(err) {
+		return fmt.Errorf("%w: users_table: %w", ErrPhoneInUse, err)
+	}
+	if err != nil {
+		return fmt.Errorf("users_table: %w", err)
+	}
+	return nil
+}
+
+// pgNumbersResult maps a write's unique violation by the index that
+// refused it.
+func pgNumbersResult(err error) error {
+	var pe *pgconn.PgError
+	if err == nil || !errors.As(err, &pe) || pe.Code != "23505" {
+		return err
+	}
+	switch pe.ConstraintName {
+	case "phone_numbers_user_number":
+		return ErrPhoneExists
+	case "phone_numbers_primary", "phone_numbers_default_second_factor", "phone_numbers_pkey", "phone_users_pkey":
+		return fmt.Errorf("%w: %w", errNumbersConflict, err)
+	}
+	return ErrPhoneInUse // the verified-number indexes, or the legacy table's own
+}
