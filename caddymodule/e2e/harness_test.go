@@ -376,9 +376,18 @@ func (e *env) forceReload() {
 // answer; unlike load it does not fail the test when Caddy refuses it.
 func loadRaw(t *testing.T, caddyfile string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", fmt.Sprintf("http://localhost:%d/load", adminPort), strings.NewReader(caddyfile))
-	req.Header.Set("Content-Type", "text/caddyfile")
-	res, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	// The admin endpoint can drop a connection while it swaps configs;
+	// a transport error is retried, a refusal is an answer.
+	var res *http.Response
+	var err error
+	for try := 0; try < 3; try++ {
+		req, _ := http.NewRequest("POST", fmt.Sprintf("http://localhost:%d/load", adminPort), strings.NewReader(caddyfile))
+		req.Header.Set("Content-Type", "text/caddyfile")
+		if res, err = (&http.Client{Timeout: 30 * time.Second}).Do(req); err == nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"hash/maphash"
 	"io"
 	"math/big"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -677,11 +678,22 @@ func (s *Service) spendBudgets(ctx context.Context, budgets []budget) error {
 	return nil
 }
 
+// ipKey is the per_ip counter of a client address. IPv6 clients are
+// counted by their /64, the block one subscriber usually holds: counting
+// single addresses would let anyone rotate through 2^64 of them.
 func ipKey(ip string) string {
 	if ip == "" {
 		return ""
 	}
-	return "li:" + ip
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return "li:" + ip
+	}
+	addr = addr.Unmap()
+	if addr.Is6() {
+		return "li:" + netip.PrefixFrom(addr, 64).Masked().String()
+	}
+	return "li:" + addr.String()
 }
 
 func (s *Service) send(ctx context.Context, userID, number, code, purpose, locale string, opts map[string]string, provider string) error {
@@ -775,11 +787,13 @@ func cacheErr(err error) error {
 }
 
 // userLocks serialises the calls of one user inside this process, so that
-// concurrent updates of one user end in one consistent state. Striped: a
-// fixed set of mutexes, so memory does not grow with users.
+// concurrent updates of one user end in one consistent state, and the SMS
+// a user receives last holds the code that works. Striped: a fixed set of
+// mutexes, so memory does not grow with users; 4096 of them, because a
+// send holds its stripe for as long as the provider takes to answer.
 type userLocks struct {
 	seed    maphash.Seed
-	stripes [256]sync.Mutex
+	stripes [4096]sync.Mutex
 }
 
 func (l *userLocks) lock(userID string) func() {

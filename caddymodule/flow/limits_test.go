@@ -270,3 +270,19 @@ func TestCorruptCounterStartsFresh(t *testing.T) {
 	_, err := h.update("u", numUS)
 	wantRetry(t, err, "per_user", time.Hour)
 }
+
+// per_ip counts IPv6 clients by /64 and IPv4 clients by address.
+func TestIPKey(t *testing.T) {
+	for _, c := range []struct{ ip, want string }{
+		{"", ""},
+		{"203.0.113.7", "li:203.0.113.7"},
+		{"::ffff:203.0.113.7", "li:203.0.113.7"},
+		{"2001:db8:1:2:aaaa::1", "li:2001:db8:1:2::/64"},
+		{"2001:db8:1:2:ffff:ffff:ffff:ffff", "li:2001:db8:1:2::/64"},
+		{"2001:db8:1:3::1", "li:2001:db8:1:3::/64"},
+	} {
+		if got := ipKey(c.ip); got != c.want {
+			t.Errorf("ipKey(%q) = %q, want %q", c.ip, got, c.want)
+		}
+	}
+}
