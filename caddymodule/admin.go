@@ -12,12 +12,14 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/caddy-phone/caddy-phone/caddymodule/events"
 	"github.com/caddy-phone/caddy-phone/caddymodule/numbers"
 	"github.com/caddy-phone/caddy-phone/store"
 )
@@ -36,6 +38,36 @@ type adminAPI struct {
 	logger  *zap.Logger
 	// escapedRoot is <prefix>/v1/ as it appears in an escaped path.
 	escapedRoot string
+	// users reads a user's §4 number fresh (and refreshes the read cache);
+	// emit posts a phone event. Together they tell the app when an admin
+	// call changed the number GET /phone shows.
+	users store.Users
+	emit  func(ctx context.Context, e events.Event)
+}
+
+// watch reads the user's §4 number before an admin write; the returned
+// func, called after a successful write, refreshes the read cache and
+// emits the event the change amounts to, if any.
+func (a *adminAPI) watch(ctx context.Context, userID string) func() {
+	before, err := a.users.Get(ctx, userID)
+	if err != nil {
+		before = store.User{ID: userID}
+	}
+	return func() {
+		after, err := a.users.Get(ctx, userID)
+		if err != nil || (after.PhoneNumber == before.PhoneNumber && after.Verified == before.Verified) {
+			return
+		}
+		typ := events.TypeUpdated
+		switch {
+		case after.PhoneNumber == "":
+			typ = events.TypeRemoved
+		case after.Verified:
+			typ = events.TypeVerified
+		}
+		a.emit(ctx, events.Event{ID: events.NewID(), Type: typ, UserID: userID, PhoneNumber: after.PhoneNumber,
+			PreviousPhoneNumber: before.PhoneNumber, OccurredAt: time.Now().UTC()})
+	}
 }
 
 // minAdminKeyLength keeps the key out of guessing range.
@@ -61,7 +93,7 @@ func (p *Phone) provisionAdmin(ctx context.Context, repl *caddy.Replacer, norm *
 		return errors.New("admin: api_key must differ from jwt.project_id")
 	}
 	a := &adminAPI{keyHash: sha256.Sum256([]byte(key)), norm: norm, logger: p.logger.Named("admin"),
-		escapedRoot: (&url.URL{Path: p.routeAdmin}).EscapedPath()}
+		escapedRoot: (&url.URL{Path: p.routeAdmin}).EscapedPath(), users: p.users, emit: p.emitEvent}
 	pn, err := store.OpenPhoneNumbers(ctx, p.users)
 	switch {
 	case errors.Is(err, store.ErrNotSupported):
@@ -235,12 +267,14 @@ func (a *adminAPI) create(w http.ResponseWriter, r *http.Request) {
 		a.writeStoreError(w, err)
 		return
 	}
+	changed := a.watch(r.Context(), *req.UserID)
 	n, err := a.numbers.CreatePhoneNumber(r.Context(), store.NewPhoneNumber{UserID: *req.UserID, PhoneNumber: number,
 		Verified: isTrue(req.Verified), Primary: isTrue(req.Primary), ReservedForSecondFactor: isTrue(req.ReservedForSecondFactor)})
 	if err != nil {
 		a.writeStoreError(w, err)
 		return
 	}
+	changed()
 	a.logger.Info("phone number created", zap.String("user_id", n.UserID), zap.String("id", n.ID),
 		zap.String("phone", numbers.Mask(n.PhoneNumber)), zap.Bool("primary", n.Primary), zap.Bool("verified", n.Verified))
 	writeJSON(w, http.StatusOK, clerkNumber(n))
@@ -260,23 +294,37 @@ func (a *adminAPI) update(w http.ResponseWriter, r *http.Request, id string) {
 	if !decodeAdminBody(w, r, &req, true) {
 		return
 	}
+	old, err := a.numbers.GetPhoneNumber(r.Context(), id)
+	if err != nil {
+		a.writeStoreError(w, err)
+		return
+	}
+	changed := a.watch(r.Context(), old.UserID)
 	n, err := a.numbers.UpdatePhoneNumber(r.Context(), id, store.PhoneNumberChange{Primary: req.Primary,
 		Verified: req.Verified, ReservedForSecondFactor: req.ReservedForSecondFactor})
 	if err != nil {
 		a.writeStoreError(w, err)
 		return
 	}
+	changed()
 	a.logger.Info("phone number updated", zap.String("user_id", n.UserID), zap.String("id", n.ID),
 		zap.Bool("primary", n.Primary), zap.Bool("verified", n.Verified), zap.Bool("reserved", n.ReservedForSecondFactor))
 	writeJSON(w, http.StatusOK, clerkNumber(n))
 }
 
 func (a *adminAPI) delete(w http.ResponseWriter, r *http.Request, id string) {
+	old, err := a.numbers.GetPhoneNumber(r.Context(), id)
+	if err != nil {
+		a.writeStoreError(w, err)
+		return
+	}
+	changed := a.watch(r.Context(), old.UserID)
 	n, err := a.numbers.DeletePhoneNumber(r.Context(), id)
 	if err != nil {
 		a.writeStoreError(w, err)
 		return
 	}
+	changed()
 	a.logger.Info("phone number deleted", zap.String("user_id", n.UserID), zap.String("id", n.ID),
 		zap.Bool("was_primary", n.Primary))
 	writeJSON(w, http.StatusOK, clerkDeleted{Object: "phone_number", ID: n.ID, Deleted: true})

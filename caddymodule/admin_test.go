@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-phone/caddy-phone/caddymodule/events"
 )
 
 const adminKey = "sk_test_0123456789abcdefABCDEF"
@@ -396,5 +398,36 @@ func TestAdminProvisionErrors(t *testing.T) {
 				t.Fatalf("Provision: %v, want an admin error with %q", err, c.want)
 			}
 		})
+	}
+}
+
+// An admin change to the number GET /phone shows is seen there at once
+// (no read-cache delay) and told to the app as a phone event.
+func TestAdminChangesAreSeenAndTold(t *testing.T) {
+	recv := newGlueReceiver(t)
+	p := sqliteAdmin(t, `,"events":{"url":"`+recv.srv.URL+`","secret":"`+glueEventsSecret+`"}`)
+	user := "admin-events-user"
+	tok := "Bearer " + userToken(t, user)
+	call(t, p, "GET", "/phone", tok, "").want(t, 200, "") // warms the read cache
+
+	created := admin(t, p, "POST", "/phone/v1/phone_numbers",
+		`{"user_id":"`+user+`","phone_number":"+33612345678","verified":true}`).want(t, 200, "")
+	st := call(t, p, "GET", "/phone", tok, "").want(t, 200, "")
+	if st.body["phone_number"] != "+33612345678" || st.body["verified"] != true {
+		t.Fatalf("GET /phone after the admin create: %s", st.raw)
+	}
+	admin(t, p, "DELETE", "/phone/v1/phone_numbers/"+created.body["id"].(string), "").want(t, 200, "")
+	if st = call(t, p, "GET", "/phone", tok, "").want(t, 200, ""); st.body["phone_number"] != nil {
+		t.Fatalf("GET /phone after the admin delete: %s", st.raw)
+	}
+
+	deadline := time.Now().Add(10 * time.Second)
+	for len(recv.events()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	got := recv.events()
+	if len(got) != 2 || got[0].Type != events.TypeVerified || got[0].PhoneNumber != "+33612345678" ||
+		got[1].Type != events.TypeRemoved || got[1].PreviousPhoneNumber != "+33612345678" || got[1].UserID != user {
+		t.Fatalf("events: %+v", got)
 	}
 }
