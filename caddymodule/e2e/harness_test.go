@@ -166,6 +166,16 @@ func (e *env) load(s site) {
 	if e.t.Failed() {
 		e.t.FailNow()
 	}
+	e.reloaded()
+}
+
+// reloaded drops the client's kept-alive connections: the old config's
+// server closes them, and a POST sent on one would fail with EOF (Go
+// retries only idempotent requests on a closed connection).
+func (e *env) reloaded() {
+	if e.client != nil {
+		e.client.CloseIdleConnections()
+	}
 }
 
 // token mints an HS256 token for user with extra claims.
@@ -370,6 +380,7 @@ func (e *env) forceReload() {
 	if res.StatusCode != http.StatusOK {
 		e.t.Fatalf("forced reload: %d %s", res.StatusCode, body)
 	}
+	e.reloaded()
 }
 
 // loadRaw posts a Caddyfile to the admin /load endpoint and returns the
