@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/caddy-phone/caddy-phone/caddymodule/bearer"
 	"github.com/caddy-phone/caddy-phone/caddymodule/events"
 	"github.com/caddy-phone/caddy-phone/caddymodule/numbers"
 	"github.com/caddy-phone/caddy-phone/store"
@@ -43,6 +44,35 @@ type adminAPI struct {
 	// call changed the number GET /phone shows.
 	users store.Users
 	emit  func(ctx context.Context, e events.Event)
+	// hasKey is false when only admin tokens open the endpoints.
+	hasKey bool
+	// claim, when set, lets a valid JWT carrying it open the endpoints:
+	// true, or claimValue (a string, or one item of an array).
+	claim, claimValue string
+	verifier          *bearer.Verifier
+}
+
+// adminClaim reports whether a verified token carries the admin claim.
+func (a *adminAPI) adminClaim(id *bearer.Identity) bool {
+	v, ok := id.Claims[a.claim]
+	if !ok {
+		return false
+	}
+	if a.claimValue == "" {
+		b, isBool := v.(bool)
+		return isBool && b
+	}
+	switch v := v.(type) {
+	case string:
+		return v == a.claimValue
+	case []any:
+		for _, item := range v {
+			if s, ok := item.(string); ok && s == a.claimValue {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // watch reads the user's §4 number before an admin write; the returned
@@ -81,8 +111,11 @@ func (p *Phone) provisionAdmin(ctx context.Context, repl *caddy.Replacer, norm *
 	}
 	key := repl.ReplaceKnown(p.Admin.APIKey, "")
 	switch {
+	case key == "" && p.Admin.Claim == "":
+		return errors.New("admin: api_key is required (or a claim that marks admin tokens)")
 	case key == "":
-		return errors.New("admin: api_key is required")
+		// Claim only: no key can match (the hash of "" is never compared
+		// against an empty bearer, which authenticate refuses first).
 	case len(key) < minAdminKeyLength:
 		return fmt.Errorf("admin: api_key must be at least %d characters", minAdminKeyLength)
 	case strings.ContainsAny(key, ". \t\r\n"):
@@ -92,8 +125,9 @@ func (p *Phone) provisionAdmin(ctx context.Context, repl *caddy.Replacer, norm *
 	case p.JWT != nil && key == repl.ReplaceKnown(p.JWT.ProjectID, ""):
 		return errors.New("admin: api_key must differ from jwt.project_id")
 	}
-	a := &adminAPI{keyHash: sha256.Sum256([]byte(key)), norm: norm, logger: p.logger.Named("admin"),
-		escapedRoot: (&url.URL{Path: p.routeAdmin}).EscapedPath(), users: p.users, emit: p.emitEvent}
+	a := &adminAPI{keyHash: sha256.Sum256([]byte(key)), hasKey: key != "", norm: norm, logger: p.logger.Named("admin"),
+		escapedRoot: (&url.URL{Path: p.routeAdmin}).EscapedPath(), users: p.users, emit: p.emitEvent,
+		claim: p.Admin.Claim, claimValue: p.Admin.ClaimValue, verifier: p.verifier}
 	pn, err := store.OpenPhoneNumbers(ctx, p.users)
 	switch {
 	case errors.Is(err, store.ErrNotSupported):
@@ -209,10 +243,15 @@ func (a *adminAPI) route(r *http.Request) (adminRoute, bool) {
 func (a *adminAPI) authenticate(w http.ResponseWriter, r *http.Request) bool {
 	auth := r.Header.Get("Authorization")
 	scheme, tok, found := strings.Cut(auth, " ")
-	if found && strings.EqualFold(scheme, "Bearer") {
+	if found && strings.EqualFold(scheme, "Bearer") && tok != "" {
 		got := sha256.Sum256([]byte(tok))
-		if subtle.ConstantTimeCompare(got[:], a.keyHash[:]) == 1 {
+		if a.hasKey && subtle.ConstantTimeCompare(got[:], a.keyHash[:]) == 1 {
 			return true
+		}
+		if a.claim != "" && strings.Count(tok, ".") == 2 {
+			if id, err := a.verifier.Verify(r.Context(), auth); err == nil && a.adminClaim(id) {
+				return true
+			}
 		}
 	}
 	if ce := a.logger.Check(zapcore.DebugLevel, "admin key refused"); ce != nil {

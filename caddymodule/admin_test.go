@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/caddy-phone/caddy-phone/caddymodule/events"
 )
@@ -429,5 +430,42 @@ func TestAdminChangesAreSeenAndTold(t *testing.T) {
 	if len(got) != 2 || got[0].Type != events.TypeVerified || got[0].PhoneNumber != "+33612345678" ||
 		got[1].Type != events.TypeRemoved || got[1].PreviousPhoneNumber != "+33612345678" || got[1].UserID != user {
 		t.Fatalf("events: %+v", got)
+	}
+}
+
+// `admin { claim … }` lets a valid JWT carrying the claim open the admin
+// routes; a user token without it never does.
+func TestAdminClaim(t *testing.T) {
+	sign := func(claims jwt.MapClaims) string {
+		claims["sub"], claims["exp"] = "ops", time.Now().Add(time.Hour).Unix()
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(benchSecret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "Bearer " + s
+	}
+	for _, c := range []struct {
+		name, admin string
+		claims      jwt.MapClaims
+		want        int
+	}{
+		{"true", `{"claim":"phone_admin"}`, jwt.MapClaims{"phone_admin": true}, 200},
+		{"false", `{"claim":"phone_admin"}`, jwt.MapClaims{"phone_admin": false}, 401},
+		{"string true is not true", `{"claim":"phone_admin"}`, jwt.MapClaims{"phone_admin": "true"}, 401},
+		{"absent", `{"claim":"phone_admin"}`, jwt.MapClaims{}, 401},
+		{"value", `{"claim":"role","claim_value":"admin"}`, jwt.MapClaims{"role": "admin"}, 200},
+		{"in array", `{"claim":"roles","claim_value":"admin"}`, jwt.MapClaims{"roles": []any{"user", "admin"}}, 200},
+		{"other value", `{"claim":"role","claim_value":"admin"}`, jwt.MapClaims{"role": "user"}, 401},
+		{"key and claim, token", `{"api_key":"` + adminKey + `","claim":"phone_admin"}`, jwt.MapClaims{"phone_admin": true}, 200},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := `{"jwt":{"secret":"` + benchSecret + `"},"store":{"backend":"memory"},
+				"cache":{"max_size":67108864},"sms":[{"provider":"log"}],"admin":` + c.admin + `}`
+			p := provisionPhone(t, cfg)
+			got := call(t, p, "GET", "/phone/v1/users/someone/phone_numbers", sign(c.claims), "")
+			if got.status != c.want {
+				t.Fatalf("status %d, want %d: %s", got.status, c.want, got.raw)
+			}
+		})
 	}
 }

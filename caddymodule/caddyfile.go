@@ -59,7 +59,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    events <url> [{ secret <secret> }]
 //	    notify_previous
 //	    compat descope|reachfive ...
-//	    admin { api_key <key> }
+//	    admin { api_key <key>  claim <name> [<value>] }
 //	}
 func (p *Phone) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
@@ -581,6 +581,15 @@ func parseAdmin(d *caddyfile.Dispenser) (*AdminConfig, error) {
 		case "api_key":
 			if err := oneArg(d, &ac.APIKey); err != nil {
 				return nil, err
+			}
+		case "claim":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return nil, d.Errf("admin: claim: want <name> [<value>]")
+			}
+			ac.Claim = args[0]
+			if len(args) == 2 {
+				ac.ClaimValue = args[1]
 			}
 		default:
 			return nil, d.Errf("admin: unknown subdirective %q", d.Val())

@@ -150,4 +150,9 @@ type EventsConfig struct {
 type AdminConfig struct {
 	// API key sent as "Authorization: Bearer <key>" (Clerk's secretKey).
 	APIKey string `json:"api_key,omitempty"`
+	// A claim that makes a valid JWT an admin token: it must be true, or
+	// equal ClaimValue (or hold it, when the claim is an array).
+	Claim string `json:"claim,omitempty"`
+	// The value Claim must hold; empty means boolean true.
+	ClaimValue string `json:"claim_value,omitempty"`
 }
