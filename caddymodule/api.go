@@ -27,6 +27,10 @@ const maxBody = 16 << 10
 // the body (400, 413), then applies the rules.
 func (p *Phone) serveAPI(w http.ResponseWriter, r *http.Request) error {
 	stripPhoneHeaders(r.Header)
+	if p.isUIPath(r.URL.Path) { // the static page (ui.go): no token needed
+		serveUI(w, r)
+		return nil
+	}
 	var method string
 	var handle func(http.ResponseWriter, *http.Request, *bearer.Identity)
 	switch r.URL.Path {
@@ -157,17 +161,23 @@ func (p *Phone) handleUpdate(w http.ResponseWriter, r *http.Request, id *bearer.
 	}
 	p.logger.Info("phone update", zap.String("user_id", id.UserID), zap.String("status", res.Status),
 		zap.String("to", numbers.Mask(res.SentTo)))
+	status, body := updateAnswer(res)
+	writeJSON(w, status, body)
+}
+
+// updateAnswer is the status and body of a successful update: 202 for a
+// pending change, 200 otherwise.
+func updateAnswer(res flow.UpdateResult) (int, updateBody) {
 	body := updateBody{Status: res.Status, PhoneNumber: nullable(res.User.PhoneNumber), Verified: res.User.Verified,
 		PendingNumber: nullable(res.PendingNumber), ExpiresIn: seconds(res.ExpiresIn), ResendAfter: seconds(res.ResendAfter)}
 	if res.SentTo != "" {
 		m := numbers.Mask(res.SentTo)
 		body.MaskedPhone = &m
 	}
-	status := http.StatusOK
 	if res.Status == flow.StatusPending {
-		status = http.StatusAccepted
+		return http.StatusAccepted, body
 	}
-	writeJSON(w, status, body)
+	return http.StatusOK, body
 }
 
 type verifyRequest struct {

@@ -161,18 +161,8 @@ func (p *Phone) reachfiveUpdate(w http.ResponseWriter, r *http.Request, id *bear
 	}
 	p.logger.Info("phone update", zap.String("user_id", id.UserID), zap.String("status", res.Status),
 		zap.String("to", numbers.Mask(res.SentTo)), zap.String("via", "reachfive"))
-	body := reachfiveUpdateBody{updateBody: updateBody{Status: res.Status, PhoneNumber: nullable(res.User.PhoneNumber),
-		Verified: res.User.Verified, PendingNumber: nullable(res.PendingNumber), ExpiresIn: seconds(res.ExpiresIn),
-		ResendAfter: seconds(res.ResendAfter)}, PhoneNumberVerified: res.User.Verified}
-	if res.SentTo != "" {
-		m := numbers.Mask(res.SentTo)
-		body.MaskedPhone = &m
-	}
-	status := http.StatusOK
-	if res.Status == flow.StatusPending {
-		status = http.StatusAccepted
-	}
-	writeJSON(w, status, body)
+	status, body := updateAnswer(res)
+	writeJSON(w, status, reachfiveUpdateBody{updateBody: body, PhoneNumberVerified: res.User.Verified})
 }
 
 // reachfiveSend is POST /identity/v1/send-phone-number-verification (the
