@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 
 	"github.com/caddy-phone/caddy-phone/sms"
 	"github.com/caddy-phone/caddy-phone/store"
@@ -68,6 +71,7 @@ func (p *Phone) loadCache(ctx caddy.Context, repl *caddy.Replacer) (*sharedCache
 		}
 		rc := store.RedisConfig{URL: repl.ReplaceKnown(cc.URL, ""), KeyPrefix: cc.KeyPrefix, Timeout: time.Duration(cc.Timeout)}
 		key = fmt.Sprintf("redis/%x/%s", sha256.Sum256([]byte(rc.URL)), rc.KeyPrefix)
+		redisLogOnce.Do(func() { redis.SetLogger(redisLog{p.logger.Named("redis")}) })
 		open = func() (closingCache, error) { return store.NewRedisCache(ctx, rc) }
 	default:
 		return nil, fmt.Errorf("cache: unknown backend %q (bigcache, redis)", cc.Backend)
@@ -128,4 +132,15 @@ func namedProvider(p sms.Provider, name string) sms.Provider {
 		return p
 	}
 	return renamed{p, name}
+}
+
+// go-redis logs through one process-wide logger (pool dial failures and
+// the like: addresses, never values); send it to Caddy's log instead of
+// stderr.
+var redisLogOnce sync.Once
+
+type redisLog struct{ logger *zap.Logger }
+
+func (l redisLog) Printf(_ context.Context, format string, v ...any) {
+	l.logger.Warn(fmt.Sprintf(format, v...))
 }
