@@ -21,6 +21,7 @@ import (
 
 	"github.com/caddy-phone/caddy-phone/caddymodule/bearer"
 	"github.com/caddy-phone/caddy-phone/caddymodule/events"
+	"github.com/caddy-phone/caddy-phone/caddymodule/flow"
 	"github.com/caddy-phone/caddy-phone/caddymodule/numbers"
 	"github.com/caddy-phone/caddy-phone/store"
 )
@@ -44,6 +45,8 @@ type adminAPI struct {
 	// call changed the number GET /phone shows.
 	users store.Users
 	emit  func(ctx context.Context, e events.Event)
+	// cancelChallenge drops the user's open challenge, if any.
+	cancelChallenge func(ctx context.Context, userID string)
 	// hasKey is false when only admin tokens open the endpoints.
 	hasKey bool
 	// claim, when set, lets a valid JWT carrying it open the endpoints:
@@ -88,6 +91,9 @@ func (a *adminAPI) watch(ctx context.Context, userID string) func() {
 		if err != nil || (after.PhoneNumber == before.PhoneNumber && after.Verified == before.Verified) {
 			return
 		}
+		// The user's open challenge was for the number as it was: left
+		// open, its code could bring back what the admin just changed.
+		a.cancelChallenge(ctx, userID)
 		typ := events.TypeUpdated
 		switch {
 		case after.PhoneNumber == "":
@@ -127,7 +133,15 @@ func (p *Phone) provisionAdmin(ctx context.Context, repl *caddy.Replacer, norm *
 	}
 	a := &adminAPI{keyHash: sha256.Sum256([]byte(key)), hasKey: key != "", norm: norm, logger: p.logger.Named("admin"),
 		escapedRoot: (&url.URL{Path: p.routeAdmin}).EscapedPath(), users: p.users, emit: p.emitEvent,
-		claim: p.Admin.Claim, claimValue: p.Admin.ClaimValue, verifier: p.verifier}
+		claim: p.Admin.Claim, claimValue: p.Admin.ClaimValue, verifier: p.verifier,
+		cancelChallenge: func(ctx context.Context, userID string) {
+			if p.service == nil {
+				return
+			}
+			if err := p.service.Cancel(ctx, userID); err != nil && !errors.Is(err, flow.ErrNoPending) {
+				p.logger.Warn("open challenge not canceled after an admin change", zap.String("user_id", userID), zap.Error(err))
+			}
+		}}
 	pn, err := store.OpenPhoneNumbers(ctx, p.users)
 	switch {
 	case errors.Is(err, store.ErrNotSupported):

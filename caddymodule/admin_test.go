@@ -469,3 +469,22 @@ func TestAdminClaim(t *testing.T) {
 		})
 	}
 }
+
+// An admin change to the user's number cancels the user's open challenge:
+// its code must not bring back the number the admin removed.
+func TestAdminChangeCancelsOpenChallenge(t *testing.T) {
+	p := sqliteAdmin(t, "")
+	sink := withInstantSMS(t, p)
+	user := "admin-cancel-user"
+	tok := "Bearer " + userToken(t, user)
+	call(t, p, "POST", "/phone/update", tok, `{"phone_number":"+33612345678"}`).want(t, 200, "")
+	list := admin(t, p, "GET", "/phone/v1/users/"+user+"/phone_numbers", "").want(t, 200, "")
+	id := list.body["data"].([]any)[0].(map[string]any)["id"].(string)
+	admin(t, p, "DELETE", "/phone/v1/phone_numbers/"+id, "").want(t, 200, "")
+	if v := call(t, p, "POST", "/phone/verify", tok, `{"code":"`+sink.codes["+33612345678"]+`"}`); v.status != 409 || v.body["error"] != "no_pending_verification" {
+		t.Fatalf("verify after the admin delete: %d %s", v.status, v.raw)
+	}
+	if st := call(t, p, "GET", "/phone", tok, ""); st.body["phone_number"] != nil {
+		t.Fatalf("the deleted number is back: %s", st.raw)
+	}
+}

@@ -61,7 +61,7 @@ func withInstantSMS(tb testing.TB, p *Phone) *instantSink {
 		tb.Fatal(err)
 	}
 	cfg.Limits = flow.Limits{} // the benchmark measures the rules, not the budgets
-	svc, err := flow.New(cfg, flow.Deps{Users: p.users, Cache: p.cache.cache, Sender: sink, Numbers: numbers.Policy{}})
+	svc, err := flow.New(cfg, flow.Deps{Users: p.users, Cache: p.flowCache, Sender: sink, Numbers: numbers.Policy{}})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/caddy-phone/caddy-phone/caddymodule/flow"
 )
 
 func init() {
@@ -52,6 +54,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    secret  <hmac key for codes at rest>
 //	    sms     log [{ name <name> }]
 //	    sms     webhook <url> [{ secret <secret>  name <name> }]
+//	    sms     twilio { account_sid <sid>  auth_token <token>  from <sender>  messaging_service_sid <sid>  api_url <url>  name <name> }
+//	    sms     vonage { api_key <key>  api_secret <secret>  from <sender>  api_url <url>  name <name> }
+//	    sms     messagebird { access_key <key>  originator <sender>  api_url <url>  name <name> }
 //	    template [<locale>] "<text with {code} {app} {minutes}>"
 //	    app_name <name>
 //	    inject_headers
@@ -253,8 +258,8 @@ func parseOTP(d *caddyfile.Dispenser, o *OTPConfig) error {
 			}
 		case "ttl":
 			err = durationArg(d, &o.TTL)
-			if err == nil && o.TTL < caddy.Duration(time.Second) {
-				return d.Errf("otp: ttl must be at least 1s")
+			if err == nil && (o.TTL < caddy.Duration(time.Second) || o.TTL > caddy.Duration(flow.MaxTTL)) {
+				return d.Errf("otp: ttl must be between 1s and %s", flow.MaxTTL)
 			}
 		case "max_attempts":
 			err = intArg(d, &o.MaxAttempts)
@@ -467,9 +472,11 @@ func parseCache(d *caddyfile.Dispenser) (*CacheConfig, error) {
 
 func parseSMS(d *caddyfile.Dispenser) (SMSConfig, error) {
 	if !d.NextArg() {
-		return SMSConfig{}, d.Errf("sms: want a provider (log, webhook)")
+		return SMSConfig{}, d.Errf("sms: want a provider (log, webhook, twilio, vonage, messagebird)")
 	}
 	sc := SMSConfig{Provider: d.Val()}
+	// Each provider's subdirectives, all of one value.
+	fields := map[string]*string{"name": &sc.Name}
 	switch sc.Provider {
 	case "log":
 	case "webhook":
@@ -477,26 +484,26 @@ func parseSMS(d *caddyfile.Dispenser) (SMSConfig, error) {
 			return sc, d.Errf("sms webhook: want a URL")
 		}
 		sc.URL = d.Val()
+		fields["secret"] = &sc.Secret
+	case "twilio":
+		fields["account_sid"], fields["auth_token"], fields["from"] = &sc.AccountSID, &sc.AuthToken, &sc.From
+		fields["messaging_service_sid"], fields["api_url"] = &sc.MessagingServiceSID, &sc.APIURL
+	case "vonage":
+		fields["api_key"], fields["api_secret"], fields["from"], fields["api_url"] = &sc.APIKey, &sc.APISecret, &sc.From, &sc.APIURL
+	case "messagebird":
+		fields["access_key"], fields["originator"], fields["api_url"] = &sc.AccessKey, &sc.Originator, &sc.APIURL
 	default:
-		return sc, d.Errf("sms: unknown provider %q (log, webhook)", sc.Provider)
+		return sc, d.Errf("sms: unknown provider %q (log, webhook, twilio, vonage, messagebird)", sc.Provider)
 	}
 	if d.NextArg() {
 		return sc, d.ArgErr()
 	}
 	for d.NextBlock(1) {
-		var err error
-		switch d.Val() {
-		case "name":
-			err = oneArg(d, &sc.Name)
-		case "secret":
-			if sc.Provider != "webhook" {
-				return sc, d.Errf("sms %s: unknown subdirective \"secret\"", sc.Provider)
-			}
-			err = oneArg(d, &sc.Secret)
-		default:
+		dst, ok := fields[d.Val()]
+		if !ok {
 			return sc, d.Errf("sms %s: unknown subdirective %q", sc.Provider, d.Val())
 		}
-		if err != nil {
+		if err := oneArg(d, dst); err != nil {
 			return sc, err
 		}
 	}

@@ -128,7 +128,7 @@ type CacheConfig struct {
 
 // SMSConfig is one `sms` line; several form a failover chain, in order.
 type SMSConfig struct {
-	// log or webhook.
+	// log, webhook, twilio, vonage or messagebird.
 	Provider string `json:"provider"`
 	// Name used by provider_id; default the provider's type.
 	Name string `json:"name,omitempty"`
@@ -136,6 +136,23 @@ type SMSConfig struct {
 	URL string `json:"url,omitempty"`
 	// webhook: the signing secret.
 	Secret string `json:"secret,omitempty"`
+	// twilio: the Account SID and auth token (HTTP Basic auth).
+	AccountSID string `json:"account_sid,omitempty"`
+	AuthToken  string `json:"auth_token,omitempty"`
+	// twilio, vonage: the sender number or alphanumeric id.
+	From string `json:"from,omitempty"`
+	// twilio: a Messaging Service SID, sent instead of from when both are set.
+	MessagingServiceSID string `json:"messaging_service_sid,omitempty"`
+	// vonage: the API key and secret.
+	APIKey    string `json:"api_key,omitempty"`
+	APISecret string `json:"api_secret,omitempty"`
+	// messagebird: the access key.
+	AccessKey string `json:"access_key,omitempty"`
+	// messagebird: the sender number or alphanumeric id.
+	Originator string `json:"originator,omitempty"`
+	// twilio, vonage, messagebird: the API's base URL instead of the
+	// provider's own (for tests and proxies).
+	APIURL string `json:"api_url,omitempty"`
 }
 
 // EventsConfig is the `events` line: where phone events are posted.

@@ -79,10 +79,12 @@ type Phone struct {
 	users    store.Users
 	// peek reads a user for the hot read-only paths, through the read
 	// cache when the store has one.
-	peek   func(ctx context.Context, userID string) (store.User, error)
-	cache  *sharedCache
-	maxAge time.Duration
-	gate   caddyhttp.MatchPath
+	peek  func(ctx context.Context, userID string) (store.User, error)
+	cache *sharedCache
+	// flowCache is this handler's view of the shared cache: its store's keys.
+	flowCache store.Cache
+	maxAge    time.Duration
+	gate      caddyhttp.MatchPath
 	// descope and reachfive are set by `compat`.
 	descope, reachfive bool
 	routeAdmin         string    // <prefix>/v1/
@@ -209,14 +211,15 @@ func (p *Phone) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	p.service, err = flow.New(cfg, flow.Deps{Users: p.users, Cache: p.cache.cache, Sender: sender, Numbers: checker,
+	p.flowCache = namespaced(p.cache.cache, storeNamespace(p.Store, repl))
+	p.service, err = flow.New(cfg, flow.Deps{Users: p.users, Cache: p.flowCache, Sender: sender, Numbers: checker,
 		ReadUsers: peekUsers{p.users, p.peek}, Events: emitter, Logger: p.logger})
 	return err
 }
 
 func (p *Phone) buildSender(repl *caddy.Replacer) (flow.Sender, error) {
 	if len(p.SMS) == 0 {
-		return nil, errors.New("sms: at least one provider is required (log, webhook)")
+		return nil, errors.New("sms: at least one provider is required (log, webhook, twilio, vonage, messagebird)")
 	}
 	providers := make([]sms.Provider, 0, len(p.SMS))
 	for i, c := range p.SMS {
@@ -235,14 +238,35 @@ func (p *Phone) buildSender(repl *caddy.Replacer) (flow.Sender, error) {
 				name = "webhook"
 			}
 			pr = sms.NewWebhook(name, u, repl.ReplaceKnown(c.Secret, ""), nil)
+		case "twilio", "vonage", "messagebird":
+			var err error
+			if pr, err = newAPIProvider(c, func(s string) string { return repl.ReplaceKnown(s, "") }); err != nil {
+				return nil, fmt.Errorf("sms[%d]: %w", i, err)
+			}
 		default:
-			return nil, fmt.Errorf("sms[%d]: unknown provider %q (log, webhook)", i, c.Provider)
+			return nil, fmt.Errorf("sms[%d]: unknown provider %q (log, webhook, twilio, vonage, messagebird)", i, c.Provider)
 		}
 		providers = append(providers, meteredProvider{pr})
 	}
 	chain := sms.NewChain(providers...)
 	chain.Logger = p.logger.Named("sms")
 	return chain, nil
+}
+
+// newAPIProvider builds a twilio, vonage or messagebird provider, every
+// value (secrets, senders, api_url) expanded by expand first.
+func newAPIProvider(c SMSConfig, expand func(string) string) (sms.Provider, error) {
+	switch c.Provider {
+	case "twilio":
+		return sms.NewTwilio(sms.TwilioConfig{Name: c.Name, AccountSID: expand(c.AccountSID), AuthToken: expand(c.AuthToken),
+			From: expand(c.From), MessagingServiceSID: expand(c.MessagingServiceSID), BaseURL: expand(c.APIURL)}, nil)
+	case "vonage":
+		return sms.NewVonage(sms.VonageConfig{Name: c.Name, APIKey: expand(c.APIKey), APISecret: expand(c.APISecret),
+			From: expand(c.From), BaseURL: expand(c.APIURL)}, nil)
+	default:
+		return sms.NewMessageBird(sms.MessageBirdConfig{Name: c.Name, AccessKey: expand(c.AccessKey),
+			Originator: expand(c.Originator), BaseURL: expand(c.APIURL)}, nil)
+	}
 }
 
 func (p *Phone) openUsers(ctx caddy.Context, repl *caddy.Replacer) (store.Users, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -143,4 +144,56 @@ type redisLog struct{ logger *zap.Logger }
 
 func (l redisLog) Printf(_ context.Context, format string, v ...any) {
 	l.logger.Warn(fmt.Sprintf(format, v...))
+}
+
+// namespacedCache gives each user store its own keys in a shared cache.
+// Caches are pooled by their settings alone, so two phone handlers with
+// different stores (two sites, two apps) may share one; without this, a
+// user of one could open or spend another's challenges and counters. The
+// global send budget stays shared: it is the deployment's.
+type namespacedCache struct {
+	store.Cache
+	ns string
+}
+
+func namespaced(c store.Cache, ns string) store.Cache { return namespacedCache{c, ns} }
+
+func (c namespacedCache) key(k string) string {
+	if k == globalBudgetKey {
+		return k
+	}
+	return c.ns + k
+}
+
+func (c namespacedCache) Get(ctx context.Context, k string) ([]byte, error) {
+	return c.Cache.Get(ctx, c.key(k))
+}
+
+func (c namespacedCache) Update(ctx context.Context, k string, fn store.UpdateFunc) error {
+	return c.Cache.Update(ctx, c.key(k), fn)
+}
+
+func (c namespacedCache) Delete(ctx context.Context, k string) error {
+	return c.Cache.Delete(ctx, c.key(k))
+}
+
+// globalBudgetKey is flow's key for the deployment-wide send budget.
+const globalBudgetKey = "lg"
+
+// storeNamespace names a user store by its settings: handlers (and Caddy
+// instances) configured with the same store share challenges, others do not.
+func storeNamespace(sc *StoreConfig, repl *caddy.Replacer) string {
+	if sc == nil {
+		sc = &StoreConfig{Backend: "sqlite"}
+	}
+	backend, path := sc.Backend, repl.ReplaceKnown(sc.Path, "")
+	if backend == "" {
+		backend = "sqlite"
+	}
+	if backend == "sqlite" && path == "" {
+		path = defaultSQLitePath
+	}
+	id := backend + "\x00" + path + "\x00" + repl.ReplaceKnown(sc.DSN, "") + "\x00" + sc.Schema + "\x00" + repl.ReplaceKnown(sc.URL, "")
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:6]) + ":"
 }

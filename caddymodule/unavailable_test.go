@@ -45,7 +45,7 @@ func TestStoreUnavailableKeepsChallenge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.service, err = flow.New(cfg, flow.Deps{Users: users, Cache: p.cache.cache, Sender: sink, Numbers: numbers.Policy{}})
+	p.service, err = flow.New(cfg, flow.Deps{Users: users, Cache: p.flowCache, Sender: sink, Numbers: numbers.Policy{}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -499,7 +499,7 @@ func (f forgetfulNumbers) DeletePhoneNumber(ctx context.Context, id string) (Pho
 // CachedUsers.Set does: a failed commit may still have landed.
 func (f forgetfulNumbers) forget(ctx context.Context, userID string, err error) error {
 	for _, c := range f.caches {
-		if derr := c.cache.Delete(context.WithoutCancel(ctx), readKey(userID)); derr != nil && err == nil {
+		if derr := c.forget(ctx, userID); derr != nil && err == nil {
 			err = derr
 		}
 	}

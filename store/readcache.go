@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,6 +19,9 @@ type CachedUsers struct {
 	Users
 	cache *BigCache
 	ttl   time.Duration
+	// writes counts invalidations. A read that a write overtook must not
+	// be remembered: it may hold what the write just replaced.
+	writes atomic.Uint64
 }
 
 // NewCachedUsers wraps u with a cache of at most maxSizeMB holding entries
@@ -32,8 +36,9 @@ func NewCachedUsers(u Users, ttl time.Duration, maxSizeMB int) (*CachedUsers, er
 
 // Get reads the store and refreshes the cached copy.
 func (c *CachedUsers) Get(ctx context.Context, userID string) (User, error) {
+	gen := c.writes.Load()
 	u, err := c.Users.Get(ctx, userID)
-	if err == nil {
+	if err == nil && c.writes.Load() == gen {
 		c.remember(ctx, u)
 	}
 	return u, err
@@ -50,10 +55,17 @@ func (c *CachedUsers) Peek(ctx context.Context, userID string) (User, error) {
 // Set writes through and drops the cached copy.
 func (c *CachedUsers) Set(ctx context.Context, u User) error {
 	err := c.Users.Set(ctx, u)
-	if derr := c.cache.Delete(context.WithoutCancel(ctx), readKey(u.ID)); derr != nil && err == nil {
+	if derr := c.forget(ctx, u.ID); derr != nil && err == nil {
 		err = derr
 	}
 	return err
+}
+
+// forget drops the user's cached copy after a write, and keeps reads that
+// the write overtook from putting an older one back.
+func (c *CachedUsers) forget(ctx context.Context, userID string) error {
+	c.writes.Add(1)
+	return c.cache.Delete(context.WithoutCancel(ctx), readKey(userID))
 }
 
 // Close closes the cache and the store.

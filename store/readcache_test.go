@@ -54,3 +54,49 @@ func TestCachedUsersStaleness(t *testing.T) {
 		t.Fatalf("stale past the ttl: %+v", u)
 	}
 }
+
+// blockingUsers holds Get until released, so a test can slip a write in
+// between a read of the store and the read cache remembering it.
+type blockingUsers struct {
+	store.Users
+	entered, release chan struct{}
+}
+
+func (b *blockingUsers) Get(ctx context.Context, id string) (store.User, error) {
+	u, err := b.Users.Get(ctx, id)
+	if b.entered != nil {
+		close(b.entered)
+		<-b.release
+		b.entered = nil
+	}
+	return u, err
+}
+
+// A read overtaken by a write must not put the old value back in the cache.
+func TestCachedUsersOvertakenReadNotRemembered(t *testing.T) {
+	ctx := context.Background()
+	backing := &blockingUsers{Users: store.NewMemoryUsers()}
+	c, err := store.NewCachedUsers(backing, time.Minute, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Set(ctx, store.User{ID: "u", PhoneNumber: "+33612345678", Verified: true}); err != nil {
+		t.Fatal(err)
+	}
+	backing.entered, backing.release = make(chan struct{}), make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = c.Peek(ctx, "u") // a miss: reads the store, then blocks
+	}()
+	<-backing.entered
+	if err := c.Set(ctx, store.User{ID: "u"}); err != nil { // removal overtakes the read
+		t.Fatal(err)
+	}
+	close(backing.release)
+	<-done
+	if u, _ := c.Peek(ctx, "u"); u.PhoneNumber != "" {
+		t.Fatalf("the removed number came back from the read cache: %+v", u)
+	}
+}

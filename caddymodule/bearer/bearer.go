@@ -33,8 +33,6 @@ const (
 	// cacheMaxAge bounds how long a verified token is trusted without a
 	// fresh signature check (a key removed from the JWKS stops working by then).
 	cacheMaxAge = 5 * time.Minute
-	// cacheMaxAgeNoExp is the shorter bound for tokens that carry no exp.
-	cacheMaxAgeNoExp = time.Minute
 	// defaultCacheEntries bounds the verified-token cache of one Verifier.
 	defaultCacheEntries = 100_000
 	// defaultHTTPTimeout bounds one JWKS fetch.
@@ -378,22 +376,25 @@ func (v *Verifier) verifyCold(ctx context.Context, token string) (*Identity, tim
 	}
 	id.UserID = uid
 
-	// golang-jwt treats "exp": 0 as absent; a present exp must be checked.
-	until := now.Add(cacheMaxAgeNoExp)
-	if raw, ok := claims["exp"]; ok {
-		exp, ok := numericDate(raw)
-		if !ok {
-			return nil, time.Time{}, invalid("exp is not a number")
-		}
-		limit := exp.Add(v.leeway)
-		if !now.Before(limit) {
-			return nil, time.Time{}, invalid("token expired")
-		}
-		id.ExpiresAt = exp
-		until = now.Add(cacheMaxAge)
-		if limit.Before(until) {
-			until = limit
-		}
+	// exp is required: a token that never expires is a leaked token that
+	// works forever. golang-jwt treats "exp": 0 as absent, so it is
+	// checked here.
+	rawExp, ok := claims["exp"]
+	if !ok {
+		return nil, time.Time{}, invalid("exp missing")
+	}
+	exp, ok := numericDate(rawExp)
+	if !ok {
+		return nil, time.Time{}, invalid("exp is not a number")
+	}
+	limit := exp.Add(v.leeway)
+	if !now.Before(limit) {
+		return nil, time.Time{}, invalid("token expired")
+	}
+	id.ExpiresAt = exp
+	until := now.Add(cacheMaxAge)
+	if limit.Before(until) {
+		until = limit
 	}
 	if raw, ok := claims["iat"]; ok {
 		if id.IssuedAt, ok = numericDate(raw); !ok {

@@ -121,7 +121,7 @@ func TestVerify(t *testing.T) {
 		{name: "exp zero", cfg: hs, header: hs256(jwt.MapClaims{"exp": 0}), wantErr: ErrInvalid, reason: "expired"},
 		{name: "exp not a number", cfg: hs, header: hs256(jwt.MapClaims{"exp": "tomorrow"}), wantErr: ErrInvalid, reason: "wrong type"},
 		{name: "exp far away", cfg: hs, header: hs256(jwt.MapClaims{"exp": 1e12}), wantUser: "user-1"},
-		{name: "no exp accepted", cfg: hs, header: hs256(jwt.MapClaims{"exp": nil}), wantUser: "user-1"},
+		{name: "no exp refused", cfg: hs, header: hs256(jwt.MapClaims{"exp": nil}), wantErr: ErrInvalid, reason: "exp missing"},
 		{name: "expired within leeway", cfg: Config{Secret: testSecret, Leeway: 30 * time.Second}, header: hs256(jwt.MapClaims{"exp": now.Add(-10 * time.Second).Unix()}), wantUser: "user-1"},
 		{name: "expired beyond leeway", cfg: Config{Secret: testSecret, Leeway: 30 * time.Second}, header: hs256(jwt.MapClaims{"exp": now.Add(-31 * time.Second).Unix()}), wantErr: ErrInvalid, reason: "expired"},
 		{name: "nbf in the future", cfg: hs, header: hs256(jwt.MapClaims{"nbf": now.Add(10 * time.Second).Unix()}), wantErr: ErrInvalid, reason: "nbf"},
@@ -245,15 +245,15 @@ func TestIdentityFields(t *testing.T) {
 		t.Fatalf("claims: %v", id.Claims)
 	}
 
-	tok = mint(t, jwt.SigningMethodHS256, []byte(testSecret), jwt.MapClaims{"sub": "u1", "iat": iat}, nil)
+	tok = mint(t, jwt.SigningMethodHS256, []byte(testSecret), jwt.MapClaims{"sub": "u1", "iat": iat, "exp": exp}, nil)
 	id, err = v.Verify(t.Context(), "Bearer "+tok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !id.SignInTime().Equal(id.IssuedAt) || !id.AuthTime.IsZero() || !id.ExpiresAt.IsZero() {
+	if !id.SignInTime().Equal(id.IssuedAt) || !id.AuthTime.IsZero() {
 		t.Fatalf("SignInTime without auth_time: %v", id.SignInTime())
 	}
-	id, err = v.Verify(t.Context(), "Bearer "+mint(t, jwt.SigningMethodHS256, []byte(testSecret), jwt.MapClaims{"sub": "u1"}, nil))
+	id, err = v.Verify(t.Context(), "Bearer "+mint(t, jwt.SigningMethodHS256, []byte(testSecret), jwt.MapClaims{"sub": "u1", "exp": exp}, nil))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -124,6 +124,10 @@ type Service struct {
 	locks   userLocks
 }
 
+// MaxTTL is the longest code life: an entry lives 2×TTL in a cache whose
+// life window is 24h.
+const MaxTTL = 12 * time.Hour
+
 // claimFor bounds how long a verify may hold a challenge while it writes
 // to the store; a crashed instance's claim lapses after it.
 const claimFor = 30 * time.Second
@@ -135,6 +139,10 @@ func New(cfg Config, d Deps) (*Service, error) {
 		return nil, fmt.Errorf("otp: length must be 4..10, got %d", cfg.CodeLength)
 	case cfg.TTL < time.Second:
 		return nil, fmt.Errorf("otp: ttl must be at least 1s, got %s", cfg.TTL)
+	case cfg.TTL > MaxTTL:
+		// A challenge entry lives twice its ttl, and caches hold entries
+		// for at most 24h.
+		return nil, fmt.Errorf("otp: ttl must be at most %s, got %s", MaxTTL, cfg.TTL)
 	case cfg.MaxAttempts < 1:
 		return nil, fmt.Errorf("otp: max_attempts must be at least 1, got %d", cfg.MaxAttempts)
 	case cfg.ResendAfter < 0:
@@ -366,7 +374,13 @@ func (s *Service) Verify(ctx context.Context, r VerifyRequest) (store.User, erro
 			wrongLeft = s.cfg.MaxAttempts - c.Attempts
 			return c.encode(), s.entryTTL(), nil
 		}
+		// Claimed at least until the code would expire anyway: if the
+		// consuming delete below fails, a lapsed claim must not reopen a
+		// code that was already used.
 		c.ClaimedUntil = now.Add(claimFor)
+		if c.ClaimedUntil.Before(c.ExpiresAt) {
+			c.ClaimedUntil = c.ExpiresAt
+		}
 		won = c
 		return c.encode(), s.entryTTL(), nil
 	})
@@ -486,10 +500,26 @@ func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, er
 	if locale == "" {
 		locale = c.Locale
 	}
-	c.MAC = codeMAC(s.cfg.Secret, r.UserID, c.Number, code)
-	c.SentAt, c.ExpiresAt, c.Locale = now, now.Add(s.cfg.TTL), storedLocale(locale)
-	if err := s.cache.Update(ctx, challengeKey(r.UserID), func([]byte, bool) ([]byte, time.Duration, error) {
-		return c.encode(), s.entryTTL(), nil
+	readMAC, fromCache := c.MAC, !c.ExpiresAt.IsZero()
+	newMAC := codeMAC(s.cfg.Secret, r.UserID, c.Number, code)
+	// Rewrite the challenge only if it is still the one read above: another
+	// instance may have counted wrong codes, verified it or replaced it
+	// since, and a blind write would undo that.
+	if err := s.cache.Update(ctx, challengeKey(r.UserID), func(old []byte, found bool) ([]byte, time.Duration, error) {
+		cur, err := s.openChallenge(old, found, now)
+		switch {
+		case fromCache && (err != nil || cur.MAC != readMAC):
+			return nil, 0, ErrNoPending
+		case fromCache && cur.Attempts >= s.cfg.MaxAttempts:
+			return nil, 0, ErrTooManyAttempts
+		case !fromCache && err == nil:
+			return nil, 0, ErrNoPending // one was opened meanwhile: resend that one
+		case !fromCache:
+			cur = c
+		}
+		cur.MAC, cur.SentAt, cur.ExpiresAt, cur.Locale = newMAC, now, now.Add(s.cfg.TTL), storedLocale(locale)
+		c = cur
+		return cur.encode(), s.entryTTL(), nil
 	}); err != nil {
 		return ResendResult{}, cacheErr(err)
 	}
