@@ -72,3 +72,52 @@ func FuzzCaddyfile(f *testing.F) {
 		_ = p.UnmarshalCaddyfile(caddyfile.NewDispenser(tokens))
 	})
 }
+
+// FuzzCompatAndAdminBodies is FuzzRequestBodies for the Descope, ReachFive
+// and admin routes: whatever the body, a documented status and a JSON
+// answer, never a panic or a 500.
+func FuzzCompatAndAdminBodies(f *testing.F) {
+	for _, seed := range []string{
+		`{"loginId":"fuzz-user","phone":"+33612345678"}`, `{"loginId":"fuzz-user","code":"123456"}`,
+		`{"loginId":"fuzz-user","phone":"+33612345678","templateOptions":{"a":1,"b":[true]},"providerId":"log","locale":"fr"}`,
+		`{"phone_number":"+33612345678"}`, `{"phone_number":"+33612345678","verification_code":"123456"}`,
+		`{"user_id":"fuzz-user","phone_number":"+33612345678","verified":true,"primary":true}`,
+		`{"primary":true,"reserved_for_second_factor":true}`, ``, `{}`, `[]`, `null`, `{"loginId":1}`, `[[[[[[`,
+	} {
+		f.Add(seed)
+	}
+	p := provisionPhone(f, `{"jwt":{"secret":"`+benchSecret+`","project_id":"P2fuzz"},"store":{"backend":"memory"},
+		"cache":{"max_size":67108864},"sms":[{"provider":"log"}],"compat":["descope","reachfive"],
+		"admin":{"api_key":"sk_fuzz_0123456789abcdef"}}`)
+	withInstantSMS(f, p)
+	tok, _ := mintToken(benchSecret, "fuzz-user", "HS256", "", "", time.Hour, time.Now())
+	routes := []struct{ method, path, auth string }{
+		{"POST", "/v1/auth/otp/update/phone/sms", "Bearer P2fuzz:" + tok},
+		{"POST", "/v1/auth/otp/verify/sms", "Bearer P2fuzz"},
+		{"POST", "/identity/v1/update-phone-number", "Bearer " + tok},
+		{"POST", "/identity/v1/verify-phone-number", "Bearer " + tok},
+		{"POST", "/identity/v1/send-phone-number-verification", "Bearer " + tok},
+		{"POST", "/phone/v1/phone_numbers", "Bearer sk_fuzz_0123456789abcdef"},
+		{"PATCH", "/phone/v1/phone_numbers/idn_fuzz", "Bearer sk_fuzz_0123456789abcdef"},
+	}
+	allowed := map[int]bool{200: true, 202: true, 400: true, 403: true, 404: true, 409: true, 410: true,
+		413: true, 422: true, 429: true, 501: true}
+	f.Fuzz(func(t *testing.T, body string) {
+		for _, rt := range routes {
+			rec := httptest.NewRecorder()
+			r := caddyRequest(rt.method, rt.path, body)
+			r.Header.Set("Authorization", rt.auth)
+			r.Header.Set("Content-Type", "application/json")
+			if err := p.ServeHTTP(rec, r, noopNext); err != nil {
+				t.Fatalf("%s %s: handler error %v", rt.method, rt.path, err)
+			}
+			if !allowed[rec.Code] {
+				t.Fatalf("%s %s %q: status %d %s", rt.method, rt.path, body, rec.Code, rec.Body)
+			}
+			var out any
+			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+				t.Fatalf("%s %s: answer is not JSON: %s", rt.method, rt.path, rec.Body)
+			}
+		}
+	})
+}
