@@ -45,8 +45,10 @@ type adminAPI struct {
 	// call changed the number GET /phone shows.
 	users store.Users
 	emit  func(ctx context.Context, e events.Event)
-	// cancelChallenge drops the user's open challenge, if any.
+	// cancelChallenge drops the user's open challenge, if any; lockUser
+	// takes the user's lock in the rules until the returned func runs.
 	cancelChallenge func(ctx context.Context, userID string)
+	lockUser        func(userID string) func()
 	// hasKey is false when only admin tokens open the endpoints.
 	hasKey bool
 	// claim, when set, lets a valid JWT carrying it open the endpoints:
@@ -78,17 +80,34 @@ func (a *adminAPI) adminClaim(id *bearer.Identity) bool {
 	return false
 }
 
-// watch reads the user's §4 number before an admin write; the returned
-// func, called after a successful write, refreshes the read cache and
-// emits the event the change amounts to, if any.
-func (a *adminAPI) watch(ctx context.Context, userID string) func() {
+// watch holds the user's lock in the rules (so an update or verify of the
+// same user cannot interleave with the admin write) and reads the user's
+// §4 number before the write. The returned func, called right after the
+// write, releases the lock and, if the write succeeded and changed that
+// number, cancels the user's open challenge and emits the event.
+func (a *adminAPI) watch(ctx context.Context, userID string) func(written bool) {
+	unlock := a.lockUser(userID)
 	before, err := a.users.Get(ctx, userID)
 	if err != nil {
 		before = store.User{ID: userID}
 	}
-	return func() {
+	return func(written bool) {
+		unlock()
+		if !written {
+			return
+		}
+		// The write is done: finish even if the client has gone.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
 		after, err := a.users.Get(ctx, userID)
-		if err != nil || (after.PhoneNumber == before.PhoneNumber && after.Verified == before.Verified) {
+		if err != nil {
+			// Fail safe: the number may have changed under the challenge.
+			a.cancelChallenge(ctx, userID)
+			a.logger.Error("admin change: the user's number could not be read back; no event emitted",
+				zap.String("user_id", userID), zap.Error(err))
+			return
+		}
+		if after.PhoneNumber == before.PhoneNumber && after.Verified == before.Verified {
 			return
 		}
 		// The user's open challenge was for the number as it was: left
@@ -134,6 +153,12 @@ func (p *Phone) provisionAdmin(ctx context.Context, repl *caddy.Replacer, norm *
 	a := &adminAPI{keyHash: sha256.Sum256([]byte(key)), hasKey: key != "", norm: norm, logger: p.logger.Named("admin"),
 		escapedRoot: (&url.URL{Path: p.routeAdmin}).EscapedPath(), users: p.users, emit: p.emitEvent,
 		claim: p.Admin.Claim, claimValue: p.Admin.ClaimValue, verifier: p.verifier,
+		lockUser: func(userID string) func() {
+			if p.service == nil {
+				return func() {}
+			}
+			return p.service.LockUser(userID)
+		},
 		cancelChallenge: func(ctx context.Context, userID string) {
 			if p.service == nil {
 				return
@@ -320,14 +345,14 @@ func (a *adminAPI) create(w http.ResponseWriter, r *http.Request) {
 		a.writeStoreError(w, err)
 		return
 	}
-	changed := a.watch(r.Context(), *req.UserID)
+	done := a.watch(r.Context(), *req.UserID)
 	n, err := a.numbers.CreatePhoneNumber(r.Context(), store.NewPhoneNumber{UserID: *req.UserID, PhoneNumber: number,
 		Verified: isTrue(req.Verified), Primary: isTrue(req.Primary), ReservedForSecondFactor: isTrue(req.ReservedForSecondFactor)})
+	done(err == nil)
 	if err != nil {
 		a.writeStoreError(w, err)
 		return
 	}
-	changed()
 	a.logger.Info("phone number created", zap.String("user_id", n.UserID), zap.String("id", n.ID),
 		zap.String("phone", numbers.Mask(n.PhoneNumber)), zap.Bool("primary", n.Primary), zap.Bool("verified", n.Verified))
 	writeJSON(w, http.StatusOK, clerkNumber(n))
@@ -352,14 +377,14 @@ func (a *adminAPI) update(w http.ResponseWriter, r *http.Request, id string) {
 		a.writeStoreError(w, err)
 		return
 	}
-	changed := a.watch(r.Context(), old.UserID)
+	done := a.watch(r.Context(), old.UserID)
 	n, err := a.numbers.UpdatePhoneNumber(r.Context(), id, store.PhoneNumberChange{Primary: req.Primary,
 		Verified: req.Verified, ReservedForSecondFactor: req.ReservedForSecondFactor})
+	done(err == nil)
 	if err != nil {
 		a.writeStoreError(w, err)
 		return
 	}
-	changed()
 	a.logger.Info("phone number updated", zap.String("user_id", n.UserID), zap.String("id", n.ID),
 		zap.Bool("primary", n.Primary), zap.Bool("verified", n.Verified), zap.Bool("reserved", n.ReservedForSecondFactor))
 	writeJSON(w, http.StatusOK, clerkNumber(n))
@@ -371,13 +396,13 @@ func (a *adminAPI) delete(w http.ResponseWriter, r *http.Request, id string) {
 		a.writeStoreError(w, err)
 		return
 	}
-	changed := a.watch(r.Context(), old.UserID)
+	done := a.watch(r.Context(), old.UserID)
 	n, err := a.numbers.DeletePhoneNumber(r.Context(), id)
+	done(err == nil)
 	if err != nil {
 		a.writeStoreError(w, err)
 		return
 	}
-	changed()
 	a.logger.Info("phone number deleted", zap.String("user_id", n.UserID), zap.String("id", n.ID),
 		zap.Bool("was_primary", n.Primary))
 	writeJSON(w, http.StatusOK, clerkDeleted{Object: "phone_number", ID: n.ID, Deleted: true})

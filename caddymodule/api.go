@@ -194,7 +194,7 @@ func (p *Phone) handleVerify(w http.ResponseWriter, r *http.Request, id *bearer.
 		writeError(w, http.StatusBadRequest, "invalid_request", "code is required.", nil)
 		return
 	}
-	u, err := p.service.Verify(r.Context(), flow.VerifyRequest{UserID: id.UserID, Code: *req.Code, PhoneNumber: req.PhoneNumber})
+	u, err := p.service.Verify(r.Context(), flow.VerifyRequest{UserID: id.UserID, Code: *req.Code, PhoneNumber: req.PhoneNumber, ClientIP: clientIP(r)})
 	observe("verify", err)
 	if err != nil {
 		p.writeFlowError(w, err)

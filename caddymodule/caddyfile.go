@@ -43,7 +43,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        max_auth_age     <duration>
 //	    }
 //	    otp     { length <n>  ttl <d>  max_attempts <n>  resend_after <d> }
-//	    limits  { per_number|per_user|per_ip|verify_per_user|global <count> <window> }
+//	    limits  { per_number|per_user|per_ip|verify_per_user|verify_per_ip|global <count> <window> }
 //	    numbers { default_region <CC>  allow_countries <CC...>  deny_countries <CC...>  types <type...> }
 //	    store   memory | sqlite [<path>]
 //	    store   postgres <dsn> [{ schema <s>  users_table <t>  id_column <c>  phone_column <c>  verified_column <c>  timeout <d> }]
@@ -296,6 +296,8 @@ func parseLimits(d *caddyfile.Dispenser, l *LimitsConfig) error {
 			slot = &l.PerIP
 		case "verify_per_user":
 			slot = &l.VerifyPerUser
+		case "verify_per_ip":
+			slot = &l.VerifyPerIP
 		case "global":
 			slot = &l.Global
 		default:

@@ -173,7 +173,7 @@ func (p *Phone) descopeVerify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user := *req.LoginID
-	u, err := p.service.Verify(r.Context(), flow.VerifyRequest{UserID: user, Code: *req.Code})
+	u, err := p.service.Verify(r.Context(), flow.VerifyRequest{UserID: user, Code: *req.Code, ClientIP: clientIP(r)})
 	observe("verify", err)
 	if err != nil {
 		p.writeFlowError(w, err)

@@ -202,7 +202,7 @@ func (p *Phone) reachfiveVerify(w http.ResponseWriter, r *http.Request, id *bear
 		return
 	}
 	u, err := p.service.Verify(r.Context(), flow.VerifyRequest{UserID: id.UserID, Code: *req.VerificationCode,
-		PhoneNumber: req.PhoneNumber})
+		PhoneNumber: req.PhoneNumber, ClientIP: clientIP(r)})
 	observe("verify", err)
 	if err != nil {
 		p.writeFlowError(w, err)

@@ -50,6 +50,7 @@ type LimitsConfig struct {
 	PerUser       *LimitConfig `json:"per_user,omitempty"`
 	PerIP         *LimitConfig `json:"per_ip,omitempty"`
 	VerifyPerUser *LimitConfig `json:"verify_per_user,omitempty"`
+	VerifyPerIP   *LimitConfig `json:"verify_per_ip,omitempty"`
 	Global        *LimitConfig `json:"global,omitempty"`
 }
 

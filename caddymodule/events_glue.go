@@ -73,6 +73,16 @@ func (p *Phone) provisionEvents(ctx caddy.Context, repl *caddy.Replacer) (flow.E
 	}
 	rt.dispatcher = d
 	p.eventsRT = rt
+	// Events kept for a receiver URL no longer configured are never sent
+	// to the new one: say so rather than leave them silently behind.
+	if o, ok := outbox.(interface {
+		Others(context.Context) (int, error)
+	}); ok {
+		if n, err := o.Others(ctx); err == nil && n > 0 {
+			logger.Warn("events: undelivered events wait in the outbox for a receiver URL no longer configured",
+				zap.Int("events", n))
+		}
+	}
 	// Stopped by Cleanup, which hands back what it was sending; the
 	// config's context ends it too.
 	d.Start(ctx)

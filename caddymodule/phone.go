@@ -365,6 +365,7 @@ func (p *Phone) flowConfig() (flow.Config, error) {
 			{"per_user", l.PerUser, &cfg.Limits.PerUser},
 			{"per_ip", l.PerIP, &cfg.Limits.PerIP},
 			{"verify_per_user", l.VerifyPerUser, &cfg.Limits.VerifyPerUser},
+			{"verify_per_ip", l.VerifyPerIP, &cfg.Limits.VerifyPerIP},
 			{"global", l.Global, &cfg.Limits.Global},
 		} {
 			if b.in == nil {

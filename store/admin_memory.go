@@ -89,7 +89,8 @@ func (b memoryNumbersBackend) userRows(userID string) []PhoneNumber {
 // reconcile makes the primary number what m.users says, with the rules of
 // the SQL triggers: a replaced primary is gone, the new number becomes
 // primary (an existing secondary is promoted), and a number that is no
-// longer verified loses its reservation.
+// longer verified loses its reservation; a verified secondary number
+// written unverified stays verified, and the user is raised instead.
 func (b memoryNumbersBackend) reconcile(userID string) {
 	rows := b.userRows(userID)
 	u, ok := b.m.users[userID]
@@ -101,6 +102,11 @@ func (b memoryNumbersBackend) reconcile(userID string) {
 		now := time.UnixMilli(time.Now().UnixMilli())
 		if j := slices.IndexFunc(next, func(r PhoneNumber) bool { return r.PhoneNumber == u.PhoneNumber }); j >= 0 {
 			r := &next[j]
+			if !u.Verified && r.Verified && !r.Primary {
+				// A verified secondary number is never lowered by Set:
+				// the user is raised to match (see sqliteFollow).
+				u.Verified = true
+			}
 			if !r.Primary || r.Verified != u.Verified {
 				r.Primary, r.UpdatedAt = true, now
 				if u.Verified && !r.Verified {
@@ -121,7 +127,7 @@ func (b memoryNumbersBackend) reconcile(userID string) {
 		}
 	}
 	fixDefault(next)
-	if !slices.Equal(rows, next) {
+	if !slices.Equal(rows, next) || u != b.m.users[userID] {
 		u.ID = userID
 		b.store(userID, next, u)
 	}

@@ -94,6 +94,13 @@ var pgNumbersDDL = []string{
 			RETURN OLD;
 		END IF;
 		PERFORM pg_advisory_xact_lock({user_lock}, hashtext(NEW.user_id));
+		-- A number the user holds verified as a secondary number is never
+		-- lowered by an unverified write: the row is raised to match (see
+		-- sqliteFollow), before the number lock, which it then needs.
+		IF NOT NEW.verified AND EXISTS (SELECT 1 FROM {numbers} WHERE user_id = NEW.user_id
+				AND phone_number = NEW.phone_number AND verified AND NOT is_primary) THEN
+			NEW.verified := true;
+		END IF;
 		IF NEW.verified THEN
 			PERFORM pg_advisory_xact_lock({number_lock}, hashtext(NEW.phone_number));
 		END IF;
@@ -216,10 +223,12 @@ func (b pgNumbers) ownerOf(ctx context.Context, id string) (string, string, erro
 	return owner, number, nil
 }
 
-// inUser runs fn in one transaction holding the user's and the number's
-// advisory locks, taken in the order Set takes them. With a legacy users
-// table, a number the module has only read from it is first adopted into
-// phone_users, values unchanged, so it gets an ID like any other.
+// inUser runs a writer in one transaction holding the user's and the
+// number's advisory locks, taken in the order Set takes them. With a
+// legacy users table, a number the module has only read from it is first
+// adopted into phone_users, values unchanged, so it gets an ID like any
+// other. A reader runs without locks and is rolled back: it adopts
+// nothing, so it sees only the numbers the module already manages.
 func (b pgNumbers) inUser(ctx context.Context, userID, number string, write bool, fn func(numbersTx) error) error {
 	var err error
 	for range pgMaxAttempts {
@@ -229,6 +238,14 @@ func (b pgNumbers) inUser(ctx context.Context, userID, number string, write bool
 				return err
 			}
 			defer tx.Rollback(ctx)
+			ntx := &pgNumbersTx{b: b, tx: tx, userID: userID}
+			if !write {
+				// A read takes no lock and writes nothing: a legacy
+				// number is adopted by the first write only, so reading
+				// never turns a legacy-read user into a module-managed
+				// one. Its single query sees one snapshot.
+				return fn(ntx)
+			}
 			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1::int4, hashtext($2::text))`,
 				pgNumbersUserLock, userID); err != nil {
 				return err
@@ -246,7 +263,6 @@ func (b pgNumbers) inUser(ctx context.Context, userID, number string, write bool
 			} else if err != nil {
 				return err
 			}
-			ntx := &pgNumbersTx{b: b, tx: tx, userID: userID}
 			if !managed && b.s.legacy != nil && b.s.legacy.idKind.canMatch(userID) {
 				if err := ntx.adopt(ctx); err != nil {
 					return err

@@ -42,9 +42,11 @@ CREATE UNIQUE INDEX IF NOT EXISTS phone_numbers_verified_number ON phone_numbers
 CREATE UNIQUE INDEX IF NOT EXISTS phone_numbers_primary ON phone_numbers (user_id) WHERE is_primary = 1;
 CREATE UNIQUE INDEX IF NOT EXISTS phone_numbers_default_second_factor ON phone_numbers (user_id) WHERE default_second_factor = 1;
 
-CREATE TRIGGER IF NOT EXISTS phone_numbers_follow_insert AFTER INSERT ON phone_users
+DROP TRIGGER IF EXISTS phone_numbers_follow_insert;
+CREATE TRIGGER phone_numbers_follow_insert AFTER INSERT ON phone_users
 BEGIN` + sqliteFollow + `END;
-CREATE TRIGGER IF NOT EXISTS phone_numbers_follow_update AFTER UPDATE OF phone_number, verified ON phone_users
+DROP TRIGGER IF EXISTS phone_numbers_follow_update;
+CREATE TRIGGER phone_numbers_follow_update AFTER UPDATE OF phone_number, verified ON phone_users
 BEGIN` + sqliteFollow + `END;
 CREATE TRIGGER IF NOT EXISTS phone_numbers_follow_delete AFTER DELETE ON phone_users
 BEGIN
@@ -52,23 +54,34 @@ BEGIN
 	` + strings.ReplaceAll(sqliteFixDefault, "{user}", "OLD.user_id") + `
 END;`)
 
-// sqliteFollow makes NEW, a phone_users row, the primary number.
-var sqliteFollow = `
+// sqliteFollow makes NEW, a phone_users row, the primary number. A
+// number the user already holds verified as a secondary number is never
+// lowered by an unverified write (the user API storing, under rule 2, a
+// number it does not know is verified): phone_users is raised to verified
+// instead, so the account keeps its second factor and no other user can
+// verify the number. That raise fires the update trigger, which mirrors
+// the raised row; the rest of this one then reads the row's verified
+// value as it now is ({v}), not NEW.verified.
+var sqliteFollow = strings.NewReplacer("{v}", `(SELECT verified FROM phone_users WHERE user_id = NEW.user_id)`).Replace(`
+	UPDATE phone_users SET verified = 1
+	WHERE user_id = NEW.user_id AND verified = 0 AND phone_number = NEW.phone_number
+	  AND EXISTS (SELECT 1 FROM phone_numbers WHERE user_id = NEW.user_id AND phone_number = NEW.phone_number
+	                                            AND verified = 1 AND is_primary = 0);
 	DELETE FROM phone_numbers WHERE user_id = NEW.user_id AND is_primary = 1 AND phone_number <> NEW.phone_number;
 	UPDATE phone_numbers SET
 		is_primary            = 1,
-		strategy              = CASE WHEN NEW.verified = 0 THEN '' WHEN verified = 0 THEN 'phone_code' ELSE strategy END,
-		reserved              = reserved * NEW.verified,
-		default_second_factor = default_second_factor * NEW.verified,
-		verified              = NEW.verified,
+		strategy              = CASE WHEN {v} = 0 THEN '' WHEN verified = 0 THEN 'phone_code' ELSE strategy END,
+		reserved              = reserved * {v},
+		default_second_factor = default_second_factor * {v},
+		verified              = {v},
 		updated_at            = {now}
-	WHERE user_id = NEW.user_id AND phone_number = NEW.phone_number AND (is_primary = 0 OR verified <> NEW.verified);
+	WHERE user_id = NEW.user_id AND phone_number = NEW.phone_number AND (is_primary = 0 OR verified <> {v});
 	INSERT INTO phone_numbers (id, user_id, phone_number, verified, strategy, is_primary, created_at, updated_at)
-	SELECT 'idn_' || lower(hex(randomblob(16))), NEW.user_id, NEW.phone_number, NEW.verified,
-	       CASE WHEN NEW.verified = 1 THEN 'phone_code' ELSE '' END, 1, {now}, {now}
+	SELECT 'idn_' || lower(hex(randomblob(16))), NEW.user_id, NEW.phone_number, {v},
+	       CASE WHEN {v} = 1 THEN 'phone_code' ELSE '' END, 1, {now}, {now}
 	WHERE NOT EXISTS (SELECT 1 FROM phone_numbers WHERE user_id = NEW.user_id AND phone_number = NEW.phone_number);
 	` + strings.ReplaceAll(sqliteFixDefault, "{user}", "NEW.user_id") + `
-`
+`)
 
 // sqliteFixDefault: the oldest reserved number becomes the default second
 // factor when the user has none (fixDefault's rule).

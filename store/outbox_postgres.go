@@ -40,7 +40,7 @@ type PostgresOutbox struct {
 	// Lease is how long Due hands out an event; events.DefaultLease when 0.
 	Lease time.Duration
 
-	add, due, delivered, retry, count string
+	add, due, delivered, retry, count, others string
 }
 
 // Outbox returns the events outbox of stream, creating its table in
@@ -85,6 +85,7 @@ func (s *PostgresUsers) Outbox(ctx context.Context, schema, stream string) (*Pos
 		delivered: `DELETE FROM ` + table + ` WHERE id = $1 AND stream = $2`,
 		retry:     `UPDATE ` + table + ` SET attempts = $3, next_attempt = $4 WHERE id = $1 AND stream = $2`,
 		count:     `SELECT count(*) FROM ` + table + ` WHERE stream = $1`,
+		others:    `SELECT count(*) FROM ` + table + ` WHERE stream <> $1`,
 	}, nil
 }
 
@@ -152,6 +153,19 @@ func (o *PostgresOutbox) Len(ctx context.Context) (int, error) {
 	var n int
 	err := o.s.run(ctx, func(ctx context.Context) error {
 		return o.s.pool.QueryRow(ctx, o.count, o.stream).Scan(&n)
+	})
+	if err != nil {
+		return 0, o.s.fail("outbox: count", err)
+	}
+	return n, nil
+}
+
+// Others returns how many events wait for other streams: a receiver URL
+// that changed leaves its events behind, and the glue warns about them.
+func (o *PostgresOutbox) Others(ctx context.Context) (int, error) {
+	var n int
+	err := o.s.run(ctx, func(ctx context.Context) error {
+		return o.s.pool.QueryRow(ctx, o.others, o.stream).Scan(&n)
 	})
 	if err != nil {
 		return 0, o.s.fail("outbox: count", err)

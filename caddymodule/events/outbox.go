@@ -46,7 +46,7 @@ type Pending struct {
 // exceed the time a dispatcher may spend on one batch (DefaultBatch
 // attempts of at most DefaultTimeout each) so that a live dispatcher's
 // claim does not lapse under it.
-const DefaultLease = 2 * time.Minute
+const DefaultLease = 5 * time.Minute
 
 // Encode returns the JSON body of e, as outboxes store it.
 func Encode(e Event) ([]byte, error) {

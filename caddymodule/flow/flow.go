@@ -330,6 +330,7 @@ type VerifyRequest struct {
 	UserID      string
 	Code        string
 	PhoneNumber string
+	ClientIP    string // for verify_per_ip
 }
 
 // Verify checks a code. The right one makes the challenged number the
@@ -349,8 +350,17 @@ func (s *Service) Verify(ctx context.Context, r VerifyRequest) (store.User, erro
 		number = n
 	}
 	defer s.locks.lock(r.UserID)()
-	failKey := "vf:" + r.UserID
+	failKey, ipFailKey := "vf:"+r.UserID, ""
+	if r.ClientIP != "" {
+		ipFailKey = "v" + ipKey(r.ClientIP)
+	}
 	if err := s.check(ctx, "verify_per_user", failKey, s.cfg.Limits.VerifyPerUser); err != nil {
+		return store.User{}, cacheErr(err)
+	}
+	// Checked before the challenge is touched: one client guessing against
+	// many users (Descope's verify needs only the public project ID) must
+	// not lock their challenges or spend their budgets.
+	if err := s.check(ctx, "verify_per_ip", ipFailKey, s.cfg.Limits.VerifyPerIP); err != nil {
 		return store.User{}, cacheErr(err)
 	}
 	now := s.clock.Now()
@@ -391,6 +401,9 @@ func (s *Service) Verify(ctx context.Context, r VerifyRequest) (store.User, erro
 		// The wrong guess is counted in the challenge; the per-user
 		// budget spans challenges, so updates and resends cannot refill it.
 		if lerr := s.take(ctx, "verify_per_user", failKey, s.cfg.Limits.VerifyPerUser); lerr != nil && !errors.Is(lerr, ErrRateLimited) {
+			return store.User{}, cacheErr(lerr)
+		}
+		if lerr := s.take(ctx, "verify_per_ip", ipFailKey, s.cfg.Limits.VerifyPerIP); lerr != nil && !errors.Is(lerr, ErrRateLimited) {
 			return store.User{}, cacheErr(lerr)
 		}
 		return store.User{}, &CodeError{AttemptsLeft: wrongLeft}
@@ -530,6 +543,12 @@ func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, er
 	}
 	return res, nil
 }
+
+// LockUser holds the user's lock until the returned func runs, for a
+// writer outside the rules (the admin endpoints) that must not interleave
+// with an update or verify of the same user. Call no Service method for
+// that user while holding it.
+func (s *Service) LockUser(userID string) func() { return s.locks.lock(userID) }
 
 // Cancel drops the open challenge (and so any pending change).
 func (s *Service) Cancel(ctx context.Context, userID string) error {

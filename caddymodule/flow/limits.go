@@ -23,6 +23,7 @@ type Limits struct {
 	PerIP         Limit // SMS sends asked from one client IP
 	Global        Limit // SMS budget of the whole deployment
 	VerifyPerUser Limit // failed verify attempts across challenges
+	VerifyPerIP   Limit // failed verify attempts from one client IP, whatever the user
 }
 
 // DefaultLimits are safe without tuning: tighter than Twilio Verify's
@@ -34,6 +35,7 @@ var DefaultLimits = Limits{
 	PerIP:         Limit{30, time.Hour},
 	Global:        Limit{1000, time.Minute},
 	VerifyPerUser: Limit{20, time.Hour},
+	VerifyPerIP:   Limit{60, time.Hour},
 }
 
 // counter is a fixed-window count kept in the cache: 8 bytes of window

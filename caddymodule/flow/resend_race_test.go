@@ -97,3 +97,47 @@ func TestResendKeepsAnotherInstancesAttempts(t *testing.T) {
 		t.Fatalf("the resent code: %v", err)
 	}
 }
+
+// One client guessing codes against many users is stopped by
+// verify_per_ip before it can lock their challenges.
+func TestVerifyPerIPStopsGuessingAcrossUsers(t *testing.T) {
+	ctx := context.Background()
+	cache, err := store.NewBigCache(store.BigCacheConfig{MaxSizeMB: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	sink := &codeSink{codes: map[string]string{}}
+	cfg := flow.Config{Verification: true, CodeLength: 6, TTL: 10 * time.Minute, MaxAttempts: 5,
+		Limits: flow.Limits{VerifyPerIP: flow.Limit{Count: 3, Window: time.Hour}}, Secret: []byte("0123456789abcdef0123")}
+	svc, err := flow.New(cfg, flow.Deps{Users: store.NewMemoryUsers(), Cache: cache, Sender: sink, Numbers: numbers.Policy{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	victims := []string{"v1", "v2", "v3", "v4"}
+	for i, v := range victims {
+		if _, err := svc.Update(ctx, flow.UpdateRequest{UserID: v, PhoneNumber: "+3361234567" + string(rune('0'+i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, v := range victims {
+		_, err := svc.Verify(ctx, flow.VerifyRequest{UserID: v, Code: "000000x", ClientIP: "203.0.113.9"})
+		var ce *flow.CodeError
+		switch {
+		case i < 3 && !errors.As(err, &ce):
+			t.Fatalf("guess %d: %v, want a wrong code", i, err)
+		case i == 3 && !errors.Is(err, flow.ErrRateLimited):
+			t.Fatalf("guess %d: %v, want rate limited", i, err)
+		}
+	}
+	// The fourth victim's challenge was not touched: all 5 attempts remain
+	// for its owner, from another address.
+	_, err = svc.Verify(ctx, flow.VerifyRequest{UserID: "v4", Code: "000000x", ClientIP: "198.51.100.1"})
+	var ce *flow.CodeError
+	if !errors.As(err, &ce) || ce.AttemptsLeft != 4 {
+		t.Fatalf("the owner's first wrong code: %v, want 4 attempts left", err)
+	}
+	if _, err := svc.Verify(ctx, flow.VerifyRequest{UserID: "v4", Code: sink.code("+33612345673"), ClientIP: "198.51.100.1"}); err != nil {
+		t.Fatalf("the owner's right code: %v", err)
+	}
+}
