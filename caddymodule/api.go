@@ -48,9 +48,7 @@ func (p *Phone) serveAPI(w http.ResponseWriter, r *http.Request) error {
 		writeError(w, http.StatusNotFound, "not_found", "No such route.", nil)
 		return nil
 	}
-	if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
-		w.Header().Set("Allow", allowed(method))
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "Use "+method+" on this route.", nil)
+	if !methodOK(w, r, method) {
 		return nil
 	}
 	id, ok := p.authenticate(w, r)
@@ -59,6 +57,17 @@ func (p *Phone) serveAPI(w http.ResponseWriter, r *http.Request) error {
 	}
 	handle(w, r, id)
 	return nil
+}
+
+// methodOK answers 405 with Allow unless r uses method (HEAD counts as
+// GET).
+func methodOK(w http.ResponseWriter, r *http.Request, method string) bool {
+	if r.Method == method || (method == http.MethodGet && r.Method == http.MethodHead) {
+		return true
+	}
+	w.Header().Set("Allow", allowed(method))
+	writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "Use "+method+" on this route.", nil)
+	return false
 }
 
 func allowed(method string) string {

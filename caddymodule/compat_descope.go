@@ -43,9 +43,7 @@ func (p *Phone) serveDescope(w http.ResponseWriter, r *http.Request, next caddyh
 	stripPhoneHeaders(r.Header)
 	ew := &errorExtender{ResponseWriter: w, extend: descopeErrorFields}
 	defer ew.finish()
-	if r.Method != http.MethodPost {
-		ew.Header().Set("Allow", http.MethodPost)
-		writeError(ew, http.StatusMethodNotAllowed, "method_not_allowed", "Use POST on this route.", nil)
+	if !methodOK(ew, r, http.MethodPost) {
 		return nil
 	}
 	handle(ew, r)

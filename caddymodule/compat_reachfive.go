@@ -48,9 +48,7 @@ func (p *Phone) serveReachFive(w http.ResponseWriter, r *http.Request, next cadd
 	stripPhoneHeaders(r.Header)
 	ew := &errorExtender{ResponseWriter: w, extend: reachfiveErrorFields}
 	defer ew.finish()
-	if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
-		ew.Header().Set("Allow", allowed(method))
-		writeError(ew, http.StatusMethodNotAllowed, "method_not_allowed", "Use "+method+" on this route.", nil)
+	if !methodOK(ew, r, method) {
 		return nil
 	}
 	if handle == nil {

@@ -60,9 +60,7 @@ func (p *Phone) isUIPath(path string) bool {
 // serveUI answers GET and HEAD <prefix>/ui with the page; it needs no
 // token (the page is static; its calls carry the token the person pastes).
 func serveUI(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", allowed(http.MethodGet))
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "Use GET on this route.", nil)
+	if !methodOK(w, r, http.MethodGet) {
 		return
 	}
 	h := w.Header()
