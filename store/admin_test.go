@@ -379,7 +379,9 @@ func pnFollowsSet(t *testing.T, s numbersStore) {
 		t.Fatalf("promoted number has ID %s, want %s", rows[0].ID, c.ID)
 	}
 	mustCreate(t, s, store.NewPhoneNumber{UserID: u, PhoneNumber: n[3], Verified: true})
-	set(n[3], false) // stored unverified: its verification and reservation go
+	set(n[3], false) // a verified secondary stays verified: the user is raised instead
+	wantNumbers(t, s, u, n[3]+":PV")
+	set(n[3], false) // the primary stored unverified: its verification goes
 	wantNumbers(t, s, u, n[3]+":P")
 	set("", false) // removed
 	wantNumbers(t, s, u)
@@ -617,14 +619,18 @@ func TestPhoneNumbersPostgresLegacy(t *testing.T) {
 	u := e.open(e.config(true))
 	s := numbersStore{u, openNumbers(t, u)}
 
-	// User 1's legacy number is adopted, as it is.
-	rows := wantNumbers(t, s, "1", "+33612345678:PV")
-	if rows[0].Strategy != store.StrategyPhoneCode {
-		t.Fatalf("adopted number: strategy %q", rows[0].Strategy)
+	// User 1's legacy number is not adopted by a read: the list is empty,
+	// and Users.Get still reads the legacy row.
+	if rows := mustList(t, s, "1"); len(rows) != 0 {
+		t.Fatalf("a read adopted the legacy number: %+v", rows)
 	}
-	e.wantLegacy(1, "+33612345678", "true")
+	if got, err := u.Get(pnCtx(t), "1"); err != nil || got != (store.User{ID: "1", PhoneNumber: "+33612345678", Verified: true}) {
+		t.Fatalf("Users.Get(1) = %+v, %v", got, err)
+	}
+	// A write adopts it, as it is, before applying its rules.
 	_, err := s.pn.CreatePhoneNumber(pnCtx(t), store.NewPhoneNumber{UserID: "1", PhoneNumber: "+33612345679"})
 	wantErr(t, err, store.ErrNotSupported)
+	e.wantLegacy(1, "+33612345678", "true")
 
 	// User 2 gets a first number: it reaches the legacy columns.
 	b := mustCreate(t, s, store.NewPhoneNumber{UserID: "2", PhoneNumber: "+33612345670", Verified: true})
@@ -635,11 +641,13 @@ func TestPhoneNumbersPostgresLegacy(t *testing.T) {
 	// Unverified, then deleted: the legacy columns are cleared.
 	mustUpdate(t, s, b.ID, store.PhoneNumberChange{Verified: ptr(false)})
 	e.wantLegacy(2, "", "false")
-	if _, err := s.pn.DeletePhoneNumber(pnCtx(t), rows[0].ID); err != nil {
+	mustUpdate(t, s, b.ID, store.PhoneNumberChange{Verified: ptr(true)})
+	e.wantLegacy(2, "+33612345670", "true")
+	if _, err := s.pn.DeletePhoneNumber(pnCtx(t), b.ID); err != nil {
 		t.Fatal(err)
 	}
-	e.wantLegacy(1, "", "false")
-	wantNumbers(t, s, "1")
+	e.wantLegacy(2, "", "false")
+	wantNumbers(t, s, "2")
 	// A user ID no legacy key can match works as without the mapping.
 	mustCreate(t, s, store.NewPhoneNumber{UserID: "carol", PhoneNumber: "+33612345677"})
 	wantNumbers(t, s, "carol", "+33612345677:P")
