@@ -2,8 +2,11 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -208,11 +211,40 @@ func pgSibling(users, name string) string {
 	return pgx.Identifier{name}.Sanitize()
 }
 
+// legacyNumberID is the ID of the number a legacy row holds for a user the
+// module has never written: derived from the user and the number, so List
+// shows the same ID on every read without writing it, and the write that
+// adopts the user (pgNumbersTx.adopt) stores the row under that ID.
+func legacyNumberID(userID, number string) string {
+	h := sha256.Sum256([]byte("legacy\x00" + userID + "\x00" + number))
+	return numberIDPrefix + hex.EncodeToString(h[:16])
+}
+
+// legacyOwner finds the legacy row whose number has the ID id (as
+// legacyNumberID makes it), among the users the module does not manage.
+// It computes the ID of every such row: a scan of the legacy table, run
+// only for an ID the module's table does not hold.
+func (b pgNumbers) legacyOwner() string {
+	l := b.s.legacy
+	return `SELECT l.` + l.id + `::text, l.` + l.phone + `::text FROM ` + l.table + ` AS l
+		WHERE l.` + l.phone + ` IS NOT NULL AND l.` + l.phone + `::text <> ''
+		  AND NOT EXISTS (SELECT 1 FROM ` + b.users + ` AS p WHERE p.user_id = l.` + l.id + `::text)
+		  AND 'idn_' || left(encode(sha256(convert_to('legacy', 'UTF8') || decode('00', 'hex') ||
+		      convert_to(l.` + l.id + `::text, 'UTF8') || decode('00', 'hex') || convert_to(l.` + l.phone + `::text, 'UTF8')), 'hex'), 32) = $1::text
+		LIMIT 1`
+}
+
 func (b pgNumbers) ownerOf(ctx context.Context, id string) (string, string, error) {
 	var owner, number string
 	err := b.s.run(ctx, func(ctx context.Context) error {
-		return b.s.pool.QueryRow(ctx, `SELECT user_id, phone_number FROM `+b.numbers+` WHERE id = $1::text`, id).
+		err := b.s.pool.QueryRow(ctx, `SELECT user_id, phone_number FROM `+b.numbers+` WHERE id = $1::text`, id).
 			Scan(&owner, &number)
+		if errors.Is(err, pgx.ErrNoRows) && b.s.legacy != nil {
+			// Perhaps the number of a legacy user the module has never
+			// written, as List shows it; inUser checks it again.
+			err = b.s.pool.QueryRow(ctx, b.legacyOwner(), id).Scan(&owner, &number)
+		}
+		return err
 	})
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
@@ -227,13 +259,20 @@ func (b pgNumbers) ownerOf(ctx context.Context, id string) (string, string, erro
 // number's advisory locks, taken in the order Set takes them. With a
 // legacy users table, a number the module has only read from it is first
 // adopted into phone_users, values unchanged, so it gets an ID like any
-// other. A reader runs without locks and is rolled back: it adopts
-// nothing, so it sees only the numbers the module already manages.
+// other. A reader runs without locks, in a read-only transaction that is
+// rolled back: it adopts nothing, and shows such a legacy number as
+// adoption would store it (legacyNumberID), so the user's one number stays
+// readable and the first write keeps its ID.
 func (b pgNumbers) inUser(ctx context.Context, userID, number string, write bool, fn func(numbersTx) error) error {
 	var err error
 	for range pgMaxAttempts {
 		err = b.s.run(ctx, func(ctx context.Context) error {
-			tx, err := b.s.pool.Begin(ctx)
+			opts := pgx.TxOptions{}
+			if !write {
+				// Its queries see one snapshot.
+				opts = pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+			}
+			tx, err := b.s.pool.BeginTx(ctx, opts)
 			if err != nil {
 				return err
 			}
@@ -243,7 +282,8 @@ func (b pgNumbers) inUser(ctx context.Context, userID, number string, write bool
 				// A read takes no lock and writes nothing: a legacy
 				// number is adopted by the first write only, so reading
 				// never turns a legacy-read user into a module-managed
-				// one. Its single query sees one snapshot.
+				// one; list shows it as adoption would store it.
+				ntx.legacyRead = b.s.legacy != nil && b.s.legacy.idKind.canMatch(userID)
 				return fn(ntx)
 			}
 			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1::int4, hashtext($2::text))`,
@@ -292,32 +332,91 @@ type pgNumbersTx struct {
 	b      pgNumbers
 	tx     pgx.Tx
 	userID string
+	// legacyRead: a read of a user a legacy row may speak for; list adds
+	// that row's number when the module does not manage the user.
+	legacyRead bool
+}
+
+// legacyNumber returns the number the legacy row holds for a user the
+// module does not manage, as adopt would store it, or ok false when there
+// is none to adopt: no legacy number, the user managed (the query reads
+// the module's row first), or the number held verified by another user,
+// where adopt leaves it.
+func (tx *pgNumbersTx) legacyNumber(ctx context.Context) (n PhoneNumber, ok bool, err error) {
+	var managed bool
+	if err := tx.tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+tx.b.users+` WHERE user_id = $1::text)`,
+		tx.userID).Scan(&managed); err != nil || managed {
+		return n, false, err
+	}
+	err = tx.tx.QueryRow(ctx, tx.b.s.sql.get, tx.userID).Scan(&n.PhoneNumber, &n.Verified)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && n.PhoneNumber == "") {
+		return n, false, nil
+	}
+	if err != nil {
+		return n, false, err
+	}
+	if n.Verified {
+		if held, err := tx.heldByOther(ctx, n.PhoneNumber); err != nil || held {
+			return n, false, err
+		}
+		n.Strategy = StrategyPhoneCode // as the trigger sets it
+	}
+	n.ID, n.UserID, n.Primary = legacyNumberID(tx.userID, n.PhoneNumber), tx.userID, true
+	return n, true, nil
 }
 
 // adopt writes the legacy row's number into phone_users as it is; the
-// trigger makes it the primary number. A number another user holds
-// verified is left where it is (Get still shows it).
+// trigger makes it the primary number, under the ID List showed
+// (legacyNumberID), inserted first. A number another user holds verified
+// is left where it is (Get still shows it).
 func (tx *pgNumbersTx) adopt(ctx context.Context) error {
-	var number string
-	var verified bool
-	err := tx.tx.QueryRow(ctx, tx.b.s.sql.get, tx.userID).Scan(&number, &verified)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && number == "") {
-		return nil
-	}
-	if err != nil {
+	n, ok, err := tx.legacyNumber(ctx)
+	if err != nil || !ok {
 		return err
 	}
-	if verified {
-		if held, err := tx.heldByOther(ctx, number); err != nil || held {
+	if n.Verified {
+		// Before the row reaches an index, as every writer does.
+		if _, err := tx.tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1::int4, hashtext($2::text))`,
+			pgNumbersNumberLock, n.PhoneNumber); err != nil {
 			return err
 		}
 	}
+	// A row the user already holds for this number (left by another
+	// configuration) keeps its ID: the trigger then updates it. The
+	// number predates the module: created_at is the epoch, as List showed.
+	if _, err := tx.tx.Exec(ctx, `INSERT INTO `+tx.b.numbers+`
+		(id, user_id, phone_number, verified, strategy, is_primary, created_at, updated_at)
+		SELECT $1::text, $2::text, $3::text, $4::boolean, $5::text, false, 0, ms
+		FROM (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms) t
+		WHERE NOT EXISTS (SELECT 1 FROM `+tx.b.numbers+` WHERE user_id = $2::text AND phone_number = $3::text)`,
+		n.ID, tx.userID, n.PhoneNumber, n.Verified, n.Strategy); err != nil {
+		return pgNumbersResult(err)
+	}
 	_, err = tx.tx.Exec(ctx, `INSERT INTO `+tx.b.users+` (user_id, phone_number, verified, updated_at)
-		VALUES ($1::text, $2::text, $3::boolean, now()) ON CONFLICT (user_id) DO NOTHING`, tx.userID, number, verified)
+		VALUES ($1::text, $2::text, $3::boolean, now()) ON CONFLICT (user_id) DO NOTHING`, tx.userID, n.PhoneNumber, n.Verified)
 	return pgNumbersResult(err)
 }
 
 func (tx *pgNumbersTx) list(ctx context.Context) ([]PhoneNumber, error) {
+	out, err := tx.listRows(ctx)
+	if err != nil || !tx.legacyRead {
+		return out, err
+	}
+	n, ok, err := tx.legacyNumber(ctx)
+	if err != nil || !ok {
+		return out, err
+	}
+	if slices.ContainsFunc(out, func(r PhoneNumber) bool { return r.PhoneNumber == n.PhoneNumber }) {
+		return out, nil // adopt would keep that row
+	}
+	// Not stored, and unknown: the Unix epoch, the same on every read.
+	n.CreatedAt, n.UpdatedAt = time.UnixMilli(0), time.UnixMilli(0)
+	// Adopting deletes another primary row (the trigger does).
+	out = slices.DeleteFunc(out, func(r PhoneNumber) bool { return r.Primary })
+	return append(out, n), nil
+}
+
+func (tx *pgNumbersTx) listRows(ctx context.Context) ([]PhoneNumber, error) {
 	rows, err := tx.tx.Query(ctx, `SELECT `+pgNumberColumns+` FROM `+tx.b.numbers+`
 		WHERE user_id = $1::text ORDER BY seq`, tx.userID)
 	if err != nil {

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"database/sql"
+	"errors"
 	"path/filepath"
 	"testing"
 
@@ -76,7 +77,9 @@ func TestPhoneNumbersSQLiteTriggersReplaced(t *testing.T) {
 }
 
 // A read (List, Get) never adopts a legacy user into phone_users: the
-// legacy row keeps speaking for the user, so a later change there shows.
+// legacy row keeps speaking for the user, so a later change there shows;
+// the read shows the legacy number under a deterministic ID, which a write
+// (here DELETE) then reaches, adopting the user.
 func TestPhoneNumbersPostgresLegacyReadDoesNotAdopt(t *testing.T) {
 	e := newPgEnv(t, true)
 	e.legacyTable()
@@ -84,15 +87,22 @@ func TestPhoneNumbersPostgresLegacyReadDoesNotAdopt(t *testing.T) {
 	u := e.open(e.config(true))
 	pn := openNumbers(t, u)
 	ctx := pnCtx(t)
-	rows, err := pn.ListPhoneNumbers(ctx, "1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rows {
-		if _, err := pn.GetPhoneNumber(ctx, r.ID); err != nil {
+	list := func(want string) store.PhoneNumber {
+		t.Helper()
+		rows, err := pn.ListPhoneNumbers(ctx, "1")
+		if err != nil {
 			t.Fatal(err)
 		}
+		if len(rows) != 1 || rows[0].PhoneNumber != want || rows[0].ID != legacyNumberID("1", want) ||
+			!rows[0].Primary || !rows[0].Verified || rows[0].ReservedForSecondFactor {
+			t.Fatalf("ListPhoneNumbers(1) = %+v, want the legacy %s", rows, want)
+		}
+		if got, err := pn.GetPhoneNumber(ctx, rows[0].ID); err != nil || got.ID != rows[0].ID || got.PhoneNumber != want {
+			t.Fatalf("GetPhoneNumber(%s) = %+v, %v", rows[0].ID, got, err)
+		}
+		return rows[0]
 	}
+	old := list("+33612345678")
 	if _, ok := e.moduleRow("1"); ok {
 		t.Fatal("a read wrote the legacy user into phone_users")
 	}
@@ -103,5 +113,26 @@ func TestPhoneNumbersPostgresLegacyReadDoesNotAdopt(t *testing.T) {
 	}
 	if got != (store.User{ID: "1", PhoneNumber: "+33612345679", Verified: true}) {
 		t.Fatalf("Users.Get(1) = %+v; the read froze the legacy value", got)
+	}
+	n := list("+33612345679")
+	if _, ok := e.moduleRow("1"); ok {
+		t.Fatal("a read wrote the legacy user into phone_users")
+	}
+	// The ID of a number the legacy row no longer holds is gone.
+	if _, err := pn.GetPhoneNumber(ctx, old.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetPhoneNumber(old legacy ID) = %v, want ErrNotFound", err)
+	}
+	// DELETE through the listed ID adopts the user and removes the number:
+	// the legacy columns are cleared, as for any number the module holds.
+	del, err := pn.DeletePhoneNumber(ctx, n.ID)
+	if err != nil || del.ID != n.ID || del.PhoneNumber != "+33612345679" {
+		t.Fatalf("DeletePhoneNumber(%s) = %+v, %v", n.ID, del, err)
+	}
+	e.wantLegacy(1, "", "false")
+	if rows, err := pn.ListPhoneNumbers(ctx, "1"); err != nil || len(rows) != 0 {
+		t.Fatalf("ListPhoneNumbers(1) after DELETE = %+v, %v", rows, err)
+	}
+	if got, err := u.Get(ctx, "1"); err != nil || got != (store.User{ID: "1"}) {
+		t.Fatalf("Users.Get(1) after DELETE = %+v, %v", got, err)
 	}
 }

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -608,9 +609,17 @@ func TestPhoneNumbersMemoryShared(t *testing.T) {
 	}
 }
 
-// A legacy users table holds one number per user: the admin API adopts
-// the number it shows, keeps the legacy columns in step, and refuses a
-// second number.
+// legacyNumberID is the ID the admin API gives the number of a legacy
+// user the module has never written (as store does it).
+func legacyNumberID(userID, number string) string {
+	h := sha256.Sum256([]byte("legacy\x00" + userID + "\x00" + number))
+	return "idn_" + hex.EncodeToString(h[:16])
+}
+
+// A legacy users table holds one number per user: the admin API shows the
+// legacy number of a user it has never written without writing it, adopts
+// it under the same ID on the first write, keeps the legacy columns in
+// step, and refuses a second number.
 func TestPhoneNumbersPostgresLegacy(t *testing.T) {
 	e := newPgEnv(t, true)
 	e.legacyTable()
@@ -619,18 +628,51 @@ func TestPhoneNumbersPostgresLegacy(t *testing.T) {
 	u := e.open(e.config(true))
 	s := numbersStore{u, openNumbers(t, u)}
 
-	// User 1's legacy number is not adopted by a read: the list is empty,
-	// and Users.Get still reads the legacy row.
-	if rows := mustList(t, s, "1"); len(rows) != 0 {
-		t.Fatalf("a read adopted the legacy number: %+v", rows)
+	// User 1's legacy number shows, with a deterministic ID, and a read
+	// writes nothing: Users.Get still reads the legacy row.
+	id := legacyNumberID("1", "+33612345678")
+	rows := wantNumbers(t, s, "1", "+33612345678:PV")
+	if rows[0].ID != id || rows[0].Strategy != store.StrategyPhoneCode || rows[0].CreatedAt.UnixMilli() != 0 {
+		t.Fatalf("legacy number = %+v, want ID %s, strategy phone_code", rows[0], id)
 	}
-	if got, err := u.Get(pnCtx(t), "1"); err != nil || got != (store.User{ID: "1", PhoneNumber: "+33612345678", Verified: true}) {
-		t.Fatalf("Users.Get(1) = %+v, %v", got, err)
+	if again := mustList(t, s, "1"); again[0].ID != id {
+		t.Fatalf("ID changed between reads: %s, was %s", again[0].ID, id)
 	}
-	// A write adopts it, as it is, before applying its rules.
-	_, err := s.pn.CreatePhoneNumber(pnCtx(t), store.NewPhoneNumber{UserID: "1", PhoneNumber: "+33612345679"})
+	if got, err := s.pn.GetPhoneNumber(pnCtx(t), id); err != nil || got.ID != id || flags(got) != "+33612345678:PV" {
+		t.Fatalf("GetPhoneNumber(%s) = %+v, %v", id, got, err)
+	}
+	if _, ok := e.moduleRow("1"); ok {
+		t.Fatal("a read wrote the legacy user into phone_users")
+	}
+	// Failed writes leave it as it was.
+	_, err := s.pn.CreatePhoneNumber(pnCtx(t), store.NewPhoneNumber{UserID: "1", PhoneNumber: "+33612345678"})
+	wantErr(t, err, store.ErrPhoneExists)
+	_, err = s.pn.CreatePhoneNumber(pnCtx(t), store.NewPhoneNumber{UserID: "1", PhoneNumber: "+33612345679"})
 	wantErr(t, err, store.ErrNotSupported)
+	_, err = s.pn.UpdatePhoneNumber(pnCtx(t), id, store.PhoneNumberChange{Primary: ptr(false)})
+	wantErr(t, err, store.ErrKeepPrimary)
+	if _, ok := e.moduleRow("1"); ok {
+		t.Fatal("a failed write adopted the legacy user")
+	}
 	e.wantLegacy(1, "+33612345678", "true")
+	// A write through the ID List showed adopts it, as it is, under that
+	// ID, before applying its rules.
+	if got := mustUpdate(t, s, id, store.PhoneNumberChange{ReservedForSecondFactor: ptr(true)}); got.ID != id || flags(got) != "+33612345678:PVRD" {
+		t.Fatalf("UpdatePhoneNumber(%s) = %+v", id, got)
+	}
+	if got, ok := e.moduleRow("1"); !ok || got != (store.User{ID: "1", PhoneNumber: "+33612345678", Verified: true}) {
+		t.Fatalf("module row after the write = %+v, %v", got, ok)
+	}
+	if rows := wantNumbers(t, s, "1", "+33612345678:PVRD"); rows[0].ID != id || rows[0].CreatedAt.UnixMilli() != 0 {
+		t.Fatalf("adopted %+v, want ID %s, created at the epoch", rows[0], id)
+	}
+	e.wantLegacy(1, "+33612345678", "true")
+	// The module now speaks for user 1: a legacy change no longer shows.
+	e.exec(`UPDATE ` + e.q("users") + ` SET phone = '+33612345600' WHERE id = 1`)
+	wantNumbers(t, s, "1", "+33612345678:PVRD")
+	// An ID nobody holds is still not found.
+	_, err = s.pn.GetPhoneNumber(pnCtx(t), legacyNumberID("2", "+33612345678"))
+	wantErr(t, err, store.ErrNotFound)
 
 	// User 2 gets a first number: it reaches the legacy columns.
 	b := mustCreate(t, s, store.NewPhoneNumber{UserID: "2", PhoneNumber: "+33612345670", Verified: true})
