@@ -86,8 +86,33 @@ func (p *Phone) provisionEvents(ctx caddy.Context, repl *caddy.Replacer) (flow.E
 	// Stopped by Cleanup, which hands back what it was sending; the
 	// config's context ends it too.
 	d.Start(ctx)
+	switch outbox.(type) {
+	case *store.SQLiteOutbox, *store.PostgresOutbox:
+		// The store writes each change's event in the change's own
+		// transaction, into the table this dispatcher reads.
+		return txEvents{Dispatcher: d, stream: stream}, nil
+	}
 	return d, nil
 }
+
+// txEvents lets the rules have the store write an event in the
+// transaction of the change it tells of (flow.TxEvents), into the outbox
+// table of the dispatcher's stream.
+type txEvents struct {
+	*events.Dispatcher
+	stream string
+}
+
+// OutboxEvent encodes e as the outbox's Add would store it.
+func (t txEvents) OutboxEvent(e events.Event) (store.OutboxEvent, error) {
+	body, err := events.Encode(e)
+	if err != nil {
+		return store.OutboxEvent{}, err
+	}
+	return store.OutboxEvent{ID: e.ID, Stream: t.stream, Body: body}, nil
+}
+
+var _ flow.TxEvents = txEvents{}
 
 // eventsOutbox picks the outbox beside the store: a table in the sqlite
 // file or the postgres database, else (memory and http stores) a memory

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -170,5 +171,45 @@ func TestBaseUsers(t *testing.T) {
 	m := store.NewMemoryUsers()
 	if got := baseUsers(m); got != store.Users(m) {
 		t.Fatalf("baseUsers = %T", got)
+	}
+}
+
+// With the sqlite store, the events go in the store's outbox table in the
+// transaction of the change: the store chain (read cache, metrics) passes
+// SetWithEvent through, and the dispatcher delivers what it wrote.
+func TestEventsSQLiteWrittenWithTheChange(t *testing.T) {
+	rcv := newGlueReceiver(t)
+	path, _ := json.Marshal(filepath.Join(t.TempDir(), "phone.db"))
+	cfg := strings.Replace(eventsConfig(rcv.srv.URL+"/hooks"), `{"backend":"memory"}`,
+		`{"backend":"sqlite","path":`+string(path)+`}`, 1)
+	p, _ := provisionOwned(t, cfg)
+	user := "glue-" + t.Name()
+	tok, _ := mintToken(benchSecret, user, "HS256", "", "", time.Hour, time.Now())
+	r := caddyRequest("POST", "/phone/update", `{"phone_number":"+33612345678"}`)
+	r.Header.Set("Authorization", "Bearer "+tok)
+	rec := httptest.NewRecorder()
+	if err := p.ServeHTTP(rec, r, noopNext); err != nil || rec.Code != 200 {
+		t.Fatalf("update: %v %d %s", err, rec.Code, rec.Body)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(rcv.events()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the event was not delivered")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if e := rcv.events()[0]; e.Type != events.TypeUpdated || e.UserID != user || e.PhoneNumber != "+33612345678" {
+		t.Fatalf("event %+v", e)
+	}
+	// The store as the rules see it writes the event with the user.
+	es, ok := p.users.(store.EventSetter)
+	if !ok {
+		t.Fatal("the store chain is no EventSetter")
+	}
+	e := events.Event{ID: events.NewID(), Type: events.TypeRemoved, UserID: user, OccurredAt: time.Now()}
+	body, _ := events.Encode(e)
+	if err := es.SetWithEvent(context.Background(), store.User{ID: user},
+		store.OutboxEvent{ID: e.ID, Stream: "another-receiver", Body: body}); err != nil {
+		t.Fatalf("SetWithEvent through the store chain: %v", err)
 	}
 }

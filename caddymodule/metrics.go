@@ -90,6 +90,22 @@ func (m meteredUsers) Set(ctx context.Context, u store.User) error {
 	return err
 }
 
+// SetWithEvent passes through, timed as a set; store.ErrNoOutbox when the
+// store cannot write events.
+func (m meteredUsers) SetWithEvent(ctx context.Context, u store.User, e store.OutboxEvent) error {
+	es, ok := m.Users.(store.EventSetter)
+	if !ok {
+		return store.ErrNoOutbox
+	}
+	start := time.Now()
+	err := es.SetWithEvent(ctx, u, e)
+	if errors.Is(err, store.ErrNoOutbox) {
+		return err
+	}
+	observeStore("set", start, err)
+	return err
+}
+
 func (m meteredUsers) HolderOf(ctx context.Context, number string) (string, error) {
 	start := time.Now()
 	id, err := m.Users.HolderOf(ctx, number)

@@ -75,8 +75,10 @@ func (s *PostgresUsers) Outbox(ctx context.Context, schema, stream string) (*Pos
 	if err != nil {
 		return nil, s.fail("outbox: create", err)
 	}
+	add := `INSERT INTO ` + table + ` (id, stream, body) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`
+	s.outboxAdd.Store(&add)
 	return &PostgresOutbox{s: s, stream: stream,
-		add: `INSERT INTO ` + table + ` (id, stream, body) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`,
+		add: add,
 		due: `UPDATE ` + table + ` SET next_attempt = $3
 			WHERE seq IN (SELECT seq FROM ` + table + `
 			              WHERE stream = $1 AND next_attempt <= $2

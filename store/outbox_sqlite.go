@@ -26,6 +26,11 @@ var sqliteOutboxSchema = []string{
 	`CREATE INDEX IF NOT EXISTS phone_events_outbox_due ON phone_events_outbox (stream, next_attempt)`,
 }
 
+// sqliteOutboxAdd stores an event (id, stream, body, created_at), due at
+// once; an id already held is left as it is. Add and SetWithEvent share it.
+const sqliteOutboxAdd = `INSERT INTO phone_events_outbox (id, stream, body, created_at) VALUES (?, ?, ?, ?)
+	ON CONFLICT (id) DO NOTHING`
+
 // SQLiteOutbox is an events.Outbox in the sqlite store's file: events
 // written before a request is answered survive a crash or a restart, and
 // several processes (or Caddy configs) sharing the file share the outbox.
@@ -65,6 +70,7 @@ func (s *SQLiteUsers) Outbox(ctx context.Context, stream string) (*SQLiteOutbox,
 	if err := tx.Commit(); err != nil {
 		return nil, s.fail("outbox: create", err)
 	}
+	s.outbox.Store(true)
 	return &SQLiteOutbox{s: s, stream: stream}, nil
 }
 
@@ -74,10 +80,7 @@ func (o *SQLiteOutbox) Add(ctx context.Context, e events.Event) error {
 	if err != nil {
 		return err
 	}
-	return o.exec(ctx, "outbox: add",
-		`INSERT INTO phone_events_outbox (id, stream, body, created_at) VALUES (?, ?, ?, ?)
-		 ON CONFLICT (id) DO NOTHING`,
-		e.ID, o.stream, string(body), time.Now().UnixMilli())
+	return o.exec(ctx, "outbox: add", sqliteOutboxAdd, e.ID, o.stream, string(body), time.Now().UnixMilli())
 }
 
 // Due claims up to limit events of the stream due at now, oldest first.

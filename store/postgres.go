@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -124,6 +125,8 @@ type PostgresUsers struct {
 	timeout time.Duration
 	sql     pgQueries
 	legacy  *pgLegacy // nil without a users table mapping
+	// outboxAdd is the outbox's insert, set once Outbox created its table.
+	outboxAdd atomic.Pointer[string]
 }
 
 // pgQueries is every statement the store runs, built once at open from
@@ -573,7 +576,7 @@ func (s *PostgresUsers) Set(ctx context.Context, u User) error {
 	if u.PhoneNumber == "" {
 		u.Verified = false
 	}
-	err := s.run(ctx, func(ctx context.Context) error { return s.set(ctx, u) })
+	err := s.run(ctx, func(ctx context.Context) error { return s.set(ctx, u, nil) })
 	if errors.Is(err, ErrPhoneInUse) {
 		return err
 	}
@@ -583,7 +586,44 @@ func (s *PostgresUsers) Set(ctx context.Context, u User) error {
 	return nil
 }
 
-func (s *PostgresUsers) set(ctx context.Context, u User) error {
+// SetWithEvent is Set with e added to the events outbox in the same
+// transaction; ErrNoOutbox, writing nothing, before Outbox created the
+// table.
+func (s *PostgresUsers) SetWithEvent(ctx context.Context, u User, e OutboxEvent) error {
+	if u.ID == "" {
+		return errEmptyUserID
+	}
+	add := s.outboxAdd.Load()
+	if add == nil {
+		return ErrNoOutbox
+	}
+	if err := e.check(); err != nil {
+		return err
+	}
+	if u.PhoneNumber == "" {
+		u.Verified = false
+	}
+	err := s.run(ctx, func(ctx context.Context) error {
+		return s.set(ctx, u, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, *add, e.ID, e.Stream, string(e.Body))
+			if err != nil {
+				return fmt.Errorf("outbox: add: %w", err)
+			}
+			return nil
+		})
+	})
+	if errors.Is(err, ErrPhoneInUse) {
+		return err
+	}
+	if err != nil {
+		return s.fail("set", err)
+	}
+	return nil
+}
+
+// set writes u and, when also is not nil, what also writes, in one
+// transaction.
+func (s *PostgresUsers) set(ctx context.Context, u User, also func(pgx.Tx) error) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return err
@@ -628,6 +668,11 @@ func (s *PostgresUsers) set(ctx context.Context, u User) error {
 		}
 		if err != nil {
 			return fmt.Errorf("users_table: %w", err)
+		}
+	}
+	if also != nil {
+		if err := also(tx); err != nil {
+			return err
 		}
 	}
 	return tx.Commit(ctx)

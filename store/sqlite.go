@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -45,6 +46,8 @@ type SQLiteUsers struct {
 	// wmu serialises this process's writers so they queue in Go, where
 	// waiting honours ctx, instead of polling SQLite's lock.
 	wmu chan struct{}
+	// outbox is set once Outbox has created the outbox table.
+	outbox atomic.Bool
 }
 
 // OpenSQLite opens (creating if needed) the database file at path and
@@ -152,6 +155,23 @@ func (s *SQLiteUsers) Get(ctx context.Context, userID string) (User, error) {
 // index is what refuses a second verified holder, so the rule holds even
 // against another process writing the same file.
 func (s *SQLiteUsers) Set(ctx context.Context, u User) error {
+	return s.set(ctx, u, nil)
+}
+
+// SetWithEvent is Set with e added to the events outbox in the same
+// transaction; ErrNoOutbox, writing nothing, before Outbox created the
+// table.
+func (s *SQLiteUsers) SetWithEvent(ctx context.Context, u User, e OutboxEvent) error {
+	if !s.outbox.Load() {
+		return ErrNoOutbox
+	}
+	if err := e.check(); err != nil {
+		return err
+	}
+	return s.set(ctx, u, &e)
+}
+
+func (s *SQLiteUsers) set(ctx context.Context, u User, e *OutboxEvent) error {
 	if u.ID == "" {
 		return errEmptyUserID
 	}
@@ -180,6 +200,12 @@ func (s *SQLiteUsers) Set(ctx context.Context, u User) error {
 	}
 	if err != nil {
 		return s.fail("set", err)
+	}
+	if e != nil {
+		if _, err := tx.ExecContext(ctx, sqliteOutboxAdd,
+			e.ID, e.Stream, string(e.Body), time.Now().UnixMilli()); err != nil {
+			return s.fail("set: outbox: add", err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return s.fail("set", err)

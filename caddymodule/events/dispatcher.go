@@ -183,6 +183,10 @@ func (d *Dispatcher) Emit(ctx context.Context, e Event) error {
 	return nil
 }
 
+// Poke wakes the worker: an event was written to the outbox by someone
+// else than Emit (the user store, in the transaction of the change).
+func (d *Dispatcher) Poke() { d.poke() }
+
 func (d *Dispatcher) poke() {
 	select {
 	case d.wake <- struct{}{}:

@@ -57,6 +57,19 @@ type Events interface {
 	Emit(ctx context.Context, e events.Event) error
 }
 
+// TxEvents is an Events whose events the user store can write in the
+// transaction of the change they tell of (a store.EventSetter over the
+// outbox the events are delivered from): then a change and its event are
+// kept together or not at all, even if the process dies in between.
+type TxEvents interface {
+	Events
+	// OutboxEvent encodes e as the outbox holds it, in the stream of the
+	// dispatcher that delivers it.
+	OutboxEvent(e events.Event) (store.OutboxEvent, error)
+	// Poke wakes the dispatcher after the store wrote an event.
+	Poke()
+}
+
 // Clock tells the time; tests pass a fake one.
 type Clock interface{ Now() time.Time }
 
@@ -257,11 +270,14 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	flags := descopeFlags{AddToLoginIDs: r.AddToLoginIDs, OnMergeUseExisting: r.OnMergeUseExisting}
 	if !s.cfg.Verification { // rule 1
 		nu := store.User{ID: r.UserID, PhoneNumber: number}
-		if err := s.users.Set(ctx, nu); err != nil {
+		var ev *events.Event
+		if u != nu {
+			ev = s.event(events.TypeUpdated, r.UserID, number, u.PhoneNumber, flags)
+		}
+		if err := s.setAndEmit(ctx, nu, ev); err != nil {
 			return UpdateResult{}, err
 		}
 		if u != nu {
-			s.emit(ctx, events.TypeUpdated, r.UserID, number, u.PhoneNumber, flags)
 			if u.Verified && u.PhoneNumber != "" {
 				s.notifyPrevious(ctx, r.UserID, u.PhoneNumber)
 			}
@@ -287,10 +303,10 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	} else {
 		nu := store.User{ID: r.UserID, PhoneNumber: number}
 		if u != nu {
-			if err := s.users.Set(ctx, nu); err != nil {
+			ev := s.event(events.TypeUpdated, r.UserID, number, u.PhoneNumber, flags)
+			if err := s.setAndEmit(ctx, nu, ev); err != nil {
 				return UpdateResult{}, err
 			}
-			s.emit(ctx, events.TypeUpdated, r.UserID, number, u.PhoneNumber, flags)
 		}
 		res.User = nu
 	}
@@ -418,7 +434,12 @@ func (s *Service) Verify(ctx context.Context, r VerifyRequest) (store.User, erro
 		}
 	}
 	u := store.User{ID: r.UserID, PhoneNumber: won.Number, Verified: true}
-	switch err := s.users.Set(ctx, u); {
+	var previous string
+	if old.PhoneNumber != won.Number {
+		previous = old.PhoneNumber
+	}
+	ev := s.event(events.TypeVerified, r.UserID, won.Number, previous, won.Flags)
+	switch err := s.setAndEmit(ctx, u, ev); {
 	case err == nil, errors.Is(err, ErrPhoneInUse):
 		// Possession is proven either way: the challenge is spent. A failed
 		// delete is left alone: the claim lapses, and the code can no
@@ -427,11 +448,6 @@ func (s *Service) Verify(ctx context.Context, r VerifyRequest) (store.User, erro
 		if err != nil {
 			return store.User{}, err
 		}
-		var previous string
-		if old.PhoneNumber != won.Number {
-			previous = old.PhoneNumber
-		}
-		s.emit(ctx, events.TypeVerified, r.UserID, won.Number, previous, won.Flags)
 		if old.Verified && previous != "" {
 			s.notifyPrevious(ctx, r.UserID, previous)
 		}
@@ -575,10 +591,10 @@ func (s *Service) Remove(ctx context.Context, userID string) (store.User, error)
 		return store.User{}, err
 	}
 	if u.PhoneNumber != "" {
-		if err := s.users.Set(ctx, store.User{ID: userID}); err != nil {
+		ev := s.event(events.TypeRemoved, userID, "", u.PhoneNumber, descopeFlags{})
+		if err := s.setAndEmit(ctx, store.User{ID: userID}, ev); err != nil {
 			return store.User{}, err
 		}
-		s.emit(ctx, events.TypeRemoved, userID, "", u.PhoneNumber, descopeFlags{})
 	}
 	if err := s.cache.Delete(ctx, challengeKey(userID)); err != nil {
 		return u, cacheErr(err)
@@ -589,15 +605,55 @@ func (s *Service) Remove(ctx context.Context, userID string) (store.User, error)
 // emit hands an event to Deps.Events. A failure is logged, never
 // returned: the change it tells of is made already.
 func (s *Service) emit(ctx context.Context, typ, userID, number, previous string, f descopeFlags) {
-	if s.events == nil {
-		return
+	if e := s.event(typ, userID, number, previous, f); e != nil {
+		s.emitEvent(ctx, *e)
 	}
-	e := events.Event{ID: events.NewID(), Type: typ, UserID: userID, PhoneNumber: number,
+}
+
+// event builds an event for Deps.Events; nil without it.
+func (s *Service) event(typ, userID, number, previous string, f descopeFlags) *events.Event {
+	if s.events == nil {
+		return nil
+	}
+	return &events.Event{ID: events.NewID(), Type: typ, UserID: userID, PhoneNumber: number,
 		PreviousPhoneNumber: previous, OccurredAt: s.clock.Now().UTC(),
 		AddToLoginIDs: f.AddToLoginIDs, OnMergeUseExisting: f.OnMergeUseExisting}
+}
+
+// setAndEmit writes u and, unless e is nil, records e. When Deps.Events is
+// a TxEvents and the store a store.EventSetter with an outbox, both go in
+// one store transaction: kept together or not at all. Otherwise u is set,
+// then e emitted (a failed emit is logged: the change is made already).
+// Either way an error means u was not written, and no event recorded.
+func (s *Service) setAndEmit(ctx context.Context, u store.User, e *events.Event) error {
+	if e != nil {
+		if tx, ok := s.events.(TxEvents); ok {
+			if es, ok := s.users.(store.EventSetter); ok {
+				if oe, err := tx.OutboxEvent(*e); err == nil {
+					err := es.SetWithEvent(ctx, u, oe)
+					if !errors.Is(err, store.ErrNoOutbox) {
+						if err == nil {
+							tx.Poke()
+						}
+						return err
+					}
+				}
+			}
+		}
+	}
+	if err := s.users.Set(ctx, u); err != nil {
+		return err
+	}
+	if e != nil {
+		s.emitEvent(ctx, *e)
+	}
+	return nil
+}
+
+func (s *Service) emitEvent(ctx context.Context, e events.Event) {
 	if err := s.events.Emit(ctx, e); err != nil {
-		s.logger.Error("phone event not recorded", zap.String("id", e.ID), zap.String("type", typ),
-			zap.String("user_id", userID), zap.Error(err))
+		s.logger.Error("phone event not recorded", zap.String("id", e.ID), zap.String("type", e.Type),
+			zap.String("user_id", e.UserID), zap.Error(err))
 	}
 }
 
