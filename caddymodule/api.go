@@ -419,6 +419,9 @@ func writeError(w http.ResponseWriter, status int, code, msg string, extra map[s
 		body[k] = v
 	}
 	body["error"], body["message"] = code, msg
+	if x, ok := w.(*errorExtender); ok {
+		x.extend(body)
+	}
 	writeJSON(w, status, body)
 }
 

@@ -106,15 +106,20 @@ func BenchmarkPlainNext(b *testing.B) {
 	}
 }
 
-// BenchmarkPassThrough: a request outside the prefix, no token.
-func BenchmarkPassThrough(b *testing.B) {
-	p := provisionPhone(b, benchConfig)
-	r := caddyRequest("GET", "/app/page?x=1", "")
+// benchServe serves r through p, b.N times, into a discarding writer.
+func benchServe(b *testing.B, p *Phone, r *http.Request) {
 	w := &discard{h: http.Header{}}
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = p.ServeHTTP(w, r, noopNext)
 	}
+}
+
+// BenchmarkPassThrough: a request outside the prefix, no token.
+func BenchmarkPassThrough(b *testing.B) {
+	p := provisionPhone(b, benchConfig)
+	r := caddyRequest("GET", "/app/page?x=1", "")
+	benchServe(b, p, r)
 }
 
 // BenchmarkPassThroughToken: outside the prefix with a valid HS256 token
@@ -124,11 +129,7 @@ func BenchmarkPassThroughToken(b *testing.B) {
 	tok, _ := mintToken(benchSecret, "bench-user", "HS256", "", "", time.Hour, time.Now())
 	r := caddyRequest("GET", "/app/page", "")
 	r.Header.Set("Authorization", "Bearer "+tok)
-	w := &discard{h: http.Header{}}
-	b.ReportAllocs()
-	for b.Loop() {
-		_ = p.ServeHTTP(w, r, noopNext)
-	}
+	benchServe(b, p, r)
 }
 
 // BenchmarkGetPhone: GET /phone on the memory store.
@@ -137,11 +138,7 @@ func BenchmarkGetPhone(b *testing.B) {
 	tok, _ := mintToken(benchSecret, "bench-user", "HS256", "", "", time.Hour, time.Now())
 	r := caddyRequest("GET", "/phone", "")
 	r.Header.Set("Authorization", "Bearer "+tok)
-	w := &discard{h: http.Header{}}
-	b.ReportAllocs()
-	for b.Loop() {
-		_ = p.ServeHTTP(w, r, noopNext)
-	}
+	benchServe(b, p, r)
 }
 
 // BenchmarkUpdateVerify: POST /phone/update then POST /phone/verify with

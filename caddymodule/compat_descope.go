@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -42,7 +41,6 @@ func (p *Phone) serveDescope(w http.ResponseWriter, r *http.Request, next caddyh
 	}
 	stripPhoneHeaders(r.Header)
 	ew := &errorExtender{ResponseWriter: w, extend: descopeErrorFields}
-	defer ew.finish()
 	if !methodOK(ew, r, http.MethodPost) {
 		return nil
 	}
@@ -207,51 +205,11 @@ func (p *Phone) freshSignIn(w http.ResponseWriter, id *bearer.Identity) bool {
 	return true
 }
 
-// errorExtender adds a product's fields to the JSON error bodies written
-// through it (status >= 400), so the one mapping of SPEC §5 in api.go serves
-// the compat routes too. writeJSON writes a body in one Write after
-// WriteHeader; the status is held back until that body is rewritten.
+// errorExtender carries a product's extra error fields down to writeError,
+// so the one mapping of SPEC §5 in api.go serves the compat routes too.
 type errorExtender struct {
 	http.ResponseWriter
 	extend func(body map[string]any)
-	status int // an error status not yet sent
-}
-
-func (e *errorExtender) WriteHeader(status int) {
-	if status < http.StatusBadRequest {
-		e.ResponseWriter.WriteHeader(status)
-		return
-	}
-	e.status = status
-}
-
-func (e *errorExtender) Write(b []byte) (int, error) {
-	if e.status == 0 {
-		return e.ResponseWriter.Write(b)
-	}
-	status, out := e.status, b
-	e.status = 0
-	var body map[string]any
-	if json.Unmarshal(b, &body) == nil && body["error"] != nil {
-		e.extend(body)
-		if nb, err := json.Marshal(body); err == nil {
-			out = nb
-			e.Header().Set("Content-Length", strconv.Itoa(len(out)))
-		}
-	}
-	e.ResponseWriter.WriteHeader(status)
-	if _, err := e.ResponseWriter.Write(out); err != nil {
-		return 0, err
-	}
-	return len(b), nil
-}
-
-// finish sends a held-back status that no body followed.
-func (e *errorExtender) finish() {
-	if e.status != 0 {
-		e.ResponseWriter.WriteHeader(e.status)
-		e.status = 0
-	}
 }
 
 // Unwrap lets http.ResponseController reach the real writer.

@@ -47,7 +47,6 @@ func (p *Phone) serveReachFive(w http.ResponseWriter, r *http.Request, next cadd
 	}
 	stripPhoneHeaders(r.Header)
 	ew := &errorExtender{ResponseWriter: w, extend: reachfiveErrorFields}
-	defer ew.finish()
 	if !methodOK(ew, r, method) {
 		return nil
 	}

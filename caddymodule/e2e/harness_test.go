@@ -122,13 +122,12 @@ func newEnv(t *testing.T, s site) *env {
 	return e
 }
 
-func (e *env) load(s site) {
-	e.t.Helper()
+// withDefaults fills what s leaves empty. The default store and cache are
+// chosen once per env, so a reload keeps them.
+func (e *env) withDefaults(s site) site {
 	if s.sms == "" {
 		s.sms = webhookLine(e.sink.srv.URL, "")
 	}
-	// The default store and cache are chosen once per env, so a reload
-	// keeps them.
 	if e.store == "" {
 		e.store, e.cache = defaultStore(e.t), defaultCache(e.t)
 	}
@@ -141,6 +140,12 @@ func (e *env) load(s site) {
 	if s.upstream == "" {
 		s.upstream = `respond "user={http.auth.user.id}"`
 	}
+	return s
+}
+
+func (e *env) load(s site) {
+	e.t.Helper()
+	s = e.withDefaults(s)
 	cfg := fmt.Sprintf(`{
 	admin localhost:%d
 	http_port %d
@@ -455,25 +460,12 @@ func tlsBase() string { return fmt.Sprintf("https://localhost:%d", httpsPort) }
 // loadTLS is load for a site on https://localhost:<httpsPort> with `tls
 // internal` (no HTTP site, no redirects, nothing installed in the system
 // trust store, the CA and certificates kept under caddyDataDir: Caddy's
-// default storage was fixed before TestMain set XDG_DATA_HOME). It waits until the site's certificate is served and makes
+// default storage was fixed before TestMain set XDG_DATA_HOME). It waits
+// until the site's certificate is served and makes
 // e.client trust Caddy's local root (trustCaddyRoot, in node_test.go).
 func (e *env) loadTLS(s site) {
 	e.t.Helper()
-	if s.sms == "" {
-		s.sms = webhookLine(e.sink.srv.URL, "")
-	}
-	if e.store == "" {
-		e.store, e.cache = defaultStore(e.t), defaultCache(e.t)
-	}
-	if s.store == "" {
-		s.store = e.store
-	}
-	if s.cache == "" {
-		s.cache = e.cache
-	}
-	if s.upstream == "" {
-		s.upstream = `respond "user={http.auth.user.id}"`
-	}
+	s = e.withDefaults(s)
 	cfg := fmt.Sprintf(`{
 	admin localhost:%d
 	http_port %d
