@@ -128,29 +128,40 @@ func (a *adminAPI) watch(ctx context.Context, userID string) func(written bool) 
 // minAdminKeyLength keeps the key out of guessing range.
 const minAdminKeyLength = 16
 
-// provisionAdmin checks the API key and opens the store's phone numbers.
-// It runs after the user store is open.
-func (p *Phone) provisionAdmin(ctx context.Context, repl *caddy.Replacer, norm *numbers.Checker) error {
+// checkAdmin checks the `admin` settings and returns the expanded key.
+// It runs before anything is opened.
+func (p *Phone) checkAdmin(repl *caddy.Replacer) (string, error) {
 	if p.Admin == nil {
-		return nil
+		return "", nil
 	}
 	key := repl.ReplaceKnown(p.Admin.APIKey, "")
 	switch {
 	case key == "" && p.Admin.Claim == "":
-		return errors.New("admin: api_key is required (or a claim that marks admin tokens)")
+		return "", errors.New("admin: api_key is required (or a claim that marks admin tokens)")
 	case key == "":
 		// Claim only: no key can match (the hash of "" is never compared
 		// against an empty bearer, which authenticate refuses first).
 	case len(key) < minAdminKeyLength:
-		return fmt.Errorf("admin: api_key must be at least %d characters", minAdminKeyLength)
+		return "", fmt.Errorf("admin: api_key must be at least %d characters", minAdminKeyLength)
 	case strings.ContainsAny(key, ". \t\r\n"):
 		// No dot: a bearer value without one can never pass for a JWT on
 		// the user routes, whatever keys the jwt block trusts.
-		return errors.New("admin: api_key must not contain dots or white space")
+		return "", errors.New("admin: api_key must not contain dots or white space")
 	case p.JWT != nil && key == repl.ReplaceKnown(p.JWT.ProjectID, ""):
-		return errors.New("admin: api_key must differ from jwt.project_id")
+		return "", errors.New("admin: api_key must differ from jwt.project_id")
 	}
-	a := &adminAPI{keyHash: sha256.Sum256([]byte(key)), hasKey: key != "", norm: norm, logger: p.logger.Named("admin"),
+	return key, nil
+}
+
+// provisionAdmin opens the store's phone numbers for the admin endpoints.
+// It runs after the user store is open; writes drop the read cache's copy
+// (cached, nil when there is none).
+func (p *Phone) provisionAdmin(ctx context.Context, c checked, cached *store.CachedUsers) error {
+	if p.Admin == nil {
+		return nil
+	}
+	key := c.adminKey
+	a := &adminAPI{keyHash: sha256.Sum256([]byte(key)), hasKey: key != "", norm: c.numbers, logger: p.logger.Named("admin"),
 		escapedRoot: (&url.URL{Path: p.routeAdmin}).EscapedPath(), users: p.users, emit: p.emitEvent,
 		claim: p.Admin.Claim, claimValue: p.Admin.ClaimValue, verifier: p.verifier,
 		lockUser: func(userID string) func() {
@@ -167,22 +178,21 @@ func (p *Phone) provisionAdmin(ctx context.Context, repl *caddy.Replacer, norm *
 				p.logger.Warn("open challenge not canceled after an admin change", zap.String("user_id", userID), zap.Error(err))
 			}
 		}}
-	pn, err := store.OpenPhoneNumbers(ctx, p.users)
-	switch {
-	case errors.Is(err, store.ErrNotSupported):
-		a.logger.Info("the user store keeps one number per user: the phone number endpoints answer 501 not_supported")
-	case err != nil:
-		return fmt.Errorf("admin: %w", err)
-	default:
-		a.numbers = pn
-	}
 	p.admin = a
+	if p.backend.Numbers == nil {
+		a.logger.Info("the user store keeps one number per user: the phone number endpoints answer 501 not_supported")
+		return nil
+	}
+	pn, err := p.backend.Numbers(ctx)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	if cached != nil {
+		pn = cached.ForgetOnWrite(pn)
+	}
+	a.numbers = pn
 	return nil
 }
-
-// Unwrap lets store.OpenPhoneNumbers reach the store beneath the timing
-// layer. The admin calls go to the store directly: they are not timed.
-func (m meteredUsers) Unwrap() store.Users { return m.Users }
 
 // adminRoute is one admin endpoint matched against a request.
 type adminRoute struct {

@@ -56,7 +56,7 @@ func (s *instantSink) Send(_ context.Context, m sms.Message) error {
 func withInstantSMS(tb testing.TB, p *Phone) *instantSink {
 	tb.Helper()
 	sink := &instantSink{codes: map[string]string{}}
-	cfg, err := p.flowConfig()
+	cfg, err := p.rules()
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -213,4 +213,12 @@ func TestPassThroughStripsAndKeeps(t *testing.T) {
 	if v, ok := repl.Get("http.auth.user.id"); !ok || v != "" {
 		t.Fatalf("http.auth.user.id = %v, %v; want set to empty", v, ok)
 	}
+}
+
+// rules is the provisioned handler's rule settings, its cache's HMAC key
+// included.
+func (p *Phone) rules() (flow.Config, error) {
+	cfg, err := p.flowConfig()
+	cfg.Secret = p.cache.secret
+	return cfg, err
 }

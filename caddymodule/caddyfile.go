@@ -8,7 +8,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/dustin/go-humanize"
 
 	"github.com/caddy-phone/caddy-phone/caddymodule/flow"
 )
@@ -25,7 +24,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 	return p, err
 }
 
-// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax
+// (each backend's own block is in the godoc of its module: store_*.go,
+// cache_*.go, sms_*.go):
 //
 //	phone {
 //	    prefix        /phone
@@ -42,174 +43,181 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        project_id       <id>
 //	        max_auth_age     <duration>
 //	    }
-//	    otp     { length <n>  ttl <d>  max_attempts <n>  resend_after <d> }
-//	    limits  { per_number|per_user|per_ip|verify_per_user|verify_per_ip|global <count> <window> }
-//	    numbers { default_region <CC>  allow_countries <CC...>  deny_countries <CC...>  types <type...> }
-//	    store   memory | sqlite [<path>]
-//	    store   postgres <dsn> [{ schema <s>  users_table <t>  id_column <c>  phone_column <c>  verified_column <c>  timeout <d> }]
-//	    store   http <base-url> [{ get <method> <path>  set <method> <path>  lookup <path>  header <name> <value>
-//	                               phone_field <f>  verified_field <f>  id_field <f>  timeout <d> }]
-//	    cache   bigcache [{ max_size <size> }]
-//	    cache   redis <url> [{ key_prefix <p>  timeout <d> }]
-//	    secret  <hmac key for codes at rest>
-//	    sms     log [{ name <name> }]
-//	    sms     webhook <url> [{ secret <secret>  name <name> }]
-//	    sms     twilio { account_sid <sid>  auth_token <token>  from <sender>  messaging_service_sid <sid>  api_url <url>  name <name> }
-//	    sms     vonage { api_key <key>  api_secret <secret>  from <sender>  api_url <url>  name <name> }
-//	    sms     messagebird { access_key <key>  originator <sender>  api_url <url>  name <name> }
-//	    template [<locale>] "<text with {code} {app} {minutes}>"
+//	    otp {
+//	        length        <4..10>
+//	        ttl           <duration>
+//	        max_attempts  <n>
+//	        resend_after  <duration>
+//	    }
+//	    limits {
+//	        per_number|per_user|per_ip|verify_per_user|verify_per_ip|global <count> <window>
+//	    }
+//	    numbers {
+//	        default_region   <CC>
+//	        allow_countries  <CC...>
+//	        deny_countries   <CC...>
+//	        types            <type...>
+//	    }
+//	    store    <backend> [<args>] [{ … }]      # memory, sqlite, postgres, http
+//	    cache    <backend> [<args>] [{ … }]      # bigcache, redis
+//	    secret   <hmac key for codes at rest>
+//	    sms      <provider> [<args>] [{ … }]     # repeatable: a failover chain, in order
+//	    template [<locale>] "<text with {code} {app} {minutes}>"   # repeatable, once per locale
 //	    app_name <name>
 //	    inject_headers
-//	    require_verified <path...>
+//	    require_verified <path...>               # repeatable
 //	    events <url> [{ secret <secret> }]
 //	    notify_previous
-//	    compat descope|reachfive ...
-//	    admin { api_key <key>  claim <name> [<value>] }
+//	    compat descope|reachfive ...             # repeatable
+//	    admin {
+//	        api_key <key>
+//	        claim   <name> [<value>]
+//	    }
 //	}
+//
+// A setting that may appear once, given twice, is an error.
 func (p *Phone) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
 	if d.NextArg() {
 		return d.Errf("phone takes no arguments (use `prefix` inside the block): %q", d.Val())
 	}
+	seen := once{}
 	for d.NextBlock(0) {
-		switch d.Val() {
+		name := d.Val()
+		switch name {
+		case "sms", "template", "compat", "require_verified":
+		default:
+			if err := seen.check(d); err != nil {
+				return err
+			}
+		}
+		var err error
+		switch name {
 		case "prefix":
-			if err := oneArg(d, &p.Prefix); err != nil {
-				return err
-			}
+			err = oneArg(d, &p.Prefix)
 		case "verification":
-			var v string
-			if err := oneArg(d, &v); err != nil {
-				return err
-			}
-			switch v {
-			case "on":
-				p.Verification = nil
-			case "off":
-				off := false
-				p.Verification = &off
-			default:
-				return d.Errf("verification: want on or off, got %q", v)
-			}
+			err = parseVerification(d, p)
 		case "jwt":
-			if p.JWT == nil {
-				p.JWT = new(JWTConfig)
-			}
-			if err := parseJWT(d, p.JWT); err != nil {
-				return err
-			}
+			p.JWT = new(JWTConfig)
+			err = parseJWT(d, p.JWT)
 		case "otp":
-			if p.OTP == nil {
-				p.OTP = new(OTPConfig)
-			}
-			if err := parseOTP(d, p.OTP); err != nil {
-				return err
-			}
+			p.OTP = new(OTPConfig)
+			err = parseOTP(d, p.OTP)
 		case "limits":
-			if p.Limits == nil {
-				p.Limits = new(LimitsConfig)
-			}
-			if err := parseLimits(d, p.Limits); err != nil {
-				return err
-			}
+			p.Limits = new(LimitsConfig)
+			err = parseLimits(d, p.Limits)
 		case "numbers":
-			if p.Numbers == nil {
-				p.Numbers = new(NumbersConfig)
-			}
-			if err := parseNumbers(d, p.Numbers); err != nil {
-				return err
-			}
+			p.Numbers = new(NumbersConfig)
+			err = parseNumbers(d, p.Numbers)
 		case "store":
-			sc, err := parseStore(d)
-			if err != nil {
-				return err
-			}
-			p.Store = sc
+			p.StoreRaw, err = backendName(d, storeNamespace, "backend")
 		case "cache":
-			cc, err := parseCache(d)
-			if err != nil {
-				return err
-			}
-			p.Cache = cc
-		case "secret":
-			if err := oneArg(d, &p.Secret); err != nil {
-				return err
-			}
+			p.CacheRaw, err = backendName(d, cacheNamespace, "backend")
 		case "sms":
-			sc, err := parseSMS(d)
-			if err != nil {
-				return err
-			}
-			p.SMS = append(p.SMS, sc)
+			var raw []byte
+			raw, err = backendName(d, smsNamespace, "provider")
+			p.SMSRaw = append(p.SMSRaw, raw)
+		case "secret":
+			err = oneArg(d, &p.Secret)
 		case "template":
-			args := d.RemainingArgs()
-			switch len(args) {
-			case 1:
-				p.Template = args[0]
-			case 2:
-				if p.Templates == nil {
-					p.Templates = map[string]string{}
-				}
-				p.Templates[args[0]] = args[1]
-			default:
-				return d.Errf("template: want [<locale>] \"<text>\"")
-			}
+			err = parseTemplate(d, p)
 		case "app_name":
-			if err := oneArg(d, &p.AppName); err != nil {
-				return err
-			}
+			err = oneArg(d, &p.AppName)
 		case "inject_headers":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			p.InjectHeaders = true
+			p.InjectHeaders, err = true, noArgs(d)
 		case "require_verified":
-			paths, err := someArgs(d)
-			if err != nil {
-				return err
-			}
+			var paths []string
+			paths, err = someArgs(d)
 			p.RequireVerified = append(p.RequireVerified, paths...)
 		case "events":
-			ec, err := parseEvents(d)
-			if err != nil {
-				return err
-			}
-			p.Events = ec
+			p.Events, err = parseEvents(d)
 		case "notify_previous":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			p.NotifyPrevious = true
+			p.NotifyPrevious, err = true, noArgs(d)
 		case "compat":
-			products, err := someArgs(d)
-			if err != nil {
-				return err
-			}
-			for _, c := range products {
-				if c != "descope" && c != "reachfive" {
-					return d.Errf("compat: unknown product %q (descope, reachfive)", c)
-				}
-			}
-			p.Compat = append(p.Compat, products...)
+			err = parseCompat(d, p)
 		case "admin":
-			ac, err := parseAdmin(d)
-			if err != nil {
-				return err
-			}
-			p.Admin = ac
+			p.Admin, err = parseAdmin(d)
 		default:
-			return d.Errf("phone: unknown subdirective %q", d.Val())
+			return d.Errf("phone: unknown subdirective %q", name)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func parseJWT(d *caddyfile.Dispenser, j *JWTConfig) error {
-	if d.NextArg() {
-		return d.ArgErr()
+func parseVerification(d *caddyfile.Dispenser, p *Phone) error {
+	var v string
+	if err := oneArg(d, &v); err != nil {
+		return err
 	}
+	switch v {
+	case "on":
+		p.Verification = nil
+	case "off":
+		off := false
+		p.Verification = &off
+	default:
+		return d.Errf("verification: want on or off, got %q", v)
+	}
+	return nil
+}
+
+func parseTemplate(d *caddyfile.Dispenser, p *Phone) error {
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 1 && p.Template != "":
+		return d.Errf("template: the default template is already specified")
+	case len(args) == 1:
+		p.Template = args[0]
+	case len(args) == 2 && p.Templates[args[0]] != "":
+		return d.Errf("template %s: already specified", args[0])
+	case len(args) == 2:
+		if p.Templates == nil {
+			p.Templates = map[string]string{}
+		}
+		p.Templates[args[0]] = args[1]
+	default:
+		return d.Errf("template: want [<locale>] \"<text>\"")
+	}
+	return nil
+}
+
+// compatProducts are the vendors `compat` may name.
+var compatProducts = map[string]bool{"descope": true, "reachfive": true}
+
+func parseCompat(d *caddyfile.Dispenser, p *Phone) error {
+	products, err := someArgs(d)
+	if err != nil {
+		return err
+	}
+	for _, c := range products {
+		if !compatProducts[c] {
+			return d.Errf("compat: unknown product %q (descope, reachfive)", c)
+		}
+		for _, had := range p.Compat {
+			if had == c {
+				return d.Errf("compat %s: already specified", c)
+			}
+		}
+		p.Compat = append(p.Compat, c)
+	}
+	return nil
+}
+
+func parseJWT(d *caddyfile.Dispenser, j *JWTConfig) error {
+	if err := noArgs(d); err != nil {
+		return err
+	}
+	seen := once{}
 	for d.NextBlock(1) {
 		name := d.Val()
+		if name != "public_key_file" {
+			if err := seen.check(d); err != nil {
+				return err
+			}
+		}
 		var err error
 		switch name {
 		case "secret":
@@ -245,75 +253,69 @@ func parseJWT(d *caddyfile.Dispenser, j *JWTConfig) error {
 }
 
 func parseOTP(d *caddyfile.Dispenser, o *OTPConfig) error {
-	if d.NextArg() {
-		return d.ArgErr()
+	if err := noArgs(d); err != nil {
+		return err
 	}
+	seen := once{}
 	for d.NextBlock(1) {
+		if err := seen.check(d); err != nil {
+			return err
+		}
 		var err error
 		switch d.Val() {
 		case "length":
-			err = intArg(d, &o.Length)
-			if err == nil && (o.Length < 4 || o.Length > 10) {
-				return d.Errf("otp: length must be 4..10 digits, got %d", o.Length)
+			if err = intArg(d, &o.Length); err == nil {
+				err = flow.CheckCodeLength(o.Length)
 			}
 		case "ttl":
-			err = durationArg(d, &o.TTL)
-			if err == nil && (o.TTL < caddy.Duration(time.Second) || o.TTL > caddy.Duration(flow.MaxTTL)) {
-				return d.Errf("otp: ttl must be between 1s and %s", flow.MaxTTL)
+			if err = durationArg(d, &o.TTL); err == nil {
+				err = flow.CheckTTL(time.Duration(o.TTL))
 			}
 		case "max_attempts":
-			err = intArg(d, &o.MaxAttempts)
-			if err == nil && o.MaxAttempts < 1 {
-				return d.Errf("otp: max_attempts must be at least 1, got %d", o.MaxAttempts)
+			if err = intArg(d, &o.MaxAttempts); err == nil {
+				err = flow.CheckMaxAttempts(o.MaxAttempts)
 			}
 		case "resend_after":
-			var v caddy.Duration
-			err = durationArg(d, &v)
-			o.ResendAfter = &v
+			o.ResendAfter = new(caddy.Duration)
+			err = durationArg(d, o.ResendAfter)
 		default:
 			return d.Errf("otp: unknown subdirective %q", d.Val())
 		}
 		if err != nil {
-			return err
+			return d.Err(err.Error())
 		}
 	}
 	return nil
 }
 
 func parseLimits(d *caddyfile.Dispenser, l *LimitsConfig) error {
-	if d.NextArg() {
-		return d.ArgErr()
+	if err := noArgs(d); err != nil {
+		return err
 	}
+	seen := once{}
 	for d.NextBlock(1) {
 		name := d.Val()
-		var slot **LimitConfig
-		switch name {
-		case "per_number":
-			slot = &l.PerNumber
-		case "per_user":
-			slot = &l.PerUser
-		case "per_ip":
-			slot = &l.PerIP
-		case "verify_per_user":
-			slot = &l.VerifyPerUser
-		case "verify_per_ip":
-			slot = &l.VerifyPerIP
-		case "global":
-			slot = &l.Global
-		default:
+		slot := l.slot(name)
+		if slot == nil {
 			return d.Errf("limits: unknown subdirective %q", name)
+		}
+		if err := seen.check(d); err != nil {
+			return err
 		}
 		args := d.RemainingArgs()
 		if len(args) != 2 {
 			return d.Errf("limits: %s: want <count> <window>", name)
 		}
 		n, err := strconv.Atoi(args[0])
-		if err != nil || n < 0 {
-			return d.Errf("limits: %s: count must be a whole number >= 0, got %q", name, args[0])
+		if err != nil {
+			return d.Errf("limits: %s: count must be a whole number, got %q", name, args[0])
 		}
 		w, err := caddy.ParseDuration(args[1])
-		if err != nil || w <= 0 {
+		if err != nil {
 			return d.Errf("limits: %s: bad window %q", name, args[1])
+		}
+		if err := (flow.Limit{Count: n, Window: w}).Check(name); err != nil {
+			return d.Err(err.Error())
 		}
 		*slot = &LimitConfig{Count: n, Window: caddy.Duration(w)}
 	}
@@ -321,10 +323,14 @@ func parseLimits(d *caddyfile.Dispenser, l *LimitsConfig) error {
 }
 
 func parseNumbers(d *caddyfile.Dispenser, n *NumbersConfig) error {
-	if d.NextArg() {
-		return d.ArgErr()
+	if err := noArgs(d); err != nil {
+		return err
 	}
+	seen := once{}
 	for d.NextBlock(1) {
+		if err := seen.check(d); err != nil {
+			return err
+		}
 		var err error
 		switch d.Val() {
 		case "default_region":
@@ -345,247 +351,27 @@ func parseNumbers(d *caddyfile.Dispenser, n *NumbersConfig) error {
 	return nil
 }
 
-func parseStore(d *caddyfile.Dispenser) (*StoreConfig, error) {
-	if !d.NextArg() {
-		return nil, d.Errf("store: want memory, sqlite [<path>], postgres <dsn> or http <url>")
-	}
-	sc := &StoreConfig{Backend: d.Val()}
-	switch sc.Backend {
-	case "memory":
-	case "sqlite":
-		if d.NextArg() {
-			sc.Path = d.Val()
-		}
-	case "postgres":
-		if !d.NextArg() {
-			return nil, d.Errf("store postgres: want a DSN")
-		}
-		sc.DSN = d.Val()
-	case "http":
-		if !d.NextArg() {
-			return nil, d.Errf("store http: want the app's base URL")
-		}
-		sc.URL = d.Val()
-	default:
-		return nil, d.Errf("store: unknown backend %q (memory, sqlite, postgres, http)", sc.Backend)
-	}
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	for d.NextBlock(1) {
-		name := d.Val()
-		var err error
-		switch {
-		case sc.Backend == "postgres" && name == "schema":
-			err = oneArg(d, &sc.Schema)
-		case sc.Backend == "postgres" && name == "users_table":
-			err = oneArg(d, &sc.UsersTable)
-		case sc.Backend == "postgres" && name == "id_column":
-			err = oneArg(d, &sc.IDColumn)
-		case sc.Backend == "postgres" && name == "phone_column":
-			err = oneArg(d, &sc.PhoneColumn)
-		case sc.Backend == "postgres" && name == "verified_column":
-			err = oneArg(d, &sc.VerifiedColumn)
-		case sc.Backend == "http" && (name == "get" || name == "set"):
-			args := d.RemainingArgs()
-			if len(args) != 2 {
-				return nil, d.Errf("store http: %s: want <method> <path>", name)
-			}
-			ep := &HTTPEndpoint{Method: args[0], Path: args[1]}
-			if name == "get" {
-				sc.Get = ep
-			} else {
-				sc.Set = ep
-			}
-		case sc.Backend == "http" && name == "lookup":
-			err = oneArg(d, &sc.Lookup)
-		case sc.Backend == "http" && name == "header":
-			args := d.RemainingArgs()
-			if len(args) != 2 {
-				return nil, d.Errf("store http: header: want <name> <value>")
-			}
-			if sc.Headers == nil {
-				sc.Headers = map[string]string{}
-			}
-			sc.Headers[args[0]] = args[1]
-		case sc.Backend == "http" && name == "phone_field":
-			err = oneArg(d, &sc.PhoneField)
-		case sc.Backend == "http" && name == "verified_field":
-			err = oneArg(d, &sc.VerifiedField)
-		case sc.Backend == "http" && name == "id_field":
-			err = oneArg(d, &sc.IDField)
-		case (sc.Backend == "postgres" || sc.Backend == "http") && name == "timeout":
-			err = durationArg(d, &sc.Timeout)
-		default:
-			return nil, d.Errf("store %s: unknown subdirective %q", sc.Backend, name)
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	return sc, nil
-}
-
-func parseCache(d *caddyfile.Dispenser) (*CacheConfig, error) {
-	if !d.NextArg() {
-		return nil, d.Errf("cache: want bigcache or redis <url>")
-	}
-	cc := &CacheConfig{Backend: d.Val()}
-	switch cc.Backend {
-	case "bigcache":
-	case "redis":
-		if !d.NextArg() {
-			return nil, d.Errf("cache redis: want a redis:// URL")
-		}
-		cc.URL = d.Val()
-	default:
-		return nil, d.Errf("cache: unknown backend %q (bigcache, redis)", cc.Backend)
-	}
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	for d.NextBlock(1) {
-		name := d.Val()
-		switch {
-		case cc.Backend == "bigcache" && name == "max_size":
-			var s string
-			if err := oneArg(d, &s); err != nil {
-				return nil, err
-			}
-			n, err := humanize.ParseBytes(s)
-			if err != nil {
-				return nil, d.Errf("cache: max_size: bad size %q", s)
-			}
-			cc.MaxSize = int64(n)
-		case cc.Backend == "redis" && name == "key_prefix":
-			if err := oneArg(d, &cc.KeyPrefix); err != nil {
-				return nil, err
-			}
-		case cc.Backend == "redis" && name == "timeout":
-			if err := durationArg(d, &cc.Timeout); err != nil {
-				return nil, err
-			}
-		default:
-			return nil, d.Errf("cache %s: unknown subdirective %q", cc.Backend, name)
-		}
-	}
-	return cc, nil
-}
-
-func parseSMS(d *caddyfile.Dispenser) (SMSConfig, error) {
-	if !d.NextArg() {
-		return SMSConfig{}, d.Errf("sms: want a provider (log, webhook, twilio, vonage, messagebird)")
-	}
-	sc := SMSConfig{Provider: d.Val()}
-	// Each provider's subdirectives, all of one value.
-	fields := map[string]*string{"name": &sc.Name}
-	switch sc.Provider {
-	case "log":
-	case "webhook":
-		if !d.NextArg() {
-			return sc, d.Errf("sms webhook: want a URL")
-		}
-		sc.URL = d.Val()
-		fields["secret"] = &sc.Secret
-	case "twilio":
-		fields["account_sid"], fields["auth_token"], fields["from"] = &sc.AccountSID, &sc.AuthToken, &sc.From
-		fields["messaging_service_sid"], fields["api_url"] = &sc.MessagingServiceSID, &sc.APIURL
-	case "vonage":
-		fields["api_key"], fields["api_secret"], fields["from"], fields["api_url"] = &sc.APIKey, &sc.APISecret, &sc.From, &sc.APIURL
-	case "messagebird":
-		fields["access_key"], fields["originator"], fields["api_url"] = &sc.AccessKey, &sc.Originator, &sc.APIURL
-	default:
-		return sc, d.Errf("sms: unknown provider %q (log, webhook, twilio, vonage, messagebird)", sc.Provider)
-	}
-	if d.NextArg() {
-		return sc, d.ArgErr()
-	}
-	for d.NextBlock(1) {
-		dst, ok := fields[d.Val()]
-		if !ok {
-			return sc, d.Errf("sms %s: unknown subdirective %q", sc.Provider, d.Val())
-		}
-		if err := oneArg(d, dst); err != nil {
-			return sc, err
-		}
-	}
-	return sc, nil
-}
-
-func oneArg(d *caddyfile.Dispenser, dst *string) error {
-	name := d.Val()
-	args := d.RemainingArgs()
-	if len(args) != 1 {
-		return d.Errf("%s: want exactly one value", name)
-	}
-	*dst = args[0]
-	return nil
-}
-
-func someArgs(d *caddyfile.Dispenser) ([]string, error) {
-	name := d.Val()
-	args := d.RemainingArgs()
-	if len(args) == 0 {
-		return nil, d.Errf("%s: want at least one value", name)
-	}
-	return args, nil
-}
-
-func intArg(d *caddyfile.Dispenser, dst *int) error {
-	name := d.Val()
-	var s string
-	if err := oneArg(d, &s); err != nil {
-		return err
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		return d.Errf("%s: want a whole number, got %q", name, s)
-	}
-	*dst = n
-	return nil
-}
-
-func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
-	name := d.Val()
-	var s string
-	if err := oneArg(d, &s); err != nil {
-		return err
-	}
-	v, err := caddy.ParseDuration(s)
-	if err != nil || v < 0 {
-		return d.Errf("%s: bad duration %q", name, s)
-	}
-	*dst = caddy.Duration(v)
-	return nil
-}
-
 func parseEvents(d *caddyfile.Dispenser) (*EventsConfig, error) {
 	if !d.NextArg() {
 		return nil, d.Errf("events: want a URL")
 	}
 	ec := &EventsConfig{URL: d.Val()}
-	if d.NextArg() {
-		return nil, d.ArgErr()
+	if err := noArgs(d); err != nil {
+		return nil, err
 	}
-	for d.NextBlock(1) {
-		switch d.Val() {
-		case "secret":
-			if err := oneArg(d, &ec.Secret); err != nil {
-				return nil, err
-			}
-		default:
-			return nil, d.Errf("events: unknown subdirective %q", d.Val())
-		}
-	}
-	return ec, nil
+	return ec, stringSettings(d, 1, "events", map[string]*string{"secret": &ec.Secret})
 }
 
 func parseAdmin(d *caddyfile.Dispenser) (*AdminConfig, error) {
-	if d.NextArg() {
-		return nil, d.ArgErr()
+	if err := noArgs(d); err != nil {
+		return nil, err
 	}
 	ac := &AdminConfig{}
+	seen := once{}
 	for d.NextBlock(1) {
+		if err := seen.check(d); err != nil {
+			return nil, err
+		}
 		switch d.Val() {
 		case "api_key":
 			if err := oneArg(d, &ac.APIKey); err != nil {

@@ -70,7 +70,7 @@ type compatHandler struct {
 func newCompatHandler(t *testing.T, cfg string) *compatHandler {
 	t.Helper()
 	h := &compatHandler{t: t, p: provisionPhone(t, cfg), sink: &captureSink{}}
-	fc, err := h.p.flowConfig()
+	fc, err := h.p.rules()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +374,7 @@ func (r *recordEvents) Emit(_ context.Context, e events.Event) error {
 func TestDescopeFlagsReachEvents(t *testing.T) {
 	h := newCompatHandler(t, compatConfig(""))
 	rec := &recordEvents{}
-	fc, err := h.p.flowConfig()
+	fc, err := h.p.rules()
 	if err != nil {
 		t.Fatal(err)
 	}

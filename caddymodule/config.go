@@ -66,96 +66,6 @@ type NumbersConfig struct {
 	Types []string `json:"types,omitempty"`
 }
 
-// StoreConfig picks the user store.
-type StoreConfig struct {
-	// memory, sqlite (default), postgres or http.
-	Backend string `json:"backend,omitempty"`
-	// sqlite: database file; default ./phone.db.
-	Path string `json:"path,omitempty"`
-
-	// postgres: connection string or URL.
-	DSN string `json:"dsn,omitempty"`
-	// postgres: schema for the module's tables; default the search_path.
-	Schema string `json:"schema,omitempty"`
-	// postgres: a legacy users table that also receives the verified number.
-	UsersTable string `json:"users_table,omitempty"`
-	// postgres: the legacy table's key column; default id.
-	IDColumn string `json:"id_column,omitempty"`
-	// postgres: the legacy table's phone column; default phone.
-	PhoneColumn string `json:"phone_column,omitempty"`
-	// postgres: the legacy table's verified flag; default phone_verified when present.
-	VerifiedColumn string `json:"verified_column,omitempty"`
-
-	// http: the legacy app's base URL.
-	URL string `json:"url,omitempty"`
-	// http: how to read a user; default GET /users/{user_id}.
-	Get *HTTPEndpoint `json:"get,omitempty"`
-	// http: how to write a user; default PATCH /users/{user_id}.
-	Set *HTTPEndpoint `json:"set,omitempty"`
-	// http: GET path finding a number's verified holder, with {phone}.
-	Lookup string `json:"lookup,omitempty"`
-	// http: headers sent on every request; placeholders such as {env.X} expanded.
-	Headers map[string]string `json:"headers,omitempty"`
-	// http: JSON field of the number; default phone.
-	PhoneField string `json:"phone_field,omitempty"`
-	// http: JSON field of the verified flag; default phone_verified.
-	VerifiedField string `json:"verified_field,omitempty"`
-	// http: JSON field of the user ID in lookup answers; default id.
-	IDField string `json:"id_field,omitempty"`
-
-	// postgres, http: bound on one call; default 5s.
-	Timeout caddy.Duration `json:"timeout,omitempty"`
-}
-
-// HTTPEndpoint is a method and a path template with {user_id}.
-type HTTPEndpoint struct {
-	Method string `json:"method"`
-	Path   string `json:"path"`
-}
-
-// CacheConfig picks the challenge cache.
-type CacheConfig struct {
-	// bigcache (default) or redis.
-	Backend string `json:"backend,omitempty"`
-	// bigcache: memory bound in bytes; default 256 MiB.
-	MaxSize int64 `json:"max_size,omitempty"`
-	// redis: redis:// or rediss:// URL.
-	URL string `json:"url,omitempty"`
-	// redis: prefix of every key; default phone:.
-	KeyPrefix string `json:"key_prefix,omitempty"`
-	// redis: bound on one command; default 2s.
-	Timeout caddy.Duration `json:"timeout,omitempty"`
-}
-
-// SMSConfig is one `sms` line; several form a failover chain, in order.
-type SMSConfig struct {
-	// log, webhook, twilio, vonage or messagebird.
-	Provider string `json:"provider"`
-	// Name used by provider_id; default the provider's type.
-	Name string `json:"name,omitempty"`
-	// webhook: the gateway URL.
-	URL string `json:"url,omitempty"`
-	// webhook: the signing secret.
-	Secret string `json:"secret,omitempty"`
-	// twilio: the Account SID and auth token (HTTP Basic auth).
-	AccountSID string `json:"account_sid,omitempty"`
-	AuthToken  string `json:"auth_token,omitempty"`
-	// twilio, vonage: the sender number or alphanumeric id.
-	From string `json:"from,omitempty"`
-	// twilio: a Messaging Service SID, sent instead of from when both are set.
-	MessagingServiceSID string `json:"messaging_service_sid,omitempty"`
-	// vonage: the API key and secret.
-	APIKey    string `json:"api_key,omitempty"`
-	APISecret string `json:"api_secret,omitempty"`
-	// messagebird: the access key.
-	AccessKey string `json:"access_key,omitempty"`
-	// messagebird: the sender number or alphanumeric id.
-	Originator string `json:"originator,omitempty"`
-	// twilio, vonage, messagebird: the API's base URL instead of the
-	// provider's own (for tests and proxies).
-	APIURL string `json:"api_url,omitempty"`
-}
-
 // EventsConfig is the `events` line: where phone events are posted.
 type EventsConfig struct {
 	// Receiver URL, http:// or https://.
@@ -173,4 +83,23 @@ type AdminConfig struct {
 	Claim string `json:"claim,omitempty"`
 	// The value Claim must hold; empty means boolean true.
 	ClaimValue string `json:"claim_value,omitempty"`
+}
+
+// slot is the field of the budget named name, nil for an unknown name.
+func (l *LimitsConfig) slot(name string) **LimitConfig {
+	switch name {
+	case "per_number":
+		return &l.PerNumber
+	case "per_user":
+		return &l.PerUser
+	case "per_ip":
+		return &l.PerIP
+	case "verify_per_user":
+		return &l.VerifyPerUser
+	case "verify_per_ip":
+		return &l.VerifyPerIP
+	case "global":
+		return &l.Global
+	}
+	return nil
 }

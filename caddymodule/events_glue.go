@@ -46,12 +46,11 @@ func (p *pooledOutbox) Destruct() error {
 // provisionEvents builds the dispatcher of `events` over the outbox of the
 // store (p.users must be open) and starts it. It returns nil, nil without
 // `events`.
-func (p *Phone) provisionEvents(ctx caddy.Context, repl *caddy.Replacer) (flow.Events, error) {
+func (p *Phone) provisionEvents(ctx caddy.Context, url string) (flow.Events, error) {
 	if p.Events == nil {
 		return nil, nil
 	}
-	url := repl.ReplaceKnown(p.Events.URL, "")
-	secret := repl.ReplaceKnown(p.Events.Secret, "")
+	secret := caddy.NewReplacer().ReplaceKnown(p.Events.Secret, "")
 	logger := p.logger.Named("events")
 	if secret == "" {
 		logger.Warn("events: no secret: events are posted unsigned")
@@ -118,15 +117,11 @@ var _ flow.TxEvents = txEvents{}
 // file or the postgres database, else (memory and http stores) a memory
 // outbox shared by the configs of this process.
 func (p *Phone) eventsOutbox(ctx caddy.Context, stream string, rt *eventsRuntime) (events.Outbox, error) {
-	switch u := baseUsers(p.users).(type) {
+	switch u := p.backend.Users.(type) {
 	case *store.SQLiteUsers:
 		return u.Outbox(ctx, stream)
 	case *store.PostgresUsers:
-		var schema string
-		if p.Store != nil {
-			schema = p.Store.Schema
-		}
-		return u.Outbox(ctx, schema, stream)
+		return u.Outbox(ctx, u.Schema(), stream)
 	}
 	rt.logger.Warn("events: this store keeps no outbox: events not yet delivered are held in memory and lost if Caddy stops (use store sqlite or postgres for delivery across restarts)")
 	key := "events/" + stream
@@ -138,22 +133,6 @@ func (p *Phone) eventsOutbox(ctx caddy.Context, stream string, rt *eventsRuntime
 	}
 	rt.poolKey = key
 	return v.(*pooledOutbox).MemoryOutbox, nil
-}
-
-// baseUsers sees through the read cache (and any other wrapper that
-// tells what it wraps) to the backend.
-func baseUsers(u store.Users) store.Users {
-	for range 8 {
-		switch w := u.(type) {
-		case *store.CachedUsers:
-			u = w.Users
-		case interface{ Unwrap() store.Users }:
-			u = w.Unwrap()
-		default:
-			return u
-		}
-	}
-	return u
 }
 
 // stopEvents stops the dispatcher, before the store under its outbox is

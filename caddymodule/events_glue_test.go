@@ -154,26 +154,6 @@ func TestEventsBadURL(t *testing.T) {
 	})
 }
 
-// baseUsers sees through the read cache to the backend.
-func TestBaseUsers(t *testing.T) {
-	sq, err := store.OpenSQLite(context.Background(), t.TempDir()+"/phone.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cached, err := store.NewCachedUsers(sq, time.Second, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cached.Close()
-	if got := baseUsers(cached); got != store.Users(sq) {
-		t.Fatalf("baseUsers = %T", got)
-	}
-	m := store.NewMemoryUsers()
-	if got := baseUsers(m); got != store.Users(m) {
-		t.Fatalf("baseUsers = %T", got)
-	}
-}
-
 // With the sqlite store, the events go in the store's outbox table in the
 // transaction of the change: the store chain (read cache, metrics) passes
 // SetWithEvent through, and the dispatcher delivers what it wrote.

@@ -58,22 +58,25 @@ func TestCaddyfileSMSProviders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []SMSConfig{
-		{Provider: "twilio", Name: "tw", AccountSID: "{env.TWILIO_SID}", AuthToken: "{env.TWILIO_TOKEN}", From: "+15550001111",
-			MessagingServiceSID: "MG0123", APIURL: "http://127.0.0.1:1"},
-		{Provider: "vonage", APIKey: "{env.VONAGE_KEY}", APISecret: "{env.VONAGE_SECRET}", From: "Acme"},
-		{Provider: "messagebird", AccessKey: "{env.MB_KEY}", Originator: "+31612345678", APIURL: "https://mb-proxy.internal/"},
-		{Provider: "webhook", URL: "https://gw/send", Secret: "s"},
-	}
-	if !reflect.DeepEqual(p.SMS, want) {
-		t.Fatalf("sms\n got %+v\nwant %+v", p.SMS, want)
-	}
 	// The JSON form (what `caddy adapt` prints) uses the subdirectives' names.
-	j, _ := json.Marshal(p.SMS[:3])
-	if wantJSON := `[{"provider":"twilio","name":"tw","account_sid":"{env.TWILIO_SID}","auth_token":"{env.TWILIO_TOKEN}","from":"+15550001111","messaging_service_sid":"MG0123","api_url":"http://127.0.0.1:1"},` +
-		`{"provider":"vonage","from":"Acme","api_key":"{env.VONAGE_KEY}","api_secret":"{env.VONAGE_SECRET}"},` +
-		`{"provider":"messagebird","access_key":"{env.MB_KEY}","originator":"+31612345678","api_url":"https://mb-proxy.internal/"}]`; string(j) != wantJSON {
-		t.Errorf("JSON\n got %s\nwant %s", j, wantJSON)
+	want := []string{
+		`{"provider":"twilio","name":"tw","account_sid":"{env.TWILIO_SID}","auth_token":"{env.TWILIO_TOKEN}","from":"+15550001111","messaging_service_sid":"MG0123","api_url":"http://127.0.0.1:1"}`,
+		`{"provider":"vonage","from":"Acme","api_key":"{env.VONAGE_KEY}","api_secret":"{env.VONAGE_SECRET}"}`,
+		`{"provider":"messagebird","access_key":"{env.MB_KEY}","originator":"+31612345678","api_url":"https://mb-proxy.internal/"}`,
+		`{"provider":"webhook","url":"https://gw/send","secret":"s"}`,
+	}
+	if len(p.SMSRaw) != len(want) {
+		t.Fatalf("%d sms lines, want %d", len(p.SMSRaw), len(want))
+	}
+	for i, w := range want {
+		var got, exp any
+		if err := json.Unmarshal(p.SMSRaw[i], &got); err != nil {
+			t.Fatal(err)
+		}
+		_ = json.Unmarshal([]byte(w), &exp)
+		if !reflect.DeepEqual(got, exp) {
+			t.Errorf("sms[%d]\n got %s\nwant %s", i, p.SMSRaw[i], w)
+		}
 	}
 
 	for _, c := range []struct{ input, want string }{
@@ -84,7 +87,8 @@ func TestCaddyfileSMSProviders(t *testing.T) {
 		{"sms log {\n auth_token x\n}", `sms log: unknown subdirective "auth_token"`},
 		{"sms twilio https://api.twilio.com", "wrong argument count"},
 		{"sms twilio {\n auth_token a b\n}", "auth_token: want exactly one value"},
-		{"sms plivo", `sms: unknown provider "plivo" (log, webhook, twilio, vonage, messagebird)`},
+		{"sms plivo", `sms: unknown provider "plivo" (log, messagebird, twilio, vonage, webhook)`},
+		{"store sqlite a.db {\n}\nstore memory", `store: already specified`},
 	} {
 		_, err := parsePhone(t, "phone {\n"+c.input+"\n}")
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -118,15 +122,12 @@ func TestBuildSenderProviders(t *testing.T) {
 	t.Setenv("PHONE_TEST_TW_TOKEN", "tw-secret-token")
 	t.Setenv("PHONE_TEST_MB_KEY", "mb-secret-key")
 	t.Setenv("PHONE_TEST_API", api.URL)
-	p := &Phone{logger: zap.NewNop(), SMS: []SMSConfig{
-		{Provider: "twilio", AccountSID: "AC1", AuthToken: "{env.PHONE_TEST_TW_TOKEN}", From: "+15550001111", APIURL: "{env.PHONE_TEST_API}"},
-		{Provider: "messagebird", Name: "bird", AccessKey: "{env.PHONE_TEST_MB_KEY}", Originator: "Acme", APIURL: "{env.PHONE_TEST_API}"},
-	}}
-	sender, err := p.buildSender(caddy.NewReplacer())
+	sender, err := loadSender(t, `{"provider":"twilio","account_sid":"AC1","auth_token":"{env.PHONE_TEST_TW_TOKEN}","from":"+15550001111","api_url":"{env.PHONE_TEST_API}"}`,
+		`{"provider":"messagebird","name":"bird","access_key":"{env.PHONE_TEST_MB_KEY}","originator":"Acme","api_url":"{env.PHONE_TEST_API}"}`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if names := sender.(*sms.Chain).Names(); !reflect.DeepEqual(names, []string{"twilio", "bird"}) {
+	if names := sender.Names(); !reflect.DeepEqual(names, []string{"twilio", "bird"}) {
 		t.Errorf("names %v", names)
 	}
 	if err := sender.Send(context.Background(), sms.Message{ID: "m1", To: "+33612345678", Body: "code 123456", Code: "123456"}); err != nil {
@@ -148,20 +149,31 @@ func TestBuildSenderProviders(t *testing.T) {
 	}
 
 	// An unset variable empties the field: the error names it.
-	for _, c := range []struct {
-		sc   SMSConfig
-		want string
-	}{
-		{SMSConfig{Provider: "twilio", AccountSID: "{env.PHONE_TEST_UNSET}", AuthToken: "t", From: "+1"}, "sms[0]: sms twilio: account_sid is required"},
-		{SMSConfig{Provider: "vonage", APIKey: "k", APISecret: "{env.PHONE_TEST_UNSET}", From: "Acme"}, "sms[0]: sms vonage: api_secret is required"},
-		{SMSConfig{Provider: "messagebird", AccessKey: "k"}, "sms[0]: sms messagebird: originator is required"},
-		{SMSConfig{Provider: "twilio", AccountSID: "AC1", AuthToken: "t", From: "+1", APIURL: "localhost:8080"}, "sms[0]: sms twilio: api_url must be"},
+	for _, c := range []struct{ sc, want string }{
+		{`{"provider":"twilio","account_sid":"{env.PHONE_TEST_UNSET}","auth_token":"t","from":"+1"}`, "sms twilio: account_sid is required"},
+		{`{"provider":"vonage","api_key":"k","api_secret":"{env.PHONE_TEST_UNSET}","from":"Acme"}`, "sms vonage: api_secret is required"},
+		{`{"provider":"messagebird","access_key":"k"}`, "sms messagebird: originator is required"},
+		{`{"provider":"twilio","account_sid":"AC1","auth_token":"t","from":"+1","api_url":"localhost:8080"}`, "sms twilio: api_url must be"},
 	} {
-		p := &Phone{logger: zap.NewNop(), SMS: []SMSConfig{c.sc}}
-		if _, err := p.buildSender(caddy.NewReplacer()); err == nil || !strings.HasPrefix(err.Error(), c.want) {
-			t.Errorf("%+v: err = %v, want %q", c.sc, err, c.want)
+		if _, err := loadSender(t, c.sc); err == nil || !strings.HasPrefix(err.Error(), "sms: ") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want %q", c.sc, err, c.want)
 		} else if errors.Is(err, sms.ErrDeliveryFailed) {
 			t.Errorf("config error wraps ErrDeliveryFailed: %v", err)
 		}
 	}
+}
+
+// loadSender loads the sms modules of a config, as Provision does, and
+// returns their chain.
+func loadSender(t *testing.T, providers ...string) (*sms.Chain, error) {
+	t.Helper()
+	p := &Phone{logger: zap.NewNop()}
+	for _, raw := range providers {
+		p.SMSRaw = append(p.SMSRaw, json.RawMessage(raw))
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	var c checked
+	err := p.loadBackends(ctx, &c)
+	return c.sender, err
 }

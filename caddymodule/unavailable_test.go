@@ -41,7 +41,7 @@ func TestStoreUnavailableKeepsChallenge(t *testing.T) {
 	p := provisionPhone(t, benchConfig)
 	users := &flakyUsers{Users: store.NewMemoryUsers()}
 	sink := &instantSink{codes: map[string]string{}}
-	cfg, err := p.flowConfig()
+	cfg, err := p.rules()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,55 +107,6 @@ type PhoneNumbers interface {
 	DeletePhoneNumber(ctx context.Context, id string) (PhoneNumber, error)
 }
 
-// Unwrapper is implemented by a Users that wraps another (a metering or
-// caching layer), so OpenPhoneNumbers can reach the backend beneath it.
-type Unwrapper interface {
-	Unwrap() Users
-}
-
-// OpenPhoneNumbers returns the PhoneNumbers of the backend under u,
-// creating its tables when needed. It sees through CachedUsers (whose
-// entries it then drops on every write) and any Unwrapper. A backend
-// without it (the http store) gives ErrNotSupported.
-func OpenPhoneNumbers(ctx context.Context, u Users) (PhoneNumbers, error) {
-	var caches []*CachedUsers
-	for {
-		switch w := u.(type) {
-		case *CachedUsers:
-			caches = append(caches, w)
-			u = w.Users
-			continue
-		case Unwrapper:
-			u = w.Unwrap()
-			continue
-		}
-		break
-	}
-	var pn PhoneNumbers
-	switch b := u.(type) {
-	case *MemoryUsers:
-		pn = &numbersService{b: b.numbersBackend()}
-	case *SQLiteUsers:
-		nb, err := b.openNumbers(ctx)
-		if err != nil {
-			return nil, err
-		}
-		pn = &numbersService{b: nb}
-	case *PostgresUsers:
-		nb, err := b.openNumbers(ctx)
-		if err != nil {
-			return nil, err
-		}
-		pn = &numbersService{b: nb, single: b.legacy != nil}
-	default:
-		return nil, fmt.Errorf("%w: %T keeps one number per user", ErrNotSupported, u)
-	}
-	if len(caches) > 0 {
-		pn = forgetfulNumbers{pn, caches}
-	}
-	return pn, nil
-}
-
 // numbersBackend is what a backend provides: finding the owner of an ID
 // and running a function over one user's numbers in a transaction.
 type numbersBackend interface {

@@ -479,11 +479,21 @@ func pnConcurrentSameNumber(t *testing.T, s numbersStore) {
 
 // --- backends -----------------------------------------------------------
 
-func openNumbers(t *testing.T, u store.Users) store.PhoneNumbers {
+// backend is a store that tells what it can do.
+type backend interface {
+	store.Users
+	Backend() store.Backend
+}
+
+func openNumbers(t *testing.T, u backend) store.PhoneNumbers {
 	t.Helper()
-	pn, err := store.OpenPhoneNumbers(pnCtx(t), u)
+	open := u.Backend().Numbers
+	if open == nil {
+		t.Fatalf("%T offers no phone numbers", u)
+	}
+	pn, err := open(pnCtx(t))
 	if err != nil {
-		t.Fatalf("OpenPhoneNumbers(%T): %v", u, err)
+		t.Fatalf("open phone numbers of %T: %v", u, err)
 	}
 	return pn
 }
@@ -506,11 +516,12 @@ func TestPhoneNumbersSQLite(t *testing.T) {
 // copy, so Peek never shows a primary number the admin API replaced.
 func TestPhoneNumbersSQLiteCached(t *testing.T) {
 	testPhoneNumbers(t, func(t *testing.T) numbersStore {
-		c, err := store.NewCachedUsers(openSQLite(t, filepath.Join(t.TempDir(), "phone.db")), time.Minute, 1)
+		u := openSQLite(t, filepath.Join(t.TempDir(), "phone.db"))
+		c, err := store.NewCachedUsers(u, time.Minute, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return numbersStore{peekUsers{c}, openNumbers(t, wrapped{c})}
+		return numbersStore{peekUsers{c}, c.ForgetOnWrite(openNumbers(t, u))}
 	})
 }
 
@@ -518,11 +529,6 @@ func TestPhoneNumbersSQLiteCached(t *testing.T) {
 type peekUsers struct{ *store.CachedUsers }
 
 func (p peekUsers) Get(ctx context.Context, id string) (store.User, error) { return p.Peek(ctx, id) }
-
-// wrapped is a metering-style wrapper that OpenPhoneNumbers sees through.
-type wrapped struct{ store.Users }
-
-func (w wrapped) Unwrap() store.Users { return w.Users }
 
 func TestPhoneNumbersPostgres(t *testing.T) {
 	pgBaseDSN(t)
@@ -565,8 +571,9 @@ func TestPhoneNumbersNotSupported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = store.OpenPhoneNumbers(context.Background(), h)
-	wantErr(t, err, store.ErrNotSupported)
+	if h.Backend().Numbers != nil {
+		t.Fatal("the http store offers phone numbers; it keeps one number per user")
+	}
 }
 
 // Numbers stored before the admin API was enabled show up as primaries,

@@ -125,6 +125,7 @@ type PostgresUsers struct {
 	timeout time.Duration
 	sql     pgQueries
 	legacy  *pgLegacy // nil without a users table mapping
+	schema  string    // PostgresConfig.Schema, for the outbox's table
 	// outboxAdd is the outbox's insert, set once Outbox created its table.
 	outboxAdd atomic.Pointer[string]
 }
@@ -171,7 +172,7 @@ func OpenPostgres(ctx context.Context, cfg PostgresConfig) (*PostgresUsers, erro
 	if err != nil {
 		return nil, fmt.Errorf("%w: postgres: open: %w", ErrUnavailable, err)
 	}
-	s := &PostgresUsers{pool: pool, timeout: cfg.QueryTimeout}
+	s := &PostgresUsers{pool: pool, timeout: cfg.QueryTimeout, schema: cfg.Schema}
 	octx, cancel := context.WithTimeout(ctx, 3*cfg.QueryTimeout)
 	defer cancel()
 	if err := s.migrate(octx, cfg.Schema); err != nil {

@@ -176,16 +176,13 @@ func TestAdaptBackends(t *testing.T) {
 		{"store http", `store http http://legacy:3000 {
 			get GET /internal/users/{user_id}
 			set PATCH /internal/users/{user_id}
-			lookup /internal/users?phone={phone}
 			header Authorization "Bearer {env.LEGACY_TOKEN}"
 			phone_field phone
 			verified_field phone_verified
-			id_field id
 			timeout 2s
 		}`, "store", `{"backend":"http","url":"http://legacy:3000","get":{"method":"GET","path":"/internal/users/{user_id}"},
-			"set":{"method":"PATCH","path":"/internal/users/{user_id}"},"lookup":"/internal/users?phone={phone}",
-			"headers":{"Authorization":"Bearer {env.LEGACY_TOKEN}"},"phone_field":"phone","verified_field":"phone_verified",
-			"id_field":"id","timeout":2000000000}`},
+			"set":{"method":"PATCH","path":"/internal/users/{user_id}"},"headers":{"Authorization":"Bearer {env.LEGACY_TOKEN}"},"phone_field":"phone","verified_field":"phone_verified",
+			"timeout":2000000000}`},
 		{"cache redis", `cache redis redis://127.0.0.1:6379/0 {
 			key_prefix phone:
 			timeout 1s
@@ -237,10 +234,13 @@ func TestAdaptMinimal(t *testing.T) {
 }
 
 // rawSite is a whole Caddyfile, admin endpoint kept, around a phone block
-// given verbatim after `store memory` (so that a config that loads leaves
-// no database file behind; a `store` line in phone overrides it).
+// given verbatim, with `store memory` added unless the block has a store
+// line (so that a config that loads leaves no database file behind).
 func rawSite(phone string) string {
-	return fmt.Sprintf("{\n\tadmin localhost:%d\n\thttp_port %d\n}\n:%d {\n\tphone {\n\t\tstore memory\n%s\n\t}\n\trespond ok\n}\n",
+	if !regexp.MustCompile(`(?m)^\s*store\s`).MatchString(phone) {
+		phone = "\t\tstore memory\n" + phone
+	}
+	return fmt.Sprintf("{\n\tadmin localhost:%d\n\thttp_port %d\n}\n:%d {\n\tphone {\n%s\n\t}\n\trespond ok\n}\n",
 		adminPort, httpPort, httpPort, phone)
 }
 
@@ -290,6 +290,20 @@ func TestInvalidConfigRefused(t *testing.T) {
 		{"redis without secret", jwtOK + smsOK + "cache redis redis://127.0.0.1:1/0", []string{"secret", "redis"}, false},
 		{"unknown store subdirective", jwtOK + smsOK + "store sqlite /tmp/x.db {\n users_table users\n}", []string{"users_table"}, true},
 		{"tiny cache", jwtOK + smsOK + "cache bigcache {\n max_size 1KB\n}", []string{"max_size"}, false},
+		// A setting that may appear once, given twice (SPEC §2).
+		{"two stores", jwtOK + smsOK + "store memory\nstore sqlite /tmp/never.db", []string{"store", "already specified"}, true},
+		{"two caches", jwtOK + smsOK + "cache bigcache\ncache bigcache", []string{"cache", "already specified"}, true},
+		{"two secrets", jwtOK + smsOK + "secret 0123456789abcdef\nsecret 0123456789abcdeg", []string{"secret", "already specified"}, true},
+		{"two jwt blocks", jwtOK + jwtOK + smsOK, []string{"jwt", "already specified"}, true},
+		{"two events", jwtOK + smsOK + "events http://127.0.0.1:1/a\nevents http://127.0.0.1:1/b", []string{"events", "already specified"}, true},
+		{"two admin blocks", jwtOK + smsOK + "admin {\n api_key 0123456789abcdefXYZ\n}\nadmin {\n api_key 0123456789abcdefXYZ\n}", []string{"admin", "already specified"}, true},
+		{"jwt issuer twice", "jwt {\n secret x\n issuer a\n issuer b\n}\n" + smsOK, []string{"issuer", "already specified"}, true},
+		{"otp ttl twice", jwtOK + smsOK + "otp {\n ttl 1m\n ttl 2m\n}", []string{"ttl", "already specified"}, true},
+		{"limit twice", jwtOK + smsOK + "limits {\n global 5 1m\n global 6 1m\n}", []string{"global", "already specified"}, true},
+		{"postgres schema twice", jwtOK + smsOK + "store postgres postgres://x {\n schema a\n schema b\n}", []string{"schema", "already specified"}, true},
+		{"sms twilio from twice", jwtOK + "sms twilio {\n from +1\n from +2\n}", []string{"from", "already specified"}, true},
+		{"template locale twice", jwtOK + smsOK + "template fr \"a {code}\"\ntemplate fr \"b {code}\"", []string{"template fr", "already specified"}, true},
+		{"compat vendor twice", jwtOK + smsOK + "compat reachfive\ncompat reachfive", []string{"compat reachfive", "already specified"}, true},
 	}
 	// The wrapper itself is a valid config.
 	if status, body := loadRaw(t, rawSite(jwtOK+smsOK)); status != 200 {

@@ -147,19 +147,10 @@ const claimFor = 30 * time.Second
 
 // New checks cfg and builds a Service.
 func New(cfg Config, d Deps) (*Service, error) {
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
 	switch {
-	case cfg.CodeLength < 4 || cfg.CodeLength > 10:
-		return nil, fmt.Errorf("otp: length must be 4..10, got %d", cfg.CodeLength)
-	case cfg.TTL < time.Second:
-		return nil, fmt.Errorf("otp: ttl must be at least 1s, got %s", cfg.TTL)
-	case cfg.TTL > MaxTTL:
-		// A challenge entry lives twice its ttl, and caches hold entries
-		// for at most 24h.
-		return nil, fmt.Errorf("otp: ttl must be at most %s, got %s", MaxTTL, cfg.TTL)
-	case cfg.MaxAttempts < 1:
-		return nil, fmt.Errorf("otp: max_attempts must be at least 1, got %d", cfg.MaxAttempts)
-	case cfg.ResendAfter < 0:
-		return nil, fmt.Errorf("otp: resend_after must be >= 0, got %s", cfg.ResendAfter)
 	case len(cfg.Secret) < 16:
 		return nil, errors.New("secret: must be at least 16 bytes")
 	case d.Users == nil || d.Cache == nil || d.Sender == nil || d.Numbers == nil:

@@ -1,0 +1,93 @@
+package caddymodule
+
+import (
+	"fmt"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/dustin/go-humanize"
+	"go.uber.org/zap"
+
+	"github.com/caddy-phone/caddy-phone/store"
+)
+
+func init() { caddy.RegisterModule(BigCache{}) }
+
+// BigCache is `cache bigcache`, the default: challenges and counters in
+// this process's memory, kept across config reloads.
+//
+//	cache bigcache {
+//	    max_size <size>
+//	}
+type BigCache struct {
+	// Memory bound in bytes; default 256 MiB, at least 1 MiB.
+	MaxSize int64 `json:"max_size,omitempty"`
+}
+
+const defaultCacheSize = 256 << 20
+
+// CaddyModule returns the Caddy module information.
+func (BigCache) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: cacheNamespace + ".bigcache", New: func() caddy.Module { return new(BigCache) }}
+}
+
+// UnmarshalCaddyfile reads the block.
+func (c *BigCache) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next()
+	if err := noArgs(d); err != nil {
+		return err
+	}
+	seen := once{}
+	for d.NextBlock(0) {
+		if d.Val() != "max_size" {
+			return d.Errf("cache bigcache: unknown subdirective %q", d.Val())
+		}
+		if err := seen.check(d); err != nil {
+			return err
+		}
+		var s string
+		if err := oneArg(d, &s); err != nil {
+			return err
+		}
+		n, err := humanize.ParseBytes(s)
+		if err != nil {
+			return d.Errf("cache: max_size: bad size %q", s)
+		}
+		c.MaxSize = int64(n)
+	}
+	return nil
+}
+
+// Provision fills the default size.
+func (c *BigCache) Provision(caddy.Context) error {
+	if c.MaxSize == 0 {
+		c.MaxSize = defaultCacheSize
+	}
+	return nil
+}
+
+// Validate checks the size.
+func (c *BigCache) Validate() error {
+	if c.MaxSize < 1<<20 {
+		return fmt.Errorf("cache: max_size must be at least 1MB, got %d bytes", c.MaxSize)
+	}
+	return nil
+}
+
+// PoolKey is the size: configs asking for the same size share a cache.
+func (c *BigCache) PoolKey() string { return fmt.Sprintf("bigcache/%d", c.MaxSize) }
+
+// Shared is false: no other process sees this memory.
+func (*BigCache) Shared() bool { return false }
+
+// OpenCache allocates the cache.
+func (c *BigCache) OpenCache(caddy.Context, *zap.Logger) (ClosingCache, error) {
+	return store.NewBigCache(store.BigCacheConfig{MaxSizeMB: int(c.MaxSize >> 20)})
+}
+
+var (
+	_ CacheModule           = (*BigCache)(nil)
+	_ caddy.Provisioner     = (*BigCache)(nil)
+	_ caddy.Validator       = (*BigCache)(nil)
+	_ caddyfile.Unmarshaler = (*BigCache)(nil)
+)

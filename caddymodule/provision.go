@@ -1,0 +1,324 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-phone/caddy-phone/caddymodule/bearer"
+	"github.com/caddy-phone/caddy-phone/caddymodule/flow"
+	"github.com/caddy-phone/caddy-phone/caddymodule/numbers"
+	"github.com/caddy-phone/caddy-phone/sms"
+	"github.com/caddy-phone/caddy-phone/store"
+)
+
+// Defaults of SPEC §2.
+const (
+	defaultPrefix      = "/phone"
+	defaultCodeLength  = 6
+	defaultTTL         = 10 * time.Minute
+	defaultMaxAttempts = 5
+	defaultResendAfter = 60 * time.Second
+)
+
+// checked is what Provision's first half resolved from the config, every
+// setting checked, nothing opened yet.
+type checked struct {
+	rules     flow.Config
+	numbers   *numbers.Checker
+	sender    *sms.Chain
+	storeMod  StoreModule
+	cacheMod  CacheModule
+	secret    string // expanded; "" for a random per-process key
+	adminKey  string // expanded
+	eventsURL string // expanded
+}
+
+// Provision checks every setting first, opening nothing, so that a bad
+// config fails `caddy validate` before any database is opened or
+// migrated (SPEC §2); then it opens the backends and builds the rules.
+func (p *Phone) Provision(ctx caddy.Context) error {
+	p.logger = ctx.Logger()
+	c, err := p.check(ctx)
+	if err != nil {
+		return err
+	}
+	return p.open(ctx, c)
+}
+
+// check fills defaults, checks every setting and loads the backend
+// modules (whose Provision only checks). It does no I/O beyond reading
+// key files.
+func (p *Phone) check(ctx caddy.Context) (c checked, err error) {
+	repl := caddy.NewReplacer()
+	if p.Prefix == "" {
+		p.Prefix = defaultPrefix
+	}
+	p.Prefix = strings.TrimSuffix(p.Prefix, "/")
+	if err := p.Validate(); err != nil {
+		return c, err
+	}
+	p.routeStatus, p.routeUpdate, p.routeVerify = p.Prefix, p.Prefix+"/update", p.Prefix+"/verify"
+	p.routeResend, p.routePending = p.Prefix+"/resend", p.Prefix+"/pending"
+	p.routeAdmin = p.Prefix + "/v1/"
+	if err := p.checkCompat(); err != nil {
+		return c, err
+	}
+	if p.verifier, err = p.newVerifier(ctx, repl); err != nil {
+		return c, err
+	}
+	if p.Numbers != nil {
+		policy := numbers.Policy{DefaultRegion: p.Numbers.DefaultRegion, Allow: p.Numbers.AllowCountries,
+			Deny: p.Numbers.DenyCountries, Types: p.Numbers.Types}
+		c.numbers, err = policy.Compile()
+	} else {
+		c.numbers, err = numbers.Policy{}.Compile()
+	}
+	if err != nil {
+		return c, err
+	}
+	if c.rules, err = p.flowConfig(); err != nil {
+		return c, err
+	}
+	c.secret = repl.ReplaceKnown(p.Secret, "")
+	if c.secret != "" && len(c.secret) < 16 {
+		return c, errors.New("secret: must be at least 16 characters")
+	}
+	if c.adminKey, err = p.checkAdmin(repl); err != nil {
+		return c, err
+	}
+	if p.Events != nil {
+		c.eventsURL = repl.ReplaceKnown(p.Events.URL, "")
+		if !strings.HasPrefix(c.eventsURL, "https://") && !strings.HasPrefix(c.eventsURL, "http://") {
+			return c, errors.New("events: url must be an absolute http:// or https:// URL")
+		}
+	}
+	if len(p.RequireVerified) > 0 {
+		p.gate = caddyhttp.MatchPath(append([]string(nil), p.RequireVerified...))
+		if err := p.gate.Provision(ctx); err != nil {
+			return c, fmt.Errorf("require_verified: %w", err)
+		}
+	}
+	if err := initMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return c, fmt.Errorf("metrics: %w", err)
+	}
+	if err := p.loadBackends(ctx, &c); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func (p *Phone) checkCompat() error {
+	for _, c := range p.Compat {
+		switch c {
+		case "descope":
+			// Descope's SDK sends "Bearer <project_id>[:<jwt>]": without a
+			// project_id every call would be a 401.
+			if p.JWT == nil || p.JWT.ProjectID == "" {
+				return errors.New("compat descope: needs jwt { project_id … }")
+			}
+			p.descope = true
+		case "reachfive":
+			p.reachfive = true
+		default:
+			return fmt.Errorf("compat: unknown product %q (descope, reachfive)", c)
+		}
+	}
+	return nil
+}
+
+func (p *Phone) newVerifier(ctx caddy.Context, repl *caddy.Replacer) (*bearer.Verifier, error) {
+	if p.JWT == nil {
+		return nil, errors.New("jwt: required (secret, public_key_file or jwks_url)")
+	}
+	p.maxAge = time.Duration(p.JWT.MaxAuthAge)
+	return bearer.New(ctx, bearer.Config{
+		Secret:         repl.ReplaceKnown(p.JWT.Secret, ""),
+		PublicKeyFiles: replaceAll(repl, p.JWT.PublicKeyFiles),
+		JWKSURL:        repl.ReplaceKnown(p.JWT.JWKSURL, ""),
+		Algorithms:     p.JWT.Algorithms,
+		Issuer:         repl.ReplaceKnown(p.JWT.Issuer, ""),
+		Audience:       replaceAll(repl, p.JWT.Audience),
+		UserClaim:      p.JWT.UserClaim,
+		Leeway:         time.Duration(p.JWT.Leeway),
+		ProjectID:      repl.ReplaceKnown(p.JWT.ProjectID, ""),
+		Logger:         p.logger.Named("jwt"),
+	})
+}
+
+// loadBackends loads the store, cache and sms modules; each checks its
+// own settings as it is provisioned.
+func (p *Phone) loadBackends(ctx caddy.Context, c *checked) error {
+	if len(p.SMSRaw) == 0 {
+		return fmt.Errorf("sms: at least one provider is required (%s)", moduleNames(smsNamespace))
+	}
+	var err error
+	if p.StoreRaw, err = withDefault(p.StoreRaw, "backend", "sqlite"); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if p.CacheRaw, err = withDefault(p.CacheRaw, "backend", "bigcache"); err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	mod, err := ctx.LoadModule(p, "StoreRaw")
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	c.storeMod = mod.(StoreModule)
+	if mod, err = ctx.LoadModule(p, "CacheRaw"); err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	c.cacheMod = mod.(CacheModule)
+	// Instances sharing a cache must hash codes with one key: a random
+	// per-process key would make a code sent by one fail on another.
+	if c.cacheMod.Shared() && c.secret == "" {
+		return fmt.Errorf("secret: required with cache %s, so every instance hashes codes alike", c.cacheMod.CaddyModule().ID.Name())
+	}
+	mods, err := ctx.LoadModule(p, "SMSRaw")
+	if err != nil {
+		return fmt.Errorf("sms: %w", err)
+	}
+	providers := make([]sms.Provider, 0, len(p.SMSRaw))
+	for _, m := range mods.([]any) {
+		providers = append(providers, meteredProvider{m.(SMSModule).Provider(p.logger)})
+	}
+	c.sender = sms.NewChain(providers...)
+	c.sender.Logger = p.logger.Named("sms")
+	return nil
+}
+
+// open opens the cache and the store and builds the rules.
+func (p *Phone) open(ctx caddy.Context, c checked) error {
+	var err error
+	if p.cache, err = loadCache(ctx, c.cacheMod, c.secret, p.logger); err != nil {
+		return err
+	}
+	p.storeID = c.storeMod.Identity()
+	if p.backend, err = c.storeMod.OpenStore(ctx); err != nil {
+		return fmt.Errorf("store %s: %w", c.storeMod.CaddyModule().ID.Name(), err)
+	}
+	var cached *store.CachedUsers
+	if p.backend.Local {
+		p.users, p.peek = p.backend.Users, p.backend.Users.Get
+	} else {
+		if cached, err = store.NewCachedUsers(meteredUsers{p.backend.Users}, readCacheTTL, readCacheMB); err != nil {
+			return err
+		}
+		p.users, p.peek = cached, cached.Peek
+	}
+	if err := p.provisionAdmin(ctx, c, cached); err != nil {
+		return err
+	}
+	emitter, err := p.provisionEvents(ctx, c.eventsURL)
+	if err != nil {
+		return err
+	}
+	c.rules.Secret = p.cache.secret // the pooled cache's key
+	p.flowCache = namespaced(p.cache.cache, cacheNamespaceOf(p.storeID))
+	p.service, err = flow.New(c.rules, flow.Deps{Users: p.users, Cache: p.flowCache, Sender: c.sender, Numbers: c.numbers,
+		ReadUsers: peekUsers{p.users, p.peek}, Events: emitter, Logger: p.logger})
+	return err
+}
+
+// cacheNamespaceOf names a store's keys in a shared cache.
+func cacheNamespaceOf(storeID string) string {
+	sum := sha256.Sum256([]byte(storeID))
+	return hex.EncodeToString(sum[:6]) + ":"
+}
+
+func (p *Phone) flowConfig() (flow.Config, error) {
+	cfg := flow.Config{
+		Verification:   p.Verification == nil || *p.Verification,
+		CodeLength:     defaultCodeLength,
+		TTL:            defaultTTL,
+		MaxAttempts:    defaultMaxAttempts,
+		ResendAfter:    defaultResendAfter,
+		Limits:         flow.DefaultLimits,
+		AppName:        p.AppName,
+		Templates:      sms.Templates{Default: p.Template, ByLocale: p.Templates},
+		NotifyPrevious: p.NotifyPrevious,
+	}
+	if p.AppName == "" {
+		cfg.AppName = "your account"
+	}
+	if o := p.OTP; o != nil {
+		if o.Length != 0 {
+			cfg.CodeLength = o.Length
+		}
+		if o.TTL != 0 {
+			cfg.TTL = time.Duration(o.TTL)
+		}
+		if o.MaxAttempts != 0 {
+			cfg.MaxAttempts = o.MaxAttempts
+		}
+		if o.ResendAfter != nil {
+			cfg.ResendAfter = time.Duration(*o.ResendAfter)
+		}
+	}
+	if l := p.Limits; l != nil {
+		for _, name := range flow.LimitNames {
+			if in := *l.slot(name); in != nil {
+				*cfg.Limits.Slot(name) = flow.Limit{Count: in.Count, Window: time.Duration(in.Window)}
+			}
+		}
+	}
+	if err := cfg.Check(); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Templates.Validate()
+}
+
+// The read cache in front of a real store: a few seconds, so a second
+// Caddy instance's write shows in headers and GET /phone within that time.
+const (
+	readCacheTTL = 2 * time.Second
+	readCacheMB  = 16
+)
+
+// peekUsers is a read-only Users that reads through peek.
+type peekUsers struct {
+	store.Users
+	peek func(ctx context.Context, userID string) (store.User, error)
+}
+
+func (p peekUsers) Get(ctx context.Context, userID string) (store.User, error) {
+	return p.peek(ctx, userID)
+}
+
+// Validate checks what Provision could not.
+func (p *Phone) Validate() error {
+	if !strings.HasPrefix(p.Prefix, "/") {
+		return fmt.Errorf("prefix: must start with /, got %q", p.Prefix)
+	}
+	return nil
+}
+
+// Cleanup releases the store and this config's hold on the shared cache.
+func (p *Phone) Cleanup() error {
+	// The dispatcher first: its outbox lives in the store.
+	errs := []error{p.stopEvents()}
+	if p.users != nil {
+		errs = append(errs, p.users.Close())
+	} else if p.backend.Users != nil {
+		errs = append(errs, p.backend.Users.Close())
+	}
+	if p.cache != nil {
+		_, err := cachePool.Delete(p.cache.key)
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func replaceAll(repl *caddy.Replacer, in []string) []string {
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = repl.ReplaceKnown(s, "")
+	}
+	return out
+}
