@@ -37,14 +37,7 @@ func (c *BigCache) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if err := noArgs(d); err != nil {
 		return err
 	}
-	seen := once{}
-	for d.NextBlock(0) {
-		if d.Val() != "max_size" {
-			return d.Errf("cache bigcache: unknown subdirective %q", d.Val())
-		}
-		if err := seen.check(d); err != nil {
-			return err
-		}
+	return parseBlock(d, 0, "cache bigcache", map[string]setting{"max_size": func(d *caddyfile.Dispenser) error {
 		var s string
 		if err := oneArg(d, &s); err != nil {
 			return err
@@ -54,8 +47,8 @@ func (c *BigCache) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("cache: max_size: bad size %q", s)
 		}
 		c.MaxSize = int64(n)
-	}
-	return nil
+		return nil
+	}})
 }
 
 // Provision fills the default size.

@@ -50,25 +50,7 @@ func (c *RedisCache) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if err := noArgs(d); err != nil {
 		return err
 	}
-	seen := once{}
-	for d.NextBlock(0) {
-		if err := seen.check(d); err != nil {
-			return err
-		}
-		var err error
-		switch d.Val() {
-		case "key_prefix":
-			err = oneArg(d, &c.KeyPrefix)
-		case "timeout":
-			err = durationArg(d, &c.Timeout)
-		default:
-			return d.Errf("cache redis: unknown subdirective %q", d.Val())
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return parseBlock(d, 0, "cache redis", map[string]setting{"key_prefix": str(&c.KeyPrefix), "timeout": dur(&c.Timeout)})
 }
 
 // Provision expands the URL.

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"slices"
 	"strconv"
 	"time"
 
@@ -25,8 +26,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax
-// (each backend's own block is in the godoc of its module: store_*.go,
-// cache_*.go, sms_*.go):
+// (each backend parses its own line and block: see the godoc of its
+// module in store_*.go, cache_*.go and sms_*.go):
 //
 //	phone {
 //	    prefix        /phone
@@ -68,7 +69,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    require_verified <path...>               # repeatable
 //	    events <url> [{ secret <secret> }]
 //	    notify_previous
-//	    compat descope|reachfive ...             # repeatable
+//	    compat descope|reachfive ...             # repeatable, each vendor once
 //	    admin {
 //	        api_key <key>
 //	        claim   <name> [<value>]
@@ -81,73 +82,44 @@ func (p *Phone) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.Errf("phone takes no arguments (use `prefix` inside the block): %q", d.Val())
 	}
-	seen := once{}
-	for d.NextBlock(0) {
-		name := d.Val()
-		switch name {
-		case "sms", "template", "compat", "require_verified":
-		default:
-			if err := seen.check(d); err != nil {
-				return err
-			}
-		}
-		var err error
-		switch name {
-		case "prefix":
-			err = oneArg(d, &p.Prefix)
-		case "verification":
-			err = parseVerification(d, p)
-		case "jwt":
-			p.JWT = new(JWTConfig)
-			err = parseJWT(d, p.JWT)
-		case "otp":
-			p.OTP = new(OTPConfig)
-			err = parseOTP(d, p.OTP)
-		case "limits":
-			p.Limits = new(LimitsConfig)
-			err = parseLimits(d, p.Limits)
-		case "numbers":
-			p.Numbers = new(NumbersConfig)
-			err = parseNumbers(d, p.Numbers)
-		case "store":
-			p.StoreRaw, err = backendName(d, storeNamespace, "backend")
-		case "cache":
-			p.CacheRaw, err = backendName(d, cacheNamespace, "backend")
-		case "sms":
-			var raw []byte
-			raw, err = backendName(d, smsNamespace, "provider")
-			p.SMSRaw = append(p.SMSRaw, raw)
-		case "secret":
-			err = oneArg(d, &p.Secret)
-		case "template":
-			err = parseTemplate(d, p)
-		case "app_name":
-			err = oneArg(d, &p.AppName)
-		case "inject_headers":
-			p.InjectHeaders, err = true, noArgs(d)
-		case "require_verified":
-			var paths []string
-			paths, err = someArgs(d)
-			p.RequireVerified = append(p.RequireVerified, paths...)
-		case "events":
-			p.Events, err = parseEvents(d)
-		case "notify_previous":
-			p.NotifyPrevious, err = true, noArgs(d)
-		case "compat":
-			err = parseCompat(d, p)
-		case "admin":
-			p.Admin, err = parseAdmin(d)
-		default:
-			return d.Errf("phone: unknown subdirective %q", name)
-		}
-		if err != nil {
+	return parseBlock(d, 0, "phone", map[string]setting{
+		"prefix":       str(&p.Prefix),
+		"verification": p.parseVerification,
+		"jwt":          p.parseJWT,
+		"otp":          p.parseOTP,
+		"limits":       p.parseLimits,
+		"numbers":      p.parseNumbers,
+		"store": func(d *caddyfile.Dispenser) (err error) {
+			p.StoreRaw, err = backendModule(d, storeNamespace, "backend")
 			return err
-		}
-	}
-	return nil
+		},
+		"cache": func(d *caddyfile.Dispenser) (err error) {
+			p.CacheRaw, err = backendModule(d, cacheNamespace, "backend")
+			return err
+		},
+		"sms": func(d *caddyfile.Dispenser) error {
+			raw, err := backendModule(d, smsNamespace, "provider")
+			p.SMSRaw = append(p.SMSRaw, raw)
+			return err
+		},
+		"secret":         str(&p.Secret),
+		"template":       p.parseTemplate,
+		"app_name":       str(&p.AppName),
+		"inject_headers": flag(&p.InjectHeaders),
+		"require_verified": func(d *caddyfile.Dispenser) error {
+			var paths []string
+			err := strs(&paths)(d)
+			p.RequireVerified = append(p.RequireVerified, paths...)
+			return err
+		},
+		"events":          p.parseEvents,
+		"notify_previous": flag(&p.NotifyPrevious),
+		"compat":          p.parseCompat,
+		"admin":           p.parseAdmin,
+	}, "sms", "template", "compat", "require_verified")
 }
 
-func parseVerification(d *caddyfile.Dispenser, p *Phone) error {
+func (p *Phone) parseVerification(d *caddyfile.Dispenser) error {
 	var v string
 	if err := oneArg(d, &v); err != nil {
 		return err
@@ -164,7 +136,7 @@ func parseVerification(d *caddyfile.Dispenser, p *Phone) error {
 	return nil
 }
 
-func parseTemplate(d *caddyfile.Dispenser, p *Phone) error {
+func (p *Phone) parseTemplate(d *caddyfile.Dispenser) error {
 	args := d.RemainingArgs()
 	switch {
 	case len(args) == 1 && p.Template != "":
@@ -184,211 +156,146 @@ func parseTemplate(d *caddyfile.Dispenser, p *Phone) error {
 	return nil
 }
 
-// compatProducts are the vendors `compat` may name.
-var compatProducts = map[string]bool{"descope": true, "reachfive": true}
-
-func parseCompat(d *caddyfile.Dispenser, p *Phone) error {
-	products, err := someArgs(d)
-	if err != nil {
+func (p *Phone) parseCompat(d *caddyfile.Dispenser) error {
+	var products []string
+	if err := strs(&products)(d); err != nil {
 		return err
 	}
 	for _, c := range products {
 		if !compatProducts[c] {
-			return d.Errf("compat: unknown product %q (descope, reachfive)", c)
+			return d.Errf("compat: unknown product %q (%s)", c, compatNames())
 		}
-		for _, had := range p.Compat {
-			if had == c {
-				return d.Errf("compat %s: already specified", c)
-			}
+		if slices.Contains(p.Compat, c) {
+			return d.Errf("compat %s: already specified", c)
 		}
 		p.Compat = append(p.Compat, c)
 	}
 	return nil
 }
 
-func parseJWT(d *caddyfile.Dispenser, j *JWTConfig) error {
+func (p *Phone) parseJWT(d *caddyfile.Dispenser) error {
+	j := new(JWTConfig)
+	p.JWT = j
 	if err := noArgs(d); err != nil {
 		return err
 	}
-	seen := once{}
-	for d.NextBlock(1) {
-		name := d.Val()
-		if name != "public_key_file" {
-			if err := seen.check(d); err != nil {
+	return parseBlock(d, 1, "jwt", map[string]setting{
+		"secret":          str(&j.Secret),
+		"public_key_file": appendStr(&j.PublicKeyFiles),
+		"jwks_url":        str(&j.JWKSURL),
+		"algorithms":      strs(&j.Algorithms),
+		"issuer":          str(&j.Issuer),
+		"audience":        strs(&j.Audience),
+		"user_claim":      str(&j.UserClaim),
+		"leeway":          dur(&j.Leeway),
+		"project_id":      str(&j.ProjectID),
+		"max_auth_age":    dur(&j.MaxAuthAge),
+	}, "public_key_file")
+}
+
+func (p *Phone) parseOTP(d *caddyfile.Dispenser) error {
+	o := new(OTPConfig)
+	p.OTP = o
+	if err := noArgs(d); err != nil {
+		return err
+	}
+	// The bounds are flow's own checks: the same message here, with the
+	// line, as at load for a JSON config.
+	checkDur := func(dst *caddy.Duration, check func(time.Duration) error) setting {
+		return func(d *caddyfile.Dispenser) error {
+			if err := dur(dst)(d); err != nil {
 				return err
 			}
-		}
-		var err error
-		switch name {
-		case "secret":
-			err = oneArg(d, &j.Secret)
-		case "public_key_file":
-			var f string
-			err = oneArg(d, &f)
-			j.PublicKeyFiles = append(j.PublicKeyFiles, f)
-		case "jwks_url":
-			err = oneArg(d, &j.JWKSURL)
-		case "algorithms":
-			j.Algorithms, err = someArgs(d)
-		case "issuer":
-			err = oneArg(d, &j.Issuer)
-		case "audience":
-			j.Audience, err = someArgs(d)
-		case "user_claim":
-			err = oneArg(d, &j.UserClaim)
-		case "leeway":
-			err = durationArg(d, &j.Leeway)
-		case "project_id":
-			err = oneArg(d, &j.ProjectID)
-		case "max_auth_age":
-			err = durationArg(d, &j.MaxAuthAge)
-		default:
-			return d.Errf("jwt: unknown subdirective %q", name)
-		}
-		if err != nil {
-			return err
+			if err := check(time.Duration(*dst)); err != nil {
+				return d.Err(err.Error())
+			}
+			return nil
 		}
 	}
-	return nil
+	return parseBlock(d, 1, "otp", map[string]setting{
+		"length":       num(&o.Length, flow.CheckCodeLength),
+		"ttl":          checkDur(&o.TTL, flow.CheckTTL),
+		"max_attempts": num(&o.MaxAttempts, flow.CheckMaxAttempts),
+		"resend_after": func(d *caddyfile.Dispenser) error {
+			o.ResendAfter = new(caddy.Duration) // set, even to 0
+			return checkDur(o.ResendAfter, flow.CheckResendAfter)(d)
+		},
+	})
 }
 
-func parseOTP(d *caddyfile.Dispenser, o *OTPConfig) error {
+func (p *Phone) parseLimits(d *caddyfile.Dispenser) error {
+	p.Limits = LimitsConfig{}
 	if err := noArgs(d); err != nil {
 		return err
 	}
-	seen := once{}
-	for d.NextBlock(1) {
-		if err := seen.check(d); err != nil {
-			return err
-		}
-		var err error
-		switch d.Val() {
-		case "length":
-			if err = intArg(d, &o.Length); err == nil {
-				err = flow.CheckCodeLength(o.Length)
+	settings := map[string]setting{}
+	for _, name := range flow.LimitNames {
+		settings[name] = func(d *caddyfile.Dispenser) error {
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Errf("limits: %s: want <count> <window>", name)
 			}
-		case "ttl":
-			if err = durationArg(d, &o.TTL); err == nil {
-				err = flow.CheckTTL(time.Duration(o.TTL))
+			n, err := strconv.Atoi(args[0])
+			if err != nil {
+				return d.Errf("limits: %s: count must be a whole number, got %q", name, args[0])
 			}
-		case "max_attempts":
-			if err = intArg(d, &o.MaxAttempts); err == nil {
-				err = flow.CheckMaxAttempts(o.MaxAttempts)
+			w, err := caddy.ParseDuration(args[1])
+			if err != nil {
+				return d.Errf("limits: %s: bad window %q", name, args[1])
 			}
-		case "resend_after":
-			o.ResendAfter = new(caddy.Duration)
-			err = durationArg(d, o.ResendAfter)
-		default:
-			return d.Errf("otp: unknown subdirective %q", d.Val())
-		}
-		if err != nil {
-			return d.Err(err.Error())
+			if err := (flow.Limit{Count: n, Window: w}).Check(name); err != nil {
+				return d.Err(err.Error())
+			}
+			p.Limits[name] = LimitConfig{Count: n, Window: caddy.Duration(w)}
+			return nil
 		}
 	}
-	return nil
+	return parseBlock(d, 1, "limits", settings)
 }
 
-func parseLimits(d *caddyfile.Dispenser, l *LimitsConfig) error {
+func (p *Phone) parseNumbers(d *caddyfile.Dispenser) error {
+	n := new(NumbersConfig)
+	p.Numbers = n
 	if err := noArgs(d); err != nil {
 		return err
 	}
-	seen := once{}
-	for d.NextBlock(1) {
-		name := d.Val()
-		slot := l.slot(name)
-		if slot == nil {
-			return d.Errf("limits: unknown subdirective %q", name)
-		}
-		if err := seen.check(d); err != nil {
-			return err
-		}
-		args := d.RemainingArgs()
-		if len(args) != 2 {
-			return d.Errf("limits: %s: want <count> <window>", name)
-		}
-		n, err := strconv.Atoi(args[0])
-		if err != nil {
-			return d.Errf("limits: %s: count must be a whole number, got %q", name, args[0])
-		}
-		w, err := caddy.ParseDuration(args[1])
-		if err != nil {
-			return d.Errf("limits: %s: bad window %q", name, args[1])
-		}
-		if err := (flow.Limit{Count: n, Window: w}).Check(name); err != nil {
-			return d.Err(err.Error())
-		}
-		*slot = &LimitConfig{Count: n, Window: caddy.Duration(w)}
-	}
-	return nil
+	return parseBlock(d, 1, "numbers", map[string]setting{
+		"default_region":  str(&n.DefaultRegion),
+		"allow_countries": strs(&n.AllowCountries),
+		"deny_countries":  strs(&n.DenyCountries),
+		"types":           strs(&n.Types),
+	})
 }
 
-func parseNumbers(d *caddyfile.Dispenser, n *NumbersConfig) error {
-	if err := noArgs(d); err != nil {
-		return err
-	}
-	seen := once{}
-	for d.NextBlock(1) {
-		if err := seen.check(d); err != nil {
-			return err
-		}
-		var err error
-		switch d.Val() {
-		case "default_region":
-			err = oneArg(d, &n.DefaultRegion)
-		case "allow_countries":
-			n.AllowCountries, err = someArgs(d)
-		case "deny_countries":
-			n.DenyCountries, err = someArgs(d)
-		case "types":
-			n.Types, err = someArgs(d)
-		default:
-			return d.Errf("numbers: unknown subdirective %q", d.Val())
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func parseEvents(d *caddyfile.Dispenser) (*EventsConfig, error) {
+func (p *Phone) parseEvents(d *caddyfile.Dispenser) error {
 	if !d.NextArg() {
-		return nil, d.Errf("events: want a URL")
+		return d.Errf("events: want a URL")
 	}
-	ec := &EventsConfig{URL: d.Val()}
+	p.Events = &EventsConfig{URL: d.Val()}
 	if err := noArgs(d); err != nil {
-		return nil, err
+		return err
 	}
-	return ec, stringSettings(d, 1, "events", map[string]*string{"secret": &ec.Secret})
+	return parseBlock(d, 1, "events", map[string]setting{"secret": str(&p.Events.Secret)})
 }
 
-func parseAdmin(d *caddyfile.Dispenser) (*AdminConfig, error) {
+func (p *Phone) parseAdmin(d *caddyfile.Dispenser) error {
+	a := &AdminConfig{}
+	p.Admin = a
 	if err := noArgs(d); err != nil {
-		return nil, err
+		return err
 	}
-	ac := &AdminConfig{}
-	seen := once{}
-	for d.NextBlock(1) {
-		if err := seen.check(d); err != nil {
-			return nil, err
-		}
-		switch d.Val() {
-		case "api_key":
-			if err := oneArg(d, &ac.APIKey); err != nil {
-				return nil, err
-			}
-		case "claim":
+	return parseBlock(d, 1, "admin", map[string]setting{
+		"api_key": str(&a.APIKey),
+		"claim": func(d *caddyfile.Dispenser) error {
 			args := d.RemainingArgs()
 			if len(args) < 1 || len(args) > 2 {
-				return nil, d.Errf("admin: claim: want <name> [<value>]")
+				return d.Errf("admin: claim: want <name> [<value>]")
 			}
-			ac.Claim = args[0]
+			a.Claim = args[0]
 			if len(args) == 2 {
-				ac.ClaimValue = args[1]
+				a.ClaimValue = args[1]
 			}
-		default:
-			return nil, d.Errf("admin: unknown subdirective %q", d.Val())
-		}
-	}
-	return ac, nil
+			return nil
+		},
+	})
 }

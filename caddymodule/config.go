@@ -44,15 +44,10 @@ type LimitConfig struct {
 	Window caddy.Duration `json:"window"`
 }
 
-// LimitsConfig is the `limits { }` block; unset budgets keep their defaults.
-type LimitsConfig struct {
-	PerNumber     *LimitConfig `json:"per_number,omitempty"`
-	PerUser       *LimitConfig `json:"per_user,omitempty"`
-	PerIP         *LimitConfig `json:"per_ip,omitempty"`
-	VerifyPerUser *LimitConfig `json:"verify_per_user,omitempty"`
-	VerifyPerIP   *LimitConfig `json:"verify_per_ip,omitempty"`
-	Global        *LimitConfig `json:"global,omitempty"`
-}
+// LimitsConfig is the `limits { }` block: budgets by name (per_number,
+// per_user, per_ip, verify_per_user, verify_per_ip, global); unset budgets
+// keep their defaults.
+type LimitsConfig map[string]LimitConfig
 
 // NumbersConfig is the `numbers { }` block.
 type NumbersConfig struct {
@@ -83,23 +78,4 @@ type AdminConfig struct {
 	Claim string `json:"claim,omitempty"`
 	// The value Claim must hold; empty means boolean true.
 	ClaimValue string `json:"claim_value,omitempty"`
-}
-
-// slot is the field of the budget named name, nil for an unknown name.
-func (l *LimitsConfig) slot(name string) **LimitConfig {
-	switch name {
-	case "per_number":
-		return &l.PerNumber
-	case "per_user":
-		return &l.PerUser
-	case "per_ip":
-		return &l.PerIP
-	case "verify_per_user":
-		return &l.VerifyPerUser
-	case "verify_per_ip":
-		return &l.VerifyPerIP
-	case "global":
-		return &l.Global
-	}
-	return nil
 }

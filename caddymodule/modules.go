@@ -66,11 +66,11 @@ type SMSModule interface {
 	Provider(logger *zap.Logger) sms.Provider
 }
 
-// backendName reads the backend's name after a directive (`store sqlite`)
+// backendModule reads the backend's name after a directive (`store sqlite`)
 // and hands the rest of the line and its block to that backend's module,
 // which parses them itself. It returns the module's JSON object with the
 // name under key, as `caddy adapt` writes it.
-func backendName(d *caddyfile.Dispenser, namespace, key string) (json.RawMessage, error) {
+func backendModule(d *caddyfile.Dispenser, namespace, key string) (json.RawMessage, error) {
 	dir := d.Val()
 	if !d.NextArg() {
 		return nil, d.Errf("%s: want a %s (%s)", dir, key, moduleNames(namespace))

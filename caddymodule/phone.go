@@ -37,7 +37,7 @@ type Phone struct {
 	// One-time code settings.
 	OTP *OTPConfig `json:"otp,omitempty"`
 	// Abuse budgets.
-	Limits *LimitsConfig `json:"limits,omitempty"`
+	Limits LimitsConfig `json:"limits,omitempty"`
 	// Number policy.
 	Numbers *NumbersConfig `json:"numbers,omitempty"`
 	// User store, a phone.store.* module named by "backend"; default

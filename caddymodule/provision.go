@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -115,6 +117,14 @@ func (p *Phone) check(ctx caddy.Context) (c checked, err error) {
 	return c, nil
 }
 
+// compatProducts are the vendors `compat` may name.
+var compatProducts = map[string]bool{"descope": true, "reachfive": true}
+
+func compatNames() string {
+	names := slices.Sorted(maps.Keys(compatProducts))
+	return strings.Join(names, ", ")
+}
+
 func (p *Phone) checkCompat() error {
 	for _, c := range p.Compat {
 		switch c {
@@ -128,7 +138,7 @@ func (p *Phone) checkCompat() error {
 		case "reachfive":
 			p.reachfive = true
 		default:
-			return fmt.Errorf("compat: unknown product %q (descope, reachfive)", c)
+			return fmt.Errorf("compat: unknown product %q (%s)", c, compatNames())
 		}
 	}
 	return nil
@@ -261,12 +271,12 @@ func (p *Phone) flowConfig() (flow.Config, error) {
 			cfg.ResendAfter = time.Duration(*o.ResendAfter)
 		}
 	}
-	if l := p.Limits; l != nil {
-		for _, name := range flow.LimitNames {
-			if in := *l.slot(name); in != nil {
-				*cfg.Limits.Slot(name) = flow.Limit{Count: in.Count, Window: time.Duration(in.Window)}
-			}
+	for name, in := range p.Limits {
+		slot := cfg.Limits.Slot(name)
+		if slot == nil {
+			return cfg, fmt.Errorf("limits: unknown budget %q (%s)", name, strings.Join(flow.LimitNames, ", "))
 		}
+		*slot = flow.Limit{Count: in.Count, Window: time.Duration(in.Window)}
 	}
 	if err := cfg.Check(); err != nil {
 		return cfg, err

@@ -32,7 +32,7 @@ func (s *LogSMS) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if err := noArgs(d); err != nil {
 		return err
 	}
-	return stringSettings(d, 0, "sms log", map[string]*string{"name": &s.Name})
+	return parseBlock(d, 0, "sms log", map[string]setting{"name": str(&s.Name)})
 }
 
 // Provider warns, once per config, that codes go to the log.

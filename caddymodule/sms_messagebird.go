@@ -42,8 +42,8 @@ func (s *MessageBirdSMS) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if err := noArgs(d); err != nil {
 		return err
 	}
-	return stringSettings(d, 0, "sms messagebird", map[string]*string{"access_key": &s.AccessKey,
-		"originator": &s.Originator, "api_url": &s.APIURL, "name": &s.Name})
+	return parseBlock(d, 0, "sms messagebird", map[string]setting{"access_key": str(&s.AccessKey),
+		"originator": str(&s.Originator), "api_url": str(&s.APIURL), "name": str(&s.Name)})
 }
 
 // Provision expands and checks the settings.

@@ -47,8 +47,8 @@ func (s *TwilioSMS) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if err := noArgs(d); err != nil {
 		return err
 	}
-	return stringSettings(d, 0, "sms twilio", map[string]*string{"account_sid": &s.AccountSID, "auth_token": &s.AuthToken,
-		"from": &s.From, "messaging_service_sid": &s.MessagingServiceSID, "api_url": &s.APIURL, "name": &s.Name})
+	return parseBlock(d, 0, "sms twilio", map[string]setting{"account_sid": str(&s.AccountSID), "auth_token": str(&s.AuthToken),
+		"from": str(&s.From), "messaging_service_sid": str(&s.MessagingServiceSID), "api_url": str(&s.APIURL), "name": str(&s.Name)})
 }
 
 // Provision expands and checks the settings.

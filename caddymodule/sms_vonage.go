@@ -44,8 +44,8 @@ func (s *VonageSMS) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if err := noArgs(d); err != nil {
 		return err
 	}
-	return stringSettings(d, 0, "sms vonage", map[string]*string{"api_key": &s.APIKey, "api_secret": &s.APISecret,
-		"from": &s.From, "api_url": &s.APIURL, "name": &s.Name})
+	return parseBlock(d, 0, "sms vonage", map[string]setting{"api_key": str(&s.APIKey), "api_secret": str(&s.APISecret),
+		"from": str(&s.From), "api_url": str(&s.APIURL), "name": str(&s.Name)})
 }
 
 // Provision expands and checks the settings.

@@ -46,7 +46,7 @@ func (s *WebhookSMS) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if err := noArgs(d); err != nil {
 		return err
 	}
-	return stringSettings(d, 0, "sms webhook", map[string]*string{"name": &s.Name, "secret": &s.Secret})
+	return parseBlock(d, 0, "sms webhook", map[string]setting{"name": str(&s.Name), "secret": str(&s.Secret)})
 }
 
 // Provision expands and checks the settings.

@@ -61,28 +61,20 @@ func (s *HTTPStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if err := noArgs(d); err != nil {
 		return err
 	}
-	seen := once{}
-	for d.NextBlock(0) {
-		name := d.Val()
-		if name != "header" {
-			if err := seen.check(d); err != nil {
-				return err
-			}
-		}
-		var err error
-		switch name {
-		case "get", "set":
+	endpoint := func(dst **HTTPEndpoint) setting {
+		return func(d *caddyfile.Dispenser) error {
 			args := d.RemainingArgs()
 			if len(args) != 2 {
-				return d.Errf("store http: %s: want <method> <path>", name)
+				return d.Errf("store http: %s: want <method> <path>", d.Val())
 			}
-			ep := &HTTPEndpoint{Method: args[0], Path: args[1]}
-			if name == "get" {
-				s.Get = ep
-			} else {
-				s.Set = ep
-			}
-		case "header":
+			*dst = &HTTPEndpoint{Method: args[0], Path: args[1]}
+			return nil
+		}
+	}
+	return parseBlock(d, 0, "store http", map[string]setting{
+		"get": endpoint(&s.Get),
+		"set": endpoint(&s.Set),
+		"header": func(d *caddyfile.Dispenser) error {
 			args := d.RemainingArgs()
 			if len(args) != 2 {
 				return d.Errf("store http: header: want <name> <value>")
@@ -94,20 +86,12 @@ func (s *HTTPStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				s.Headers = map[string]string{}
 			}
 			s.Headers[args[0]] = args[1]
-		case "phone_field":
-			err = oneArg(d, &s.PhoneField)
-		case "verified_field":
-			err = oneArg(d, &s.VerifiedField)
-		case "timeout":
-			err = durationArg(d, &s.Timeout)
-		default:
-			return d.Errf("store http: unknown subdirective %q", name)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+			return nil
+		},
+		"phone_field":    str(&s.PhoneField),
+		"verified_field": str(&s.VerifiedField),
+		"timeout":        dur(&s.Timeout),
+	}, "header")
 }
 
 // Provision expands the URL and the headers and checks them all.

@@ -29,10 +29,7 @@ func (*MemoryStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if err := noArgs(d); err != nil {
 		return err
 	}
-	for d.NextBlock(0) {
-		return d.Errf("store memory: unknown subdirective %q", d.Val())
-	}
-	return nil
+	return parseBlock(d, 0, "store memory", nil)
 }
 
 // Identity is the process: every handler of it shares the one memory store.

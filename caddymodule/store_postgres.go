@@ -56,33 +56,14 @@ func (s *PostgresStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if err := noArgs(d); err != nil {
 		return err
 	}
-	seen := once{}
-	for d.NextBlock(0) {
-		if err := seen.check(d); err != nil {
-			return err
-		}
-		var err error
-		switch d.Val() {
-		case "schema":
-			err = oneArg(d, &s.Schema)
-		case "users_table":
-			err = oneArg(d, &s.UsersTable)
-		case "id_column":
-			err = oneArg(d, &s.IDColumn)
-		case "phone_column":
-			err = oneArg(d, &s.PhoneColumn)
-		case "verified_column":
-			err = oneArg(d, &s.VerifiedColumn)
-		case "timeout":
-			err = durationArg(d, &s.Timeout)
-		default:
-			return d.Errf("store postgres: unknown subdirective %q", d.Val())
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return parseBlock(d, 0, "store postgres", map[string]setting{
+		"schema":          str(&s.Schema),
+		"users_table":     str(&s.UsersTable),
+		"id_column":       str(&s.IDColumn),
+		"phone_column":    str(&s.PhoneColumn),
+		"verified_column": str(&s.VerifiedColumn),
+		"timeout":         dur(&s.Timeout),
+	})
 }
 
 // Provision expands the DSN.

@@ -36,10 +36,7 @@ func (s *SQLiteStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if err := noArgs(d); err != nil {
 		return err
 	}
-	for d.NextBlock(0) {
-		return d.Errf("store sqlite: unknown subdirective %q", d.Val())
-	}
-	return nil
+	return parseBlock(d, 0, "store sqlite", nil)
 }
 
 // Provision expands the path.

@@ -110,7 +110,7 @@ func TestAuthFailuresShareOneAnswer(t *testing.T) {
 }
 
 func TestIssuerAndAudience(t *testing.T) {
-	e := newEnv(t, site{phone: jwtBlock("issuer https://idp.example.com", "audience legacy-app other-app")})
+	e := newEnv(t, site{jwt: jwtLines("issuer https://idp.example.com", "audience legacy-app other-app")})
 	u := uniqueUser(t, "u")
 	now := time.Now()
 	tok := func(kv ...any) string {
@@ -147,7 +147,7 @@ func TestIssuerAndAudience(t *testing.T) {
 }
 
 func TestProjectIDForm(t *testing.T) {
-	e := newEnv(t, site{phone: jwtBlock("project_id P2abc")})
+	e := newEnv(t, site{jwt: jwtLines("project_id P2abc")})
 	u := uniqueUser(t, "u")
 	tok := token(t, u)
 	r := e.do("GET", "/phone", "P2abc:"+tok, nil).want(t, 200, "")
@@ -166,7 +166,7 @@ func TestProjectIDForm(t *testing.T) {
 
 // Only update needs a recent sign-in: auth_time when present, else iat.
 func TestMaxAuthAge(t *testing.T) {
-	e := newEnv(t, site{phone: jwtBlock("max_auth_age 1m")})
+	e := newEnv(t, site{jwt: jwtLines("max_auth_age 1m")})
 	u := uniqueUser(t, "u")
 	now := time.Now()
 	old, recent := now.Add(-2*time.Hour).Unix(), now.Add(-10*time.Second).Unix()

@@ -92,6 +92,7 @@ func startCaddy(dir string) error {
 // site describes one test's Caddyfile; zero values give a working default.
 type site struct {
 	phone    string // extra lines inside phone { }
+	jwt      string // extra lines inside its jwt { } (jwtLines)
 	sms      string // sms lines; default: one webhook to the test's SMS sink
 	store    string // default: defaultStore, a sqlite database of the test's own
 	cache    string // default: defaultCache, bigcache
@@ -157,6 +158,7 @@ func (e *env) load(s site) {
 	phone {
 		jwt {
 			secret %s
+			%s
 		}
 		secret %s
 		%s
@@ -166,7 +168,7 @@ func (e *env) load(s site) {
 	}
 	%s
 }
-`, adminPort, httpPort, httpsPort, s.global, httpPort, jwtSecret, e.cacheSecret, s.store, s.cache, s.sms, s.phone, s.upstream)
+`, adminPort, httpPort, httpsPort, s.global, httpPort, jwtSecret, s.jwt, e.cacheSecret, s.store, s.cache, s.sms, s.phone, s.upstream)
 	e.tester.InitServer(cfg, "caddyfile")
 	if e.t.Failed() {
 		e.t.FailNow()
@@ -412,10 +414,10 @@ func loadRaw(t *testing.T, caddyfile string) (int, string) {
 	return res.StatusCode, string(body)
 }
 
-// jwtBlock is an extra `jwt { }` block for site.phone: the parser merges
-// repeated jwt blocks, so these lines join the harness's `secret`.
-func jwtBlock(lines ...string) string {
-	return "jwt {\n" + strings.Join(lines, "\n") + "\n}"
+// jwtLines are extra lines for site.jwt, beside the harness's `secret`
+// (a second jwt block would be "already specified").
+func jwtLines(lines ...string) string {
+	return strings.Join(lines, "\n")
 }
 
 // signToken signs exactly claims (no defaults) with method and key.
@@ -481,6 +483,7 @@ https://localhost:%d {
 	phone {
 		jwt {
 			secret %s
+			%s
 		}
 		secret %s
 		%s
@@ -490,7 +493,7 @@ https://localhost:%d {
 	}
 	%s
 }
-`, adminPort, httpPort, httpsPort, caddyDataDir(), s.global, httpsPort, jwtSecret, e.cacheSecret, s.store, s.cache, s.sms,
+`, adminPort, httpPort, httpsPort, caddyDataDir(), s.global, httpsPort, jwtSecret, s.jwt, e.cacheSecret, s.store, s.cache, s.sms,
 		s.phone, s.upstream)
 	e.tester.InitServer(cfg, "caddyfile")
 	if e.t.Failed() {

@@ -15,7 +15,7 @@ const descopeProject = "P2abc"
 
 // descopeSite serves `compat descope` with the project ID the SDK sends.
 func descopeSite(extra string) site {
-	return site{phone: jwtBlock("project_id "+descopeProject) + "\ncompat descope\n" + extra}
+	return site{jwt: jwtLines("project_id " + descopeProject), phone: "compat descope\n" + extra}
 }
 
 // sdkNumber is a French mobile number no other test of this run verifies.

@@ -355,7 +355,7 @@ func TestAlgorithmConfusionPublicKeyFile(t *testing.T) {
 		load func(e *env)
 	}{
 		{"public_key_file only", func(e *env) { e.loadJWTOnly("public_key_file " + pemPath) }},
-		{"public_key_file and secret", func(e *env) { e.load(site{phone: jwtBlock("public_key_file " + pemPath)}) }},
+		{"public_key_file and secret", func(e *env) { e.load(site{jwt: jwtLines("public_key_file " + pemPath)}) }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e := newBareEnv(t)
@@ -499,7 +499,7 @@ func TestJWKSRotationAndOutage(t *testing.T) {
 	keyA, keyB, attacker := rsaKey(t, 0), rsaKey(t, 1), rsaKey(t, 2)
 	jw := newJWKSServer(t, rsaJWK(keyA, "a"))
 	evil := newHitCounter(t)
-	e := newEnv(t, site{phone: jwtBlock("jwks_url " + jw.srv.URL + "/.well-known/jwks.json")})
+	e := newEnv(t, site{jwt: jwtLines("jwks_url " + jw.srv.URL + "/.well-known/jwks.json")})
 	u := uniqueUser(t, "u")
 	tok := func(key *rsa.PrivateKey, kid string) string {
 		return signWith(t, jwt.SigningMethodRS256, key, freshClaims(u), map[string]any{"kid": kid})
