@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"encoding/json"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -73,11 +74,36 @@ func TestManifestMatchesModule(t *testing.T) {
 			t.Errorf("xcaddy.json %s = %q, want %q", c.what, c.got, c.want)
 		}
 	}
-	if len(m.Build.Plugins) != 1 || m.Build.Plugins[0].ModulePath != mf.Module.Mod.Path {
-		t.Errorf("build.plugins must name %s", mf.Module.Mod.Path)
+	// xcaddy imports the plugin path as a package: it must be the package
+	// that registers the module (the module root holds no package), and
+	// the replacement maps the whole Go module to the checkout.
+	pkg := reflect.TypeOf(Phone{}).PkgPath()
+	if len(m.Build.Plugins) != 1 || m.Build.Plugins[0].ModulePath != pkg {
+		t.Errorf("build.plugins must name %s, the package that registers the module", pkg)
 	}
 	if len(m.Build.Replacements) != 1 || m.Build.Replacements[0].Old != mf.Module.Mod.Path || m.Build.Replacements[0].New != "." {
 		t.Errorf("build.replacements must map %s to .", mf.Module.Mod.Path)
+	}
+	// The README's install command and CI's xcaddy step are this build.
+	if len(m.Build.Plugins) == 1 && len(m.Build.Replacements) == 1 {
+		with := "--with " + m.Build.Plugins[0].ModulePath
+		replace := "--replace " + m.Build.Replacements[0].Old + "=" + m.Build.Replacements[0].New
+		readme, err := os.ReadFile("../README.md")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cmd := "xcaddy build " + m.Build.CaddyVersion + " " + with + " " + replace; !strings.Contains(string(readme), cmd) {
+			t.Errorf("README.md does not give the manifest's build: %s", cmd)
+		}
+		ci, err := os.ReadFile("../.ci/run")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, arg := range []string{with, replace} {
+			if !strings.Contains(string(ci), arg) {
+				t.Errorf(".ci/run's xcaddy step does not pass %s", arg)
+			}
+		}
 	}
 	if _, err := caddy.GetModule(m.Caddy.ModuleID); err != nil {
 		t.Errorf("module %s is not registered: %v", m.Caddy.ModuleID, err)
