@@ -76,14 +76,11 @@ func (p *Phone) check(ctx caddy.Context) (c checked, err error) {
 	if p.verifier, err = p.newVerifier(ctx, repl); err != nil {
 		return c, err
 	}
-	if p.Numbers != nil {
-		policy := numbers.Policy{DefaultRegion: p.Numbers.DefaultRegion, Allow: p.Numbers.AllowCountries,
-			Deny: p.Numbers.DenyCountries, Types: p.Numbers.Types}
-		c.numbers, err = policy.Compile()
-	} else {
-		c.numbers, err = numbers.Policy{}.Compile()
+	policy := numbers.Policy{}
+	if n := p.Numbers; n != nil {
+		policy = numbers.Policy{DefaultRegion: n.DefaultRegion, Allow: n.AllowCountries, Deny: n.DenyCountries, Types: n.Types}
 	}
-	if err != nil {
+	if c.numbers, err = policy.Compile(); err != nil {
 		return c, err
 	}
 	if c.rules, err = p.flowConfig(); err != nil {
