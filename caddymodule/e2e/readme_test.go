@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"fmt"
 	"os"
 	"regexp"
 	"strings"
@@ -81,62 +80,13 @@ func bareDirective(text string) bool {
 	return false
 }
 
-// Settings that may be given more than once in one block (SPEC §2), plus
-// `store http`'s `header`, one per header name.
-var repeatable = map[string]bool{
-	"sms": true, "template": true, "compat": true, "public_key_file": true,
-	"require_verified": true, "header": true,
-}
-
-// repeatedSettings names the settings that a block inside a `phone`
-// directive gives twice: the adapter refuses them ("already specified").
-func repeatedSettings(text string, firstLine int) []string {
-	type frame struct {
-		inPhone bool
-		seen    map[string]int
-	}
-	stack := []frame{{seen: map[string]int{}}}
-	var bad []string
-	for i, l := range strings.Split(text, "\n") {
-		f := strings.Fields(l)
-		for j, tok := range f { // a comment starts at a token's start
-			if strings.HasPrefix(tok, "#") {
-				f = f[:j]
-				break
-			}
-		}
-		if len(f) == 0 {
-			continue
-		}
-		if f[0] == "}" {
-			if len(stack) > 1 {
-				stack = stack[:len(stack)-1]
-			}
-			continue
-		}
-		top := stack[len(stack)-1]
-		if top.inPhone && !repeatable[f[0]] {
-			if prev, ok := top.seen[f[0]]; ok {
-				bad = append(bad, fmt.Sprintf("%s at lines %d and %d", f[0], firstLine+prev, firstLine+i))
-			}
-			top.seen[f[0]] = i
-		}
-		if f[len(f)-1] == "{" {
-			stack = append(stack, frame{inPhone: top.inPhone || f[0] == "phone", seen: map[string]int{}})
-		}
-	}
-	return bad
-}
-
 // checkAdapts adapts one Caddyfile that starts at line `line` of file and
 // is named by line `at` (a README block by its opening fence), failing on an
-// error, on a warning other than the formatting hint, on a repeated
-// singleton setting and on a config that holds no phone handler.
+// error (the parser refuses a repeated singleton setting), on a warning
+// other than the formatting hint and on a config that holds no phone
+// handler.
 func checkAdapts(t *testing.T, file string, at, line int, text string) {
 	t.Helper()
-	for _, r := range repeatedSettings(text, line) {
-		t.Errorf("%s:%d: a setting that may appear once is given twice: %s", file, at, r)
-	}
 	out, warns, err := adaptAt(file, line, text)
 	if err != nil {
 		t.Errorf("%s:%d: block does not adapt: %v", file, at, err)
@@ -184,17 +134,4 @@ func TestReadmeCaddyfileBlocksAdapt(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkAdapts(t, "Caddyfile.example", 1, 1, string(raw))
-}
-
-// The checker itself: a repeated singleton is named, repeatable settings
-// and settings of distinct blocks are not.
-func TestReadmeRepeatedSettings(t *testing.T) {
-	ok := "phone {\n\tsms log\n\tsms webhook https://x {\n\t\tsecret a\n\t}\n\tjwt {\n\t\tsecret s\n\t}\n\tsecret t\n}\n"
-	if r := repeatedSettings(ok, 1); len(r) != 0 {
-		t.Errorf("false positives: %v", r)
-	}
-	bad := "phone {\n\tstore memory\n\tstore sqlite # again\n}\n"
-	if r := repeatedSettings(bad, 10); len(r) != 1 || r[0] != "store at lines 11 and 12" {
-		t.Errorf("repeated store: got %v", r)
-	}
 }
