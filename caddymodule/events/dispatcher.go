@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-phone/caddy-phone/sms"
+	"github.com/caddy-phone/caddy-phone/store"
 )
 
 // Defaults of Config.
@@ -162,9 +163,7 @@ func (d *Dispatcher) Emit(ctx context.Context, e Event) error {
 	if err := Check(e); err != nil {
 		return err
 	}
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
-	err := d.cfg.Outbox.Add(wctx, e)
-	cancel()
+	err := d.add(ctx, e)
 	if err != nil {
 		d.mu.Lock()
 		held := len(d.spill) < spillMax
@@ -261,16 +260,24 @@ func (d *Dispatcher) flushSpill(ctx context.Context) {
 		return
 	}
 	for i, e := range held {
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
-		err := d.cfg.Outbox.Add(wctx, e)
-		cancel()
-		if err != nil {
+		if err := d.add(ctx, e); err != nil {
 			d.mu.Lock()
 			d.spill = append(held[i:len(held):len(held)], d.spill...)
 			d.mu.Unlock()
 			return
 		}
 	}
+}
+
+// add encodes e and writes it to the outbox, even while stopping.
+func (d *Dispatcher) add(ctx context.Context, e Event) error {
+	body, err := Encode(e)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer cancel()
+	return d.cfg.Outbox.Add(wctx, store.OutboxEvent{ID: e.ID, Body: body})
 }
 
 // drain delivers due events until none is left, the receiver is down, or
@@ -284,15 +291,19 @@ func (d *Dispatcher) drain(ctx context.Context) {
 		if paused {
 			return
 		}
-		batch, err := d.cfg.Outbox.Due(ctx, now, d.cfg.Batch)
+		rows, err := d.cfg.Outbox.Due(ctx, now, d.cfg.Batch)
 		if err != nil {
 			if ctx.Err() == nil {
 				d.logger.Warn("reading the outbox failed; retrying", zap.Error(err))
 			}
 			return
 		}
-		if len(batch) == 0 {
+		if len(rows) == 0 {
 			return
+		}
+		batch := make([]Pending, len(rows))
+		for i, r := range rows {
+			batch[i] = Decode(r)
 		}
 		for i, p := range batch {
 			if ctx.Err() != nil {

@@ -267,7 +267,7 @@ func TestLeaseLapseRedelivers(t *testing.T) {
 	ob := events.NewMemoryOutbox()
 	ob.Lease = 500 * time.Millisecond
 	e := newEvent(events.TypeUpdated, "u", "+33612345678", "")
-	if err := ob.Add(context.Background(), e); err != nil {
+	if err := ob.Add(context.Background(), encoded(t, e)); err != nil {
 		t.Fatal(err)
 	}
 	claimed := time.Now()
@@ -429,7 +429,7 @@ func TestMemoryOutboxFull(t *testing.T) {
 	ob.Max = 2
 	ctx := context.Background()
 	for i := range 3 {
-		err := ob.Add(ctx, newEvent(events.TypeUpdated, "u", "+33612345678", ""))
+		err := ob.Add(ctx, encoded(t, newEvent(events.TypeUpdated, "u", "+33612345678", "")))
 		if (i < 2) != (err == nil) {
 			t.Fatalf("Add %d: %v", i, err)
 		}
@@ -437,11 +437,56 @@ func TestMemoryOutboxFull(t *testing.T) {
 	e := newEvent(events.TypeUpdated, "u", "+33612345678", "")
 	ob.Max = 10
 	for range 2 { // the same id twice is one event
-		if err := ob.Add(ctx, e); err != nil {
+		if err := ob.Add(ctx, encoded(t, e)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if ob.Len() != 3 {
 		t.Fatalf("Len %d, want 3", ob.Len())
+	}
+}
+
+// An event goes through an outbox as its encoded body and comes back
+// decoded, byte for byte; a damaged body still comes back, to be posted
+// as it is rather than lost.
+func TestOutboxRoundTrip(t *testing.T) {
+	for name, ob := range map[string]events.Outbox{
+		"memory": events.NewMemoryOutbox(),
+		"sqlite": sqliteOutbox(t, filepath.Join(t.TempDir(), "phone.db"), "s"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			now := time.Now().Truncate(time.Millisecond)
+			e := events.Event{ID: events.NewID(), Type: events.TypeUpdated, UserID: "u1",
+				PhoneNumber: "+33612345678", OccurredAt: now}
+			add := encoded(t, e)
+			if err := ob.Add(ctx, add); err != nil {
+				t.Fatal(err)
+			}
+			damaged := store.OutboxEvent{ID: "evt_damaged", Body: []byte(`{"id":`)}
+			if err := ob.Add(ctx, damaged); err != nil {
+				t.Fatal(err)
+			}
+			rows, err := ob.Due(ctx, now, 10)
+			if err != nil || len(rows) != 2 {
+				t.Fatalf("Due = %+v, %v", rows, err)
+			}
+			p := events.Decode(rows[0])
+			if !bytes.Equal(p.Body, add.Body) || p.Attempts != 0 || p.Event.ID != e.ID || p.Event.Type != e.Type ||
+				!p.Event.OccurredAt.Equal(now) || p.Event.UserID != "u1" || p.Event.PhoneNumber != e.PhoneNumber {
+				t.Fatalf("pending %+v, body %s", p, p.Body)
+			}
+			p = events.Decode(rows[1])
+			if p.Event.ID != "evt_damaged" || !bytes.Equal(p.Body, damaged.Body) {
+				t.Fatalf("damaged row decoded as %+v", p)
+			}
+		})
+	}
+}
+
+// A claim outlives the longest batch a dispatcher may spend on it.
+func TestDefaultLeaseCoversABatch(t *testing.T) {
+	if store.DefaultOutboxLease <= events.DefaultBatch*events.DefaultTimeout {
+		t.Fatalf("lease %s, a batch may take %s", store.DefaultOutboxLease, events.DefaultBatch*events.DefaultTimeout)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/caddy-phone/caddy-phone/caddymodule/events"
 	"github.com/caddy-phone/caddy-phone/sms"
+	"github.com/caddy-phone/caddy-phone/store"
 )
 
 const secret = "events-secret-0123456789"
@@ -179,6 +180,16 @@ func emit(t *testing.T, d *events.Dispatcher, n int) []string {
 	return ids
 }
 
+// encoded is e as the dispatcher adds it to an outbox.
+func encoded(t *testing.T, e events.Event) store.OutboxEvent {
+	t.Helper()
+	body, err := events.Encode(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store.OutboxEvent{ID: e.ID, Body: body}
+}
+
 // recOutbox wraps an outbox and records the Retry calls.
 type recOutbox struct {
 	events.Outbox
@@ -194,7 +205,7 @@ type retryCall struct {
 	Next     time.Time
 }
 
-func (o *recOutbox) Add(ctx context.Context, e events.Event) error {
+func (o *recOutbox) Add(ctx context.Context, e store.OutboxEvent) error {
 	o.mu.Lock()
 	fail := o.failAdd
 	o.adds++
