@@ -250,6 +250,7 @@ func (p *Phone) buildSender(repl *caddy.Replacer) (flow.Sender, error) {
 	}
 	chain := sms.NewChain(providers...)
 	chain.Logger = p.logger.Named("sms")
+	chain.Mask = numbers.Mask
 	return chain, nil
 }
 
