@@ -1,11 +1,9 @@
 package events
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -42,8 +40,6 @@ const (
 	// spillMax bounds the events held in memory while the outbox refuses
 	// them (a store outage).
 	spillMax = 10_000
-	// maxDrain bounds how much of a receiver's answer is read.
-	maxDrain = 64 << 10
 )
 
 // Config configures a Dispatcher. URL and Outbox are required.
@@ -133,10 +129,7 @@ func NewDispatcher(cfg Config) (*Dispatcher, error) {
 	}
 	d := &Dispatcher{cfg: cfg, client: cfg.Client, logger: cfg.Logger, wake: make(chan struct{}, 1)}
 	if d.client == nil {
-		d.client = &http.Client{
-			Timeout:       cfg.Timeout,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
+		d.client = sms.NoRedirectClient(cfg.Timeout)
 	}
 	if d.logger == nil {
 		d.logger = zap.NewNop()
@@ -414,34 +407,18 @@ func (d *Dispatcher) post(ctx context.Context, p Pending) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.cfg.URL, bytes.NewReader(body))
+	status, header, err := sms.PostSigned(ctx, d.client, d.cfg.URL, d.cfg.Secret, body)
 	if err != nil {
-		return &deliveryError{down: true, err: errors.New("invalid request")}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "caddy-phone")
-	if len(d.cfg.Secret) > 0 {
-		req.Header.Set(sms.SignatureHeader, sms.Sign(d.cfg.Secret, time.Now(), body))
-	}
-	resp, err := d.client.Do(req)
-	if err != nil {
-		// url.Error repeats the URL (query tokens included); keep the cause.
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
-		}
 		return &deliveryError{down: true, err: err}
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
-	_ = resp.Body.Close()
-	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+	if status >= 200 && status <= 299 {
 		return nil
 	}
-	de := &deliveryError{status: resp.StatusCode, err: errors.New(resp.Status)}
+	de := &deliveryError{status: status, err: errors.New(http.StatusText(status))}
 	switch {
-	case resp.StatusCode >= 500, resp.StatusCode == http.StatusRequestTimeout, resp.StatusCode == http.StatusTooManyRequests:
+	case status >= 500, status == http.StatusRequestTimeout, status == http.StatusTooManyRequests:
 		de.down = true
-		if s, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && s > 0 {
+		if s, err := strconv.Atoi(strings.TrimSpace(header.Get("Retry-After"))); err == nil && s > 0 {
 			de.retryAfter = time.Duration(min(s, 86400)) * time.Second
 		}
 	}
