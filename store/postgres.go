@@ -631,6 +631,29 @@ func (s *PostgresUsers) set(ctx context.Context, u User, also func(pgx.Tx) error
 	// After a failure the server has aborted the transaction; when ctx is
 	// done pgx closes the connection instead, which aborts it too.
 	defer tx.Rollback(ctx)
+	err = s.writeUser(ctx, tx, u, func(err error) error {
+		if isPgUniqueViolation(err) {
+			return ErrPhoneInUse
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if also != nil {
+		if err := also(tx); err != nil {
+			return err
+		}
+	}
+	return tx.Commit(ctx)
+}
+
+// writeUser writes u to phone_users in tx and projects it onto the legacy
+// columns (see PostgresUsers): the one user write of Set and of the admin
+// store. result maps the error of the phone_users write; a legacy holder
+// of a verified number, or the legacy table's own unique constraint, is
+// ErrPhoneInUse.
+func (s *PostgresUsers) writeUser(ctx context.Context, tx pgx.Tx, u User, result func(error) error) error {
 	if u.Verified && s.legacy != nil {
 		var held bool
 		if err := tx.QueryRow(ctx, s.sql.legacyHolder, u.PhoneNumber, u.ID).Scan(&held); err != nil {
@@ -640,42 +663,36 @@ func (s *PostgresUsers) set(ctx context.Context, u User, also func(pgx.Tx) error
 			return ErrPhoneInUse
 		}
 	}
+	var err error
 	if u.PhoneNumber == "" {
 		_, err = tx.Exec(ctx, s.sql.remove, u.ID)
 	} else {
 		_, err = tx.Exec(ctx, s.sql.upsert, u.ID, u.PhoneNumber, u.Verified)
 	}
-	if isPgUniqueViolation(err) {
-		return ErrPhoneInUse
-	}
-	if err != nil {
+	if err := result(err); err != nil {
 		return err
 	}
-	if s.legacy != nil && s.legacy.idKind.canMatch(u.ID) {
-		var phone any = s.legacy.clearPhone
-		if u.Verified {
-			phone = u.PhoneNumber
-		}
-		args := []any{u.ID, phone}
-		if s.legacy.verified != "" {
-			args = append(args, u.Verified)
-		}
-		_, err := tx.Exec(ctx, s.sql.legacyUpdate, args...)
-		if isPgUniqueViolation(err) {
-			// The legacy table's own unique constraint: another of its
-			// users has this number.
-			return fmt.Errorf("%w: users_table: %w", ErrPhoneInUse, err)
-		}
-		if err != nil {
-			return fmt.Errorf("users_table: %w", err)
-		}
+	if s.legacy == nil || !s.legacy.idKind.canMatch(u.ID) {
+		return nil
 	}
-	if also != nil {
-		if err := also(tx); err != nil {
-			return err
-		}
+	var phone any = s.legacy.clearPhone
+	if u.Verified {
+		phone = u.PhoneNumber
 	}
-	return tx.Commit(ctx)
+	args := []any{u.ID, phone}
+	if s.legacy.verified != "" {
+		args = append(args, u.Verified)
+	}
+	_, err = tx.Exec(ctx, s.sql.legacyUpdate, args...)
+	if isPgUniqueViolation(err) {
+		// The legacy table's own unique constraint: another of its users
+		// has this number.
+		return fmt.Errorf("%w: users_table: %w", ErrPhoneInUse, err)
+	}
+	if err != nil {
+		return fmt.Errorf("users_table: %w", err)
+	}
+	return nil
 }
 
 // HolderOf returns the ID of the user holding number verified, or "".
