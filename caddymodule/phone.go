@@ -299,10 +299,8 @@ func (p *Phone) openUsers(ctx caddy.Context, repl *caddy.Replacer) (store.Users,
 	case "http":
 		cfg := store.HTTPConfig{
 			BaseURL:       repl.ReplaceKnown(sc.URL, ""),
-			LookupPath:    sc.Lookup,
 			PhoneField:    sc.PhoneField,
 			VerifiedField: sc.VerifiedField,
-			IDField:       sc.IDField,
 			Timeout:       time.Duration(sc.Timeout),
 			Headers:       make(map[string]string, len(sc.Headers)),
 		}

@@ -29,10 +29,6 @@ const (
 	maxHTTPBody = 1 << 20
 )
 
-// ErrLookupUnsupported: HolderOf was called on an HTTPUsers configured
-// without a LookupPath, so it cannot tell who holds a number.
-var ErrLookupUnsupported = errors.New("store: http: number lookup not configured")
-
 // errUnsafeUserID refuses a user ID that some servers and proxies would
 // read as a "." or ".." path segment even once escaped.
 var errUnsafeUserID = errors.New(`store: http: user id has a "." or ".." segment and cannot be sent in a URL`)
@@ -59,10 +55,6 @@ var errBodyTooLarge = fmt.Errorf("response body over %d bytes", maxHTTPBody)
 //     allowed for an unverified write: storing a number unverified is
 //     always accepted, so no one learns whose number it is before proving
 //     possession.
-//   - Lookup (LookupPath, optional, GET) answers 200 with the verified
-//     holder as a JSON object {"<id_field>": …} (or an array of user
-//     objects; entries whose VerifiedField is false are skipped), or 404
-//     when no one holds the number verified.
 //
 // Any other answer, a timeout or a connection error is ErrUnavailable.
 // Redirects are not followed: an internal API should not redirect, and
@@ -78,10 +70,6 @@ type HTTPConfig struct {
 	// SetMethod and SetPath write a user (default PATCH /users/{user_id});
 	// PATCH, PUT or POST.
 	SetMethod, SetPath string
-	// LookupPath finds the verified holder of a number with a GET, e.g.
-	// /users?phone={phone}; {phone} is escaped like {user_id}. Empty means
-	// HolderOf returns ErrLookupUnsupported.
-	LookupPath string
 	// Headers are sent on every request (Authorization, …), final values:
 	// the Caddy glue has already replaced placeholders such as {env.X}.
 	// They never appear in error text. "Host" sets the request's Host.
@@ -94,9 +82,6 @@ type HTTPConfig struct {
 	// VerifiedField is the JSON field holding the verified flag (default
 	// "phone_verified"); dotted paths as for PhoneField.
 	VerifiedField string
-	// IDField is the JSON field holding the user ID in lookup answers
-	// (default "id"); a string or a number.
-	IDField string
 	// Timeout bounds each attempt, body included (default 5s).
 	Timeout time.Duration
 	// Retries is the number of extra attempts a GET read makes after a
@@ -115,12 +100,10 @@ type HTTPConfig struct {
 type HTTPUsers struct {
 	base          string // scheme://host[/prefix], no trailing slash
 	get, set      httpEndpoint
-	lookup        httpEndpoint // path "" when not configured
 	headers       http.Header
 	host          string // Host header override
 	phoneField    []string
 	verifiedField []string
-	idField       []string
 	timeout       time.Duration
 	retries       int
 	client        *http.Client
@@ -182,21 +165,14 @@ func NewHTTPUsers(cfg HTTPConfig) (*HTTPUsers, error) {
 		return bad("set: method %q: want PATCH, PUT or POST", h.set.method)
 	}
 	for _, e := range []struct {
-		name, path, placeholder string
+		name, path string
 	}{
-		{"get", h.get.path, "{user_id}"},
-		{"set", h.set.path, "{user_id}"},
-		{"lookup", cfg.LookupPath, "{phone}"},
+		{"get", h.get.path},
+		{"set", h.set.path},
 	} {
-		if e.name == "lookup" && e.path == "" {
-			continue
-		}
-		if err := checkTemplate(h.base, e.path, e.placeholder); err != nil {
+		if err := checkTemplate(h.base, e.path); err != nil {
 			return bad("%s path %q: %v", e.name, e.path, err)
 		}
-	}
-	if cfg.LookupPath != "" {
-		h.lookup = httpEndpoint{method: http.MethodGet, path: cfg.LookupPath}
 	}
 
 	for name, value := range cfg.Headers {
@@ -235,7 +211,6 @@ func NewHTTPUsers(cfg HTTPConfig) (*HTTPUsers, error) {
 	}{
 		{"phone_field", cfg.PhoneField, "phone", &h.phoneField},
 		{"verified_field", cfg.VerifiedField, "phone_verified", &h.verifiedField},
-		{"id_field", cfg.IDField, "id", &h.idField},
 	}
 	for _, f := range fields {
 		v := f.val
@@ -295,9 +270,13 @@ func endpoint(method, path, defMethod, defPath string) (httpEndpoint, bool) {
 	return httpEndpoint{method: strings.ToUpper(method), path: path}, true
 }
 
-// checkTemplate makes sure path starts with '/', holds placeholder and no
+// userIDPlaceholder stands for the user ID in a path template.
+const userIDPlaceholder = "{user_id}"
+
+// checkTemplate makes sure path starts with '/', holds {user_id} and no
 // other {…}, and makes a valid URL once expanded.
-func checkTemplate(base, path, placeholder string) error {
+func checkTemplate(base, path string) error {
+	const placeholder = userIDPlaceholder
 	if !strings.HasPrefix(path, "/") {
 		return errors.New("must start with /")
 	}
@@ -361,7 +340,7 @@ func (h *HTTPUsers) Get(ctx context.Context, userID string) (User, error) {
 	if h.get.method == http.MethodGet {
 		retries = h.retries
 	}
-	status, body, attempts, err := h.do(ctx, h.get, "{user_id}", userID, nil, retries)
+	status, body, attempts, err := h.do(ctx, h.get, userID, nil, retries)
 	if err != nil {
 		return User{}, err
 	}
@@ -411,7 +390,7 @@ func (h *HTTPUsers) Set(ctx context.Context, u User) error {
 	if err != nil {
 		return h.fail(h.set, err)
 	}
-	status, _, _, err := h.do(ctx, h.set, "{user_id}", u.ID, body, 0)
+	status, _, _, err := h.do(ctx, h.set, u.ID, body, 0)
 	if err != nil {
 		return err
 	}
@@ -425,68 +404,6 @@ func (h *HTTPUsers) Set(ctx context.Context, u User) error {
 	default:
 		return h.statusErr(h.set, status, 1)
 	}
-}
-
-// HolderOf asks the app, through LookupPath, who holds number verified.
-// Without a LookupPath it returns ErrLookupUnsupported.
-func (h *HTTPUsers) HolderOf(ctx context.Context, number string) (string, error) {
-	if number == "" {
-		return "", nil
-	}
-	if h.lookup.path == "" {
-		return "", ErrLookupUnsupported
-	}
-	status, body, attempts, err := h.do(ctx, h.lookup, "{phone}", number, nil, h.retries)
-	if err != nil {
-		return "", err
-	}
-	switch {
-	case status == http.StatusNotFound:
-		return "", nil
-	case status < 200 || status > 299:
-		return "", h.statusErr(h.lookup, status, attempts)
-	}
-	var doc any
-	if err := decodeJSON(body, &doc); err != nil {
-		return "", h.fail(h.lookup, err)
-	}
-	var entries []any
-	switch d := doc.(type) {
-	case map[string]any:
-		entries = []any{d}
-	case []any:
-		entries = d
-	default:
-		return "", h.fail(h.lookup, errors.New("response is neither a JSON object nor an array"))
-	}
-	holder := ""
-	for i, e := range entries {
-		obj, ok := e.(map[string]any)
-		if !ok {
-			return "", h.fail(h.lookup, fmt.Errorf("entry %d is not a JSON object", i))
-		}
-		// An explicit false means a search hit that holds nothing.
-		if v, found, err := valueAt(obj, h.verifiedField); err != nil {
-			return "", h.fail(h.lookup, err)
-		} else if found && v != nil {
-			verified, err := asBool(v, h.verifiedField)
-			if err != nil {
-				return "", h.fail(h.lookup, err)
-			}
-			if !verified {
-				continue
-			}
-		}
-		id, err := idAt(obj, h.idField)
-		if err != nil {
-			return "", h.fail(h.lookup, fmt.Errorf("entry %d: %w", i, err))
-		}
-		if holder != "" && holder != id {
-			return "", h.fail(h.lookup, errors.New("the app names more than one verified holder"))
-		}
-		holder = id
-	}
-	return holder, nil
 }
 
 // Close drops idle connections (when the client is this store's own);
@@ -512,19 +429,19 @@ func checkUserID(id string) error {
 	return nil
 }
 
-// expand replaces placeholder in the template with value, path-escaped
+// expand replaces {user_id} in the template with userID, path-escaped
 // before any '?' and query-escaped after it.
-func (h *HTTPUsers) expand(tmpl, placeholder, value string) string {
+func (h *HTTPUsers) expand(tmpl, userID string) string {
 	path, query, hasQuery := strings.Cut(tmpl, "?")
-	out := h.base + strings.ReplaceAll(path, placeholder, url.PathEscape(value))
+	out := h.base + strings.ReplaceAll(path, userIDPlaceholder, url.PathEscape(userID))
 	if hasQuery {
-		out += "?" + strings.ReplaceAll(query, placeholder, url.QueryEscape(value))
+		out += "?" + strings.ReplaceAll(query, userIDPlaceholder, url.QueryEscape(userID))
 	}
 	return out
 }
 
 // describe names an endpoint in error text: the template, never the
-// expanded URL, which may hold a phone number.
+// expanded URL.
 func (h *HTTPUsers) describe(e httpEndpoint) string {
 	return e.method + " " + h.base + e.path
 }
@@ -567,11 +484,11 @@ func (e *HTTPStatusError) Error() string {
 // or a connection error. It returns the last status with its body (read
 // only for 2xx) and the number of attempts made, or an error wrapping
 // ErrUnavailable.
-func (h *HTTPUsers) do(ctx context.Context, e httpEndpoint, placeholder, value string, body []byte, retries int) (status int, respBody []byte, attempts int, err error) {
+func (h *HTTPUsers) do(ctx context.Context, e httpEndpoint, userID string, body []byte, retries int) (status int, respBody []byte, attempts int, err error) {
 	if h.closed.Load() {
 		return 0, nil, 0, h.fail(e, errors.New("store closed"))
 	}
-	target := h.expand(e.path, placeholder, value)
+	target := h.expand(e.path, userID)
 	for attempts = 1; ; attempts++ {
 		status, respBody, err = h.once(ctx, e.method, target, body)
 		if err == nil && status < 500 {
@@ -775,27 +692,6 @@ func asBool(v any, path []string) (bool, error) {
 		}
 	}
 	return false, fmt.Errorf("field %q is %s, want a boolean", strings.Join(path, "."), jsonKind(v))
-}
-
-// idAt reads a user ID, a string or a number.
-func idAt(obj map[string]any, path []string) (string, error) {
-	v, _, err := valueAt(obj, path)
-	if err != nil {
-		return "", err
-	}
-	var id string
-	switch v := v.(type) {
-	case string:
-		id = v
-	case json.Number:
-		id = v.String()
-	default:
-		return "", fmt.Errorf("field %q is %s, want a string or a number", strings.Join(path, "."), jsonKind(v))
-	}
-	if id == "" {
-		return "", fmt.Errorf("field %q is empty", strings.Join(path, "."))
-	}
-	return id, nil
 }
 
 func jsonKind(v any) string {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/caddy-phone/caddy-phone/store"
+	"github.com/caddy-phone/caddy-phone/store/storetest"
 )
 
 // txOutbox is the part of a durable outbox the SetWithEvent tests read.
@@ -111,9 +112,7 @@ func testSetWithEvent(t *testing.T, s interface {
 		t.Fatalf("SetWithEvent with a failing outbox: %v, want a failure", err)
 	}
 	wantUser("c", "+33600000003", false)
-	if id, err := s.HolderOf(ctx, "+33600000004"); err != nil || id != "" {
-		t.Fatalf("HolderOf = %q, %v: the failed write left a holder", id, err)
-	}
+	storetest.WantHolder(t, s, "+33600000004", "") // the failed write left no holder
 }
 
 func mustSet(t *testing.T, s store.Users, u store.User) {

@@ -109,12 +109,11 @@ type PostgresConfig struct {
 // A user the module has never written (or whose number it removed) is
 // read from the legacy row: a non-empty PhoneColumn is the number,
 // verified when VerifiedColumn is true (or when there is no such column).
-// Such a number also counts for HolderOf and for the in-use check of Set.
-// Existing data thus shows up without a migration step. Legacy values are
-// returned verbatim; they should already be E.164. The key is looked up
-// through its index when its type is text, varchar, an integer or uuid;
-// HolderOf and a verified Set scan PhoneColumn, so an index on it helps
-// large tables.
+// Such a number also counts for the in-use check of Set. Existing data
+// thus shows up without a migration step. Legacy values are returned
+// verbatim; they should already be E.164. The key is looked up through its
+// index when its type is text, varchar, an integer or uuid; a verified Set
+// scans PhoneColumn, so an index on it helps large tables.
 //
 // Any failure rolls the whole transaction back. The one case PostgreSQL
 // cannot settle is a connection lost while COMMIT is in flight: the call
@@ -134,7 +133,6 @@ type PostgresUsers struct {
 // parameters.
 type pgQueries struct {
 	get, getModule string // getModule: when the ID cannot be a legacy key
-	holder         string
 	remove, upsert string
 	legacyHolder   string // Set's in-use check against legacy rows
 	legacyUpdate   string
@@ -497,7 +495,6 @@ func (s *PostgresUsers) inspectLegacy(ctx context.Context, cfg PostgresConfig) (
 func buildPgQueries(users string, l *pgLegacy) pgQueries {
 	q := pgQueries{
 		getModule: `SELECT phone_number, verified FROM ` + users + ` WHERE user_id = $1::text`,
-		holder:    `SELECT user_id FROM ` + users + ` WHERE phone_number = $1::text AND verified`,
 		remove:    `DELETE FROM ` + users + ` WHERE user_id = $1::text`,
 		upsert: `INSERT INTO ` + users + ` (user_id, phone_number, verified, updated_at)
 			VALUES ($1::text, $2::text, $3::boolean, now())
@@ -526,12 +523,6 @@ func buildPgQueries(users string, l *pgLegacy) pgQueries {
 		   AND l.` + l.phone + ` IS NOT NULL AND l.` + l.phone + `::text <> ''
 		   AND NOT EXISTS (SELECT 1 FROM ` + users + ` AS p WHERE p.user_id = $1::text)
 		 LIMIT 1)`
-	q.holder = `SELECT holder FROM (
-			SELECT user_id AS holder, 0 AS src FROM ` + users + ` WHERE phone_number = $1::text AND verified
-			UNION ALL
-			SELECT l.` + l.id + `::text, 1 FROM ` + l.table + ` AS l
-			WHERE l.` + l.phone + ` = $1::text AND ` + isVerified + ` AND ` + unmanaged + `
-		) h ORDER BY src LIMIT 1`
 	q.legacyHolder = `SELECT EXISTS (SELECT 1 FROM ` + l.table + ` AS l
 		WHERE l.` + l.phone + ` = $1::text AND ` + isVerified + `
 		  AND l.` + l.id + `::text <> $2::text AND ` + unmanaged + `)`
@@ -693,26 +684,6 @@ func (s *PostgresUsers) writeUser(ctx context.Context, tx pgx.Tx, u User, result
 		return fmt.Errorf("users_table: %w", err)
 	}
 	return nil
-}
-
-// HolderOf returns the ID of the user holding number verified, or "".
-func (s *PostgresUsers) HolderOf(ctx context.Context, number string) (string, error) {
-	if number == "" {
-		return "", nil
-	}
-	var id string
-	err := s.run(ctx, func(ctx context.Context) error {
-		err := s.pool.QueryRow(ctx, s.sql.holder, number).Scan(&id)
-		if errors.Is(err, pgx.ErrNoRows) {
-			id = ""
-			return nil
-		}
-		return err
-	})
-	if err != nil {
-		return "", s.fail("holder", err)
-	}
-	return id, nil
 }
 
 // Close waits for calls in flight and closes every connection; later

@@ -221,20 +221,6 @@ func sqliteWriteUser(ctx context.Context, q sqlQuerier, u User) error {
 	return err
 }
 
-// HolderOf returns the ID of the user holding number verified, or "".
-func (s *SQLiteUsers) HolderOf(ctx context.Context, number string) (string, error) {
-	if number == "" {
-		return "", nil
-	}
-	var id string
-	err := s.db.QueryRowContext(ctx,
-		`SELECT user_id FROM phone_users WHERE phone_number = ? AND verified = 1`, number).Scan(&id)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return "", s.fail("holder", err)
-	}
-	return id, nil
-}
-
 // Close closes the database; later calls fail with ErrUnavailable.
 func (s *SQLiteUsers) Close() error {
 	if err := s.db.Close(); err != nil {
