@@ -67,9 +67,10 @@ type Config struct {
 	Poll time.Duration
 	// Batch is how many events one read claims; default 8.
 	Batch int
-	// Now tells the time for the outbox (due times); default time.Now.
-	// The signature always uses the real time.
-	Now func() time.Time
+	// Clock tells the time of events, due times and backoffs, and times
+	// the poll and each attempt; default SystemClock. The signature
+	// always uses the real time.
+	Clock Clock
 }
 
 // Dispatcher delivers the events of an Outbox to one URL. Emit writes an
@@ -89,14 +90,25 @@ type Dispatcher struct {
 	cfg    Config
 	client *http.Client
 	logger *zap.Logger
-	wake   chan struct{}
 
 	mu         sync.Mutex
 	spill      []Event // refused by the outbox; added again by the worker
 	pauseUntil time.Time
+	idle       *idleWait // the worker's wait, while it waits
+	woken      bool      // poked while busy: the worker does not wait
 	cancel     context.CancelFunc
 	done       chan struct{}
 }
+
+// idleWait is one wait of the worker: it ends when its poll timer fires
+// or a poke comes, whichever is first.
+type idleWait struct {
+	stop func() bool // the poll timer's
+	wake chan struct{}
+	once sync.Once
+}
+
+func (w *idleWait) end() { w.once.Do(func() { close(w.wake) }) }
 
 // NewDispatcher checks cfg and fills its defaults. Call Start to deliver.
 func NewDispatcher(cfg Config) (*Dispatcher, error) {
@@ -124,10 +136,10 @@ func NewDispatcher(cfg Config) (*Dispatcher, error) {
 	if cfg.Batch <= 0 {
 		cfg.Batch = DefaultBatch
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock{}
 	}
-	d := &Dispatcher{cfg: cfg, client: cfg.Client, logger: cfg.Logger, wake: make(chan struct{}, 1)}
+	d := &Dispatcher{cfg: cfg, client: cfg.Client, logger: cfg.Logger}
 	if d.client == nil {
 		d.client = sms.NoRedirectClient(cfg.Timeout)
 	}
@@ -151,7 +163,7 @@ func (d *Dispatcher) Emit(ctx context.Context, e Event) error {
 		e.ID = NewID()
 	}
 	if e.OccurredAt.IsZero() {
-		e.OccurredAt = d.cfg.Now()
+		e.OccurredAt = d.cfg.Clock.Now()
 	}
 	if err := Check(e); err != nil {
 		return err
@@ -179,10 +191,19 @@ func (d *Dispatcher) Emit(ctx context.Context, e Event) error {
 // else than Emit (the user store, in the transaction of the change).
 func (d *Dispatcher) Poke() { d.poke() }
 
+// poke ends the worker's wait, or, when it is busy, spares it the next
+// one. The poll timer of an ended wait is stopped before poke returns.
 func (d *Dispatcher) poke() {
-	select {
-	case d.wake <- struct{}{}:
-	default:
+	d.mu.Lock()
+	w := d.idle
+	d.idle = nil
+	if w == nil {
+		d.woken = true
+	}
+	d.mu.Unlock()
+	if w != nil {
+		w.stop()
+		w.end()
 	}
 }
 
@@ -227,19 +248,38 @@ func (d *Dispatcher) Close() error {
 
 func (d *Dispatcher) run(ctx context.Context, done chan struct{}) {
 	defer close(done)
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-d.wake:
-		case <-t.C:
-		}
+	for ctx.Err() == nil {
 		d.flushSpill(ctx)
 		d.drain(ctx)
-		t.Reset(d.cfg.Poll)
+		d.wait(ctx)
 	}
+}
+
+// wait returns after Poll, at a poke, or when ctx is done; at once when a
+// poke came while the worker was busy. Its poll timer is pending exactly
+// while the worker waits with nothing to do, which is how a test with a
+// fake clock knows it is idle.
+func (d *Dispatcher) wait(ctx context.Context) {
+	d.mu.Lock()
+	if d.woken {
+		d.woken = false
+		d.mu.Unlock()
+		return
+	}
+	w := &idleWait{wake: make(chan struct{})}
+	w.stop = d.cfg.Clock.AfterFunc(d.cfg.Poll, w.end)
+	d.idle = w
+	d.mu.Unlock()
+	select {
+	case <-ctx.Done():
+	case <-w.wake:
+	}
+	d.mu.Lock()
+	if d.idle == w {
+		d.idle = nil
+	}
+	d.mu.Unlock()
+	w.stop()
 }
 
 // flushSpill writes the events held in memory to the outbox, keeping
@@ -277,7 +317,7 @@ func (d *Dispatcher) add(ctx context.Context, e Event) error {
 // ctx is done.
 func (d *Dispatcher) drain(ctx context.Context) {
 	for ctx.Err() == nil {
-		now := d.cfg.Now()
+		now := d.cfg.Clock.Now()
 		d.mu.Lock()
 		paused := now.Before(d.pauseUntil)
 		d.mu.Unlock()
@@ -319,7 +359,7 @@ func (d *Dispatcher) drain(ctx context.Context) {
 			if errors.As(err, &de) && de.retryAfter > wait {
 				wait = min(de.retryAfter, d.cfg.MaxBackoff)
 			}
-			next := d.cfg.Now().Add(wait)
+			next := d.cfg.Clock.Now().Add(wait)
 			d.logger.Warn("event delivery failed; will retry",
 				zap.String("id", p.Event.ID), zap.String("type", p.Event.Type),
 				zap.Int("attempts", attempts), zap.Duration("retry_in", wait), zap.Error(err))
@@ -349,7 +389,7 @@ func (d *Dispatcher) drain(ctx context.Context) {
 
 // handBack releases claimed events, unattempted, for the next dispatcher.
 func (d *Dispatcher) handBack(ctx context.Context, ps []Pending) {
-	now := d.cfg.Now()
+	now := d.cfg.Clock.Now()
 	for _, p := range ps {
 		d.write(ctx, "release", p, func(c context.Context) error {
 			return d.cfg.Outbox.Retry(c, p.Event.ID, p.Attempts, now)
@@ -378,6 +418,9 @@ func (d *Dispatcher) backoff(n int) time.Duration {
 	return min(w, d.cfg.MaxBackoff)
 }
 
+// errAttemptTimeout ends an attempt that lasted Timeout.
+var errAttemptTimeout = fmt.Errorf("timed out: %w", context.DeadlineExceeded)
+
 // deliveryError is a failed attempt.
 type deliveryError struct {
 	status     int           // 0 when there was no answer
@@ -405,10 +448,15 @@ func (d *Dispatcher) post(ctx context.Context, p Pending) error {
 		}
 		body = b
 	}
-	ctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
-	defer cancel()
-	status, header, err := sms.PostSigned(ctx, d.client, d.cfg.URL, d.cfg.Secret, body)
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := d.cfg.Clock.AfterFunc(d.cfg.Timeout, func() { cancel(errAttemptTimeout) })
+	defer stop()
+	status, header, err := sms.PostSigned(actx, d.client, d.cfg.URL, d.cfg.Secret, body)
 	if err != nil {
+		if context.Cause(actx) == errAttemptTimeout {
+			err = fmt.Errorf("%w after %s", errAttemptTimeout, d.cfg.Timeout)
+		}
 		return &deliveryError{down: true, err: err}
 	}
 	if status >= 200 && status <= 299 {
