@@ -418,8 +418,8 @@ func (d *Dispatcher) backoff(n int) time.Duration {
 	return min(w, d.cfg.MaxBackoff)
 }
 
-// errAttemptTimeout ends an attempt that lasted Timeout.
-var errAttemptTimeout = fmt.Errorf("timed out: %w", context.DeadlineExceeded)
+// errAttemptTimeout is the cause of an attempt cut at Timeout.
+var errAttemptTimeout = errors.New("events: attempt timed out")
 
 // deliveryError is a failed attempt.
 type deliveryError struct {
@@ -455,7 +455,7 @@ func (d *Dispatcher) post(ctx context.Context, p Pending) error {
 	status, header, err := sms.PostSigned(actx, d.client, d.cfg.URL, d.cfg.Secret, body)
 	if err != nil {
 		if context.Cause(actx) == errAttemptTimeout {
-			err = fmt.Errorf("%w after %s", errAttemptTimeout, d.cfg.Timeout)
+			err = fmt.Errorf("timed out after %s: %w", d.cfg.Timeout, context.DeadlineExceeded)
 		}
 		return &deliveryError{down: true, err: err}
 	}
