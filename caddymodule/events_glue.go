@@ -85,8 +85,7 @@ func (p *Phone) provisionEvents(ctx caddy.Context, url string) (flow.Events, err
 	// Stopped by Cleanup, which hands back what it was sending; the
 	// config's context ends it too.
 	d.Start(ctx)
-	switch outbox.(type) {
-	case *store.SQLiteOutbox, *store.PostgresOutbox:
+	if p.backend.Outbox != nil {
 		// The store writes each change's event in the change's own
 		// transaction, into the table this dispatcher reads.
 		return txEvents{Dispatcher: d, stream: stream}, nil
@@ -117,11 +116,8 @@ var _ flow.TxEvents = txEvents{}
 // file or the postgres database, else (memory and http stores) a memory
 // outbox shared by the configs of this process.
 func (p *Phone) eventsOutbox(ctx caddy.Context, stream string, rt *eventsRuntime) (events.Outbox, error) {
-	switch u := p.backend.Users.(type) {
-	case *store.SQLiteUsers:
-		return u.Outbox(ctx, stream)
-	case *store.PostgresUsers:
-		return u.Outbox(ctx, u.Schema(), stream)
+	if p.backend.Outbox != nil {
+		return p.backend.Outbox(ctx, stream)
 	}
 	rt.logger.Warn("events: this store keeps no outbox: events not yet delivered are held in memory and lost if Caddy stops (use store sqlite or postgres for delivery across restarts)")
 	key := "events/" + stream

@@ -106,13 +106,6 @@ func (m meteredUsers) SetWithEvent(ctx context.Context, u store.User, e store.Ou
 	return err
 }
 
-func (m meteredUsers) HolderOf(ctx context.Context, number string) (string, error) {
-	start := time.Now()
-	id, err := m.Users.HolderOf(ctx, number)
-	observeStore("holder_of", start, err)
-	return id, err
-}
-
 func observeStore(op string, start time.Time, err error) {
 	result := "ok"
 	switch {

@@ -197,6 +197,7 @@ func (p *Phone) loadBackends(ctx caddy.Context, c *checked) error {
 	}
 	c.sender = sms.NewChain(providers...)
 	c.sender.Logger = p.logger.Named("sms")
+	c.sender.Mask = numbers.Mask
 	return nil
 }
 

@@ -6,8 +6,6 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
-
-	"github.com/caddy-phone/caddy-phone/caddymodule/numbers"
 )
 
 // Chain is the failover list of the `sms` lines: providers are tried in
@@ -16,6 +14,10 @@ type Chain struct {
 	// Logger, when set, gets one WARN line per provider failure (provider
 	// name and masked number; never the body or the code).
 	Logger *zap.Logger
+	// Mask hides the number in those lines. The host sets the one it uses
+	// everywhere else (caddymodule: numbers.Mask, which keeps the country
+	// code); nil means MaskNumber.
+	Mask func(number string) string
 
 	providers []Provider
 }
@@ -76,13 +78,34 @@ func (c *Chain) Send(ctx context.Context, m Message) error {
 		if c.Logger != nil {
 			c.Logger.Warn("sms provider failed",
 				zap.String("provider", p.Name()),
-				zap.String("to", numbers.Mask(m.To)),
+				zap.String("to", c.mask(m.To)),
 				zap.String("id", m.ID),
 				zap.Error(err),
 			)
 		}
 	}
 	return fmt.Errorf("%w: %w", ErrDeliveryFailed, errs)
+}
+
+func (c *Chain) mask(number string) string {
+	if c.Mask != nil {
+		return c.Mask(number)
+	}
+	return MaskNumber(number)
+}
+
+// MaskNumber hides a phone number for a log line, knowing nothing of
+// country codes: a "+" and 8 to 20 digits keep their length and their
+// last 2 digits ("+33612345678" → "+*********78"); anything else becomes
+// "****".
+func MaskNumber(number string) string {
+	const opaque = "****"
+	digits, ok := strings.CutPrefix(number, "+")
+	if !ok || len(digits) < 8 || len(digits) > 20 ||
+		strings.ContainsFunc(digits, func(r rune) bool { return r < '0' || r > '9' }) {
+		return opaque
+	}
+	return "+" + strings.Repeat("*", len(digits)-2) + digits[len(digits)-2:]
 }
 
 type cause struct {

@@ -121,26 +121,59 @@ func TestChainStopsWhenCanceled(t *testing.T) {
 }
 
 func TestChainLogsMaskedFailures(t *testing.T) {
-	core, logs := observer.New(zap.DebugLevel)
-	ps, _ := fakes(map[string]error{"a": errA}, "a", "b")
-	c := NewChain(ps...)
-	c.Logger = zap.New(core)
-	if err := c.Send(context.Background(), testMessage()); err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name string
+		mask func(string) string
+		want string
+	}{
+		{"default mask", nil, "+*********78"},
+		// The host's own mask, as caddymodule sets numbers.Mask.
+		{"host mask", func(n string) string { return n[:3] + "*****" + n[len(n)-4:] }, "+33*****5678"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			core, logs := observer.New(zap.DebugLevel)
+			ps, _ := fakes(map[string]error{"a": errA}, "a", "b")
+			c := NewChain(ps...)
+			c.Logger = zap.New(core)
+			c.Mask = tc.mask
+			if err := c.Send(context.Background(), testMessage()); err != nil {
+				t.Fatal(err)
+			}
+			entries := logs.All()
+			if len(entries) != 1 {
+				t.Fatalf("%d log entries, want 1", len(entries))
+			}
+			e := entries[0]
+			fields := e.ContextMap()
+			if e.Level != zap.WarnLevel || fields["provider"] != "a" || fields["to"] != tc.want {
+				t.Errorf("entry %v %v", e.Level, fields)
+			}
+			m := testMessage()
+			for k, v := range fields {
+				if s, _ := v.(string); strings.Contains(s, m.Code) || strings.Contains(s, m.To) {
+					t.Errorf("field %s leaks: %q", k, s)
+				}
+			}
+		})
 	}
-	entries := logs.All()
-	if len(entries) != 1 {
-		t.Fatalf("%d log entries, want 1", len(entries))
-	}
-	e := entries[0]
-	fields := e.ContextMap()
-	if e.Level != zap.WarnLevel || fields["provider"] != "a" || fields["to"] != "+33*****5678" {
-		t.Errorf("entry %v %v", e.Level, fields)
-	}
-	m := testMessage()
-	for k, v := range fields {
-		if s, _ := v.(string); strings.Contains(s, m.Code) || strings.Contains(s, m.To) {
-			t.Errorf("field %s leaks: %q", k, s)
+}
+
+// The default mask shows at most the last 2 digits, whatever it is given.
+func TestMaskNumber(t *testing.T) {
+	for in, want := range map[string]string{
+		"+33612345678":           "+*********78",
+		"+14155552671":           "+*********71",
+		"+12345678":              "+******78",
+		"+1234567":               "****", // too short to show anything
+		"+123456789012345678901": "****", // too long to be a number
+		"33612345678":            "****",
+		"+33 6 12 34 56 78":      "****",
+		"":                       "****",
+		"+":                      "****",
+		"+3361234567a":           "****",
+	} {
+		if got := MaskNumber(in); got != want {
+			t.Errorf("MaskNumber(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -3,7 +3,6 @@ package sms
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,10 +22,7 @@ func defaultClient(client *http.Client) *http.Client {
 	if client != nil {
 		return client
 	}
-	return &http.Client{
-		Timeout:       DefaultProviderTimeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	return NoRedirectClient(DefaultProviderTimeout)
 }
 
 // baseURL checks an api_url override (or returns def when it is empty)
@@ -69,12 +65,7 @@ func (c apiCall) do(ctx context.Context, client *http.Client) (int, []byte, erro
 	req.Header.Set("User-Agent", "caddy-phone")
 	resp, err := client.Do(req)
 	if err != nil {
-		// url.Error repeats the URL; keep the cause only.
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
-		}
-		return 0, nil, fmt.Errorf("%w: %s: %w", ErrDeliveryFailed, c.provider, err)
+		return 0, nil, fmt.Errorf("%w: %s: %w", ErrDeliveryFailed, c.provider, stripURL(err))
 	}
 	defer resp.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxDrain))

@@ -470,47 +470,10 @@ func (tx *pgNumbersTx) remove(ctx context.Context, id string) error {
 	return pgNumbersResult(err)
 }
 
-// setUser writes phone_users, and the legacy columns, as
-// (*PostgresUsers).set does, inside this transaction.
+// setUser writes phone_users, and the legacy columns, as Set does,
+// inside this transaction.
 func (tx *pgNumbersTx) setUser(ctx context.Context, u User) error {
-	s := tx.b.s
-	if u.Verified && s.legacy != nil {
-		var held bool
-		if err := tx.tx.QueryRow(ctx, s.sql.legacyHolder, u.PhoneNumber, u.ID).Scan(&held); err != nil {
-			return err
-		}
-		if held {
-			return ErrPhoneInUse
-		}
-	}
-	var err error
-	if u.PhoneNumber == "" {
-		_, err = tx.tx.Exec(ctx, s.sql.remove, u.ID)
-	} else {
-		_, err = tx.tx.Exec(ctx, s.sql.upsert, u.ID, u.PhoneNumber, u.Verified)
-	}
-	if err := pgNumbersResult(err); err != nil {
-		return err
-	}
-	if s.legacy == nil || !s.legacy.idKind.canMatch(u.ID) {
-		return nil
-	}
-	var phone any = s.legacy.clearPhone
-	if u.Verified {
-		phone = u.PhoneNumber
-	}
-	args := []any{u.ID, phone}
-	if s.legacy.verified != "" {
-		args = append(args, u.Verified)
-	}
-	_, err = tx.tx.Exec(ctx, s.sql.legacyUpdate, args...)
-	if isPgUniqueViolation(err) {
-		return fmt.Errorf("%w: users_table: %w", ErrPhoneInUse, err)
-	}
-	if err != nil {
-		return fmt.Errorf("users_table: %w", err)
-	}
-	return nil
+	return tx.b.s.writeUser(ctx, tx.tx, u, pgNumbersResult)
 }
 
 // pgNumbersResult maps a write's unique violation by the index that

@@ -243,19 +243,7 @@ func (tx *sqliteNumbersTx) remove(ctx context.Context, id string) error {
 
 // setUser writes phone_users as Set does, inside this transaction.
 func (tx *sqliteNumbersTx) setUser(ctx context.Context, u User) error {
-	var err error
-	if u.PhoneNumber == "" {
-		_, err = tx.q.ExecContext(ctx, `DELETE FROM phone_users WHERE user_id = ?`, u.ID)
-	} else {
-		_, err = tx.q.ExecContext(ctx,
-			`INSERT INTO phone_users (user_id, phone_number, verified, updated_at) VALUES (?, ?, ?, ?)
-			 ON CONFLICT (user_id) DO UPDATE SET
-				phone_number = excluded.phone_number,
-				verified     = excluded.verified,
-				updated_at   = excluded.updated_at`,
-			u.ID, u.PhoneNumber, u.Verified, time.Now().UnixMilli())
-	}
-	return tx.result("phone numbers: set user", err)
+	return tx.result("phone numbers: set user", sqliteWriteUser(ctx, tx.q, u))
 }
 
 // result maps a write's error: a unique index refusing it means another

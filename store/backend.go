@@ -12,6 +12,11 @@ type Backend struct {
 	// numbers per user, each with an ID), creating its tables when
 	// needed. Nil: the backend keeps one number per user.
 	Numbers func(ctx context.Context) (PhoneNumbers, error)
+	// Outbox opens the events outbox of stream (a receiver) in the
+	// store's own database, creating its table when needed; from then on
+	// the store's EventSetter writes a change and its event in one
+	// transaction. Nil: the backend keeps no outbox.
+	Outbox func(ctx context.Context, stream string) (Outbox, error)
 	// Local: reads cost no I/O and every writer is in this process, so
 	// the handler keeps no read cache in front of the store.
 	Local bool
@@ -26,25 +31,31 @@ func (m *MemoryUsers) Backend() Backend {
 
 // Backend describes the sqlite store: users, numbers and an outbox.
 func (s *SQLiteUsers) Backend() Backend {
-	return Backend{Users: s, Numbers: func(ctx context.Context) (PhoneNumbers, error) {
-		nb, err := s.openNumbers(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return &numbersService{b: nb}, nil
-	}}
+	return Backend{Users: s,
+		Numbers: func(ctx context.Context) (PhoneNumbers, error) {
+			nb, err := s.openNumbers(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return &numbersService{b: nb}, nil
+		},
+		Outbox: func(ctx context.Context, stream string) (Outbox, error) { return s.Outbox(ctx, stream) },
+	}
 }
 
 // Backend describes the postgres store: users, numbers (one per user when
 // a legacy users table is mapped) and an outbox.
 func (s *PostgresUsers) Backend() Backend {
-	return Backend{Users: s, Numbers: func(ctx context.Context) (PhoneNumbers, error) {
-		nb, err := s.openNumbers(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return &numbersService{b: nb, single: s.legacy != nil}, nil
-	}}
+	return Backend{Users: s,
+		Numbers: func(ctx context.Context) (PhoneNumbers, error) {
+			nb, err := s.openNumbers(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return &numbersService{b: nb, single: s.legacy != nil}, nil
+		},
+		Outbox: func(ctx context.Context, stream string) (Outbox, error) { return s.Outbox(ctx, s.schema, stream) },
+	}
 }
 
 // Backend describes the http store: the legacy app's API keeps one
@@ -57,6 +68,3 @@ func (h *HTTPUsers) Backend() Backend { return Backend{Users: h} }
 func (c *CachedUsers) ForgetOnWrite(pn PhoneNumbers) PhoneNumbers {
 	return forgetfulNumbers{pn, []*CachedUsers{c}}
 }
-
-// Schema is the schema of the module's tables ("" for the search_path).
-func (s *PostgresUsers) Schema() string { return s.schema }

@@ -1,12 +1,10 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -28,10 +26,6 @@ const (
 	// maxHTTPBody bounds what is read from any response.
 	maxHTTPBody = 1 << 20
 )
-
-// ErrLookupUnsupported: HolderOf was called on an HTTPUsers configured
-// without a LookupPath, so it cannot tell who holds a number.
-var ErrLookupUnsupported = errors.New("store: http: number lookup not configured")
 
 // errUnsafeUserID refuses a user ID that some servers and proxies would
 // read as a "." or ".." path segment even once escaped.
@@ -59,10 +53,6 @@ var errBodyTooLarge = fmt.Errorf("response body over %d bytes", maxHTTPBody)
 //     allowed for an unverified write: storing a number unverified is
 //     always accepted, so no one learns whose number it is before proving
 //     possession.
-//   - Lookup (LookupPath, optional, GET) answers 200 with the verified
-//     holder as a JSON object {"<id_field>": …} (or an array of user
-//     objects; entries whose VerifiedField is false are skipped), or 404
-//     when no one holds the number verified.
 //
 // Any other answer, a timeout or a connection error is ErrUnavailable.
 // Redirects are not followed: an internal API should not redirect, and
@@ -78,10 +68,6 @@ type HTTPConfig struct {
 	// SetMethod and SetPath write a user (default PATCH /users/{user_id});
 	// PATCH, PUT or POST.
 	SetMethod, SetPath string
-	// LookupPath finds the verified holder of a number with a GET, e.g.
-	// /users?phone={phone}; {phone} is escaped like {user_id}. Empty means
-	// HolderOf returns ErrLookupUnsupported.
-	LookupPath string
 	// Headers are sent on every request (Authorization, …), final values:
 	// the Caddy glue has already replaced placeholders such as {env.X}.
 	// They never appear in error text. "Host" sets the request's Host.
@@ -94,9 +80,6 @@ type HTTPConfig struct {
 	// VerifiedField is the JSON field holding the verified flag (default
 	// "phone_verified"); dotted paths as for PhoneField.
 	VerifiedField string
-	// IDField is the JSON field holding the user ID in lookup answers
-	// (default "id"); a string or a number.
-	IDField string
 	// Timeout bounds each attempt, body included (default 5s).
 	Timeout time.Duration
 	// Retries is the number of extra attempts a GET read makes after a
@@ -115,12 +98,10 @@ type HTTPConfig struct {
 type HTTPUsers struct {
 	base          string // scheme://host[/prefix], no trailing slash
 	get, set      httpEndpoint
-	lookup        httpEndpoint // path "" when not configured
 	headers       http.Header
 	host          string // Host header override
 	phoneField    []string
 	verifiedField []string
-	idField       []string
 	timeout       time.Duration
 	retries       int
 	client        *http.Client
@@ -182,21 +163,14 @@ func NewHTTPUsers(cfg HTTPConfig) (*HTTPUsers, error) {
 		return bad("set: method %q: want PATCH, PUT or POST", h.set.method)
 	}
 	for _, e := range []struct {
-		name, path, placeholder string
+		name, path string
 	}{
-		{"get", h.get.path, "{user_id}"},
-		{"set", h.set.path, "{user_id}"},
-		{"lookup", cfg.LookupPath, "{phone}"},
+		{"get", h.get.path},
+		{"set", h.set.path},
 	} {
-		if e.name == "lookup" && e.path == "" {
-			continue
-		}
-		if err := checkTemplate(h.base, e.path, e.placeholder); err != nil {
+		if err := checkTemplate(h.base, e.path); err != nil {
 			return bad("%s path %q: %v", e.name, e.path, err)
 		}
-	}
-	if cfg.LookupPath != "" {
-		h.lookup = httpEndpoint{method: http.MethodGet, path: cfg.LookupPath}
 	}
 
 	for name, value := range cfg.Headers {
@@ -235,7 +209,6 @@ func NewHTTPUsers(cfg HTTPConfig) (*HTTPUsers, error) {
 	}{
 		{"phone_field", cfg.PhoneField, "phone", &h.phoneField},
 		{"verified_field", cfg.VerifiedField, "phone_verified", &h.verifiedField},
-		{"id_field", cfg.IDField, "id", &h.idField},
 	}
 	for _, f := range fields {
 		v := f.val
@@ -295,9 +268,13 @@ func endpoint(method, path, defMethod, defPath string) (httpEndpoint, bool) {
 	return httpEndpoint{method: strings.ToUpper(method), path: path}, true
 }
 
-// checkTemplate makes sure path starts with '/', holds placeholder and no
+// userIDPlaceholder stands for the user ID in a path template.
+const userIDPlaceholder = "{user_id}"
+
+// checkTemplate makes sure path starts with '/', holds {user_id} and no
 // other {…}, and makes a valid URL once expanded.
-func checkTemplate(base, path, placeholder string) error {
+func checkTemplate(base, path string) error {
+	const placeholder = userIDPlaceholder
 	if !strings.HasPrefix(path, "/") {
 		return errors.New("must start with /")
 	}
@@ -361,7 +338,7 @@ func (h *HTTPUsers) Get(ctx context.Context, userID string) (User, error) {
 	if h.get.method == http.MethodGet {
 		retries = h.retries
 	}
-	status, body, attempts, err := h.do(ctx, h.get, "{user_id}", userID, nil, retries)
+	status, body, attempts, err := h.do(ctx, h.get, userID, nil, retries)
 	if err != nil {
 		return User{}, err
 	}
@@ -411,7 +388,7 @@ func (h *HTTPUsers) Set(ctx context.Context, u User) error {
 	if err != nil {
 		return h.fail(h.set, err)
 	}
-	status, _, _, err := h.do(ctx, h.set, "{user_id}", u.ID, body, 0)
+	status, _, _, err := h.do(ctx, h.set, u.ID, body, 0)
 	if err != nil {
 		return err
 	}
@@ -427,68 +404,6 @@ func (h *HTTPUsers) Set(ctx context.Context, u User) error {
 	}
 }
 
-// HolderOf asks the app, through LookupPath, who holds number verified.
-// Without a LookupPath it returns ErrLookupUnsupported.
-func (h *HTTPUsers) HolderOf(ctx context.Context, number string) (string, error) {
-	if number == "" {
-		return "", nil
-	}
-	if h.lookup.path == "" {
-		return "", ErrLookupUnsupported
-	}
-	status, body, attempts, err := h.do(ctx, h.lookup, "{phone}", number, nil, h.retries)
-	if err != nil {
-		return "", err
-	}
-	switch {
-	case status == http.StatusNotFound:
-		return "", nil
-	case status < 200 || status > 299:
-		return "", h.statusErr(h.lookup, status, attempts)
-	}
-	var doc any
-	if err := decodeJSON(body, &doc); err != nil {
-		return "", h.fail(h.lookup, err)
-	}
-	var entries []any
-	switch d := doc.(type) {
-	case map[string]any:
-		entries = []any{d}
-	case []any:
-		entries = d
-	default:
-		return "", h.fail(h.lookup, errors.New("response is neither a JSON object nor an array"))
-	}
-	holder := ""
-	for i, e := range entries {
-		obj, ok := e.(map[string]any)
-		if !ok {
-			return "", h.fail(h.lookup, fmt.Errorf("entry %d is not a JSON object", i))
-		}
-		// An explicit false means a search hit that holds nothing.
-		if v, found, err := valueAt(obj, h.verifiedField); err != nil {
-			return "", h.fail(h.lookup, err)
-		} else if found && v != nil {
-			verified, err := asBool(v, h.verifiedField)
-			if err != nil {
-				return "", h.fail(h.lookup, err)
-			}
-			if !verified {
-				continue
-			}
-		}
-		id, err := idAt(obj, h.idField)
-		if err != nil {
-			return "", h.fail(h.lookup, fmt.Errorf("entry %d: %w", i, err))
-		}
-		if holder != "" && holder != id {
-			return "", h.fail(h.lookup, errors.New("the app names more than one verified holder"))
-		}
-		holder = id
-	}
-	return holder, nil
-}
-
 // Close drops idle connections (when the client is this store's own);
 // later calls fail with ErrUnavailable.
 func (h *HTTPUsers) Close() error {
@@ -497,323 +412,6 @@ func (h *HTTPUsers) Close() error {
 		h.client.CloseIdleConnections()
 	}
 	return nil
-}
-
-// checkUserID refuses IDs holding a "." or ".." segment (split on '/' or
-// '\'): escaping alone does not protect them, since servers and proxies
-// such as nginx decode %2E and %2F before resolving dot segments, which
-// would aim the request at another resource.
-func checkUserID(id string) error {
-	for _, seg := range strings.FieldsFunc(id, func(r rune) bool { return r == '/' || r == '\\' }) {
-		if seg == "." || seg == ".." {
-			return errUnsafeUserID
-		}
-	}
-	return nil
-}
-
-// expand replaces placeholder in the template with value, path-escaped
-// before any '?' and query-escaped after it.
-func (h *HTTPUsers) expand(tmpl, placeholder, value string) string {
-	path, query, hasQuery := strings.Cut(tmpl, "?")
-	out := h.base + strings.ReplaceAll(path, placeholder, url.PathEscape(value))
-	if hasQuery {
-		out += "?" + strings.ReplaceAll(query, placeholder, url.QueryEscape(value))
-	}
-	return out
-}
-
-// describe names an endpoint in error text: the template, never the
-// expanded URL, which may hold a phone number.
-func (h *HTTPUsers) describe(e httpEndpoint) string {
-	return e.method + " " + h.base + e.path
-}
-
-// fail wraps err as ErrUnavailable, naming the endpoint.
-func (h *HTTPUsers) fail(e httpEndpoint, err error) error {
-	return fmt.Errorf("%w: http %s: %w", ErrUnavailable, h.describe(e), err)
-}
-
-func (h *HTTPUsers) statusErr(e httpEndpoint, status, attempts int) error {
-	return fmt.Errorf("%w: %w", ErrUnavailable,
-		&HTTPStatusError{Method: e.method, URL: h.base + e.path, StatusCode: status, Attempts: attempts})
-}
-
-// HTTPStatusError is an unexpected status from the app, wrapped in
-// ErrUnavailable. 401 and 403 mean the configured credentials (headers)
-// are wrong: worth an error-level log, retrying will not help.
-type HTTPStatusError struct {
-	Method     string
-	URL        string // the template, e.g. http://app/users/{user_id}
-	StatusCode int
-	Attempts   int
-}
-
-func (e *HTTPStatusError) Error() string {
-	msg := fmt.Sprintf("http %s %s: status %d", e.Method, e.URL, e.StatusCode)
-	if e.Attempts > 1 {
-		msg += fmt.Sprintf(" after %d attempts", e.Attempts)
-	}
-	switch {
-	case e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden:
-		msg += " (check the credentials in the configured headers)"
-	case e.StatusCode >= 300 && e.StatusCode <= 399:
-		msg += " (redirects are not followed: check the base URL)"
-	}
-	return msg
-}
-
-// do sends the request, retrying up to retries times on a 5xx, a timeout
-// or a connection error. It returns the last status with its body (read
-// only for 2xx) and the number of attempts made, or an error wrapping
-// ErrUnavailable.
-func (h *HTTPUsers) do(ctx context.Context, e httpEndpoint, placeholder, value string, body []byte, retries int) (status int, respBody []byte, attempts int, err error) {
-	if h.closed.Load() {
-		return 0, nil, 0, h.fail(e, errors.New("store closed"))
-	}
-	target := h.expand(e.path, placeholder, value)
-	for attempts = 1; ; attempts++ {
-		status, respBody, err = h.once(ctx, e.method, target, body)
-		if err == nil && status < 500 {
-			return status, respBody, attempts, nil
-		}
-		if ctx.Err() != nil {
-			// The caller gave up: no retry, and its reason is the error.
-			return 0, nil, attempts, h.fail(e, ctx.Err())
-		}
-		if errors.Is(err, errBodyTooLarge) {
-			return 0, nil, attempts, h.fail(e, err)
-		}
-		if attempts > retries {
-			if err != nil {
-				if attempts > 1 {
-					err = fmt.Errorf("%w (after %d attempts)", err, attempts)
-				}
-				return 0, nil, attempts, h.fail(e, err)
-			}
-			return status, nil, attempts, nil // the caller turns the 5xx into an error
-		}
-		t := time.NewTimer(min(httpBackoff<<(attempts-1), httpMaxBackoff))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return 0, nil, attempts, h.fail(e, ctx.Err())
-		case <-t.C:
-		}
-	}
-}
-
-// once makes one attempt bounded by the timeout, body read included.
-// Transport errors come back without the URL, which may hold a number.
-func (h *HTTPUsers) once(ctx context.Context, method, target string, body []byte) (int, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, h.timeout)
-	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, target, rd)
-	if err != nil {
-		return 0, nil, stripURL(err)
-	}
-	req.Header = h.headers.Clone()
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if h.host != "" {
-		req.Host = h.host
-	}
-	resp, err := h.client.Do(req)
-	if err != nil {
-		return 0, nil, h.attemptErr(ctx, stripURL(err))
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		// Drained a little so the connection can be reused; never shown:
-		// an error page may echo the request.
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return resp.StatusCode, nil, nil
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxHTTPBody+1))
-	if err != nil {
-		return 0, nil, h.attemptErr(ctx, fmt.Errorf("reading response: %w", stripURL(err)))
-	}
-	if len(b) > maxHTTPBody {
-		return 0, nil, errBodyTooLarge
-	}
-	return resp.StatusCode, b, nil
-}
-
-// attemptErr names a per-attempt timeout as such.
-func (h *HTTPUsers) attemptErr(ctx context.Context, err error) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("no answer within %v: %w", h.timeout, err)
-	}
-	return err
-}
-
-// stripURL unwraps *url.Error, whose text holds the whole URL.
-func stripURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
-}
-
-// --- JSON ----------------------------------------------------------------
-
-func decodeJSON(b []byte, v any) error {
-	if len(bytes.TrimSpace(b)) == 0 {
-		return errors.New("empty response body")
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("response is not JSON: %w", syntaxOnly(err))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("response holds more than one JSON value")
-	}
-	return nil
-}
-
-// syntaxOnly keeps a decode error's position but not its text, which
-// may quote the body.
-func syntaxOnly(err error) error {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Errorf("syntax error at byte %d", se.Offset)
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return err
-	}
-	return errors.New("invalid JSON")
-}
-
-func decodeObject(b []byte) (map[string]any, error) {
-	var doc any
-	if err := decodeJSON(b, &doc); err != nil {
-		return nil, err
-	}
-	obj, ok := doc.(map[string]any)
-	if !ok {
-		return nil, errors.New("response is not a JSON object")
-	}
-	return obj, nil
-}
-
-// valueAt follows a dotted path; found is false when a step is absent or
-// null on the way.
-func valueAt(obj map[string]any, path []string) (v any, found bool, err error) {
-	cur := any(obj)
-	for i, name := range path {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false, fmt.Errorf("field %q is not a JSON object", strings.Join(path[:i], "."))
-		}
-		if cur, ok = m[name]; !ok {
-			return nil, false, nil
-		}
-		if cur == nil && i < len(path)-1 {
-			return nil, false, nil
-		}
-	}
-	return cur, true, nil
-}
-
-// putAt sets a dotted path, creating nested objects.
-func putAt(obj map[string]any, path []string, v any) {
-	for _, name := range path[:len(path)-1] {
-		next, ok := obj[name].(map[string]any)
-		if !ok {
-			next = map[string]any{}
-			obj[name] = next
-		}
-		obj = next
-	}
-	obj[path[len(path)-1]] = v
-}
-
-// phoneAt reads the number: a string, or null/absent/"" for none. The
-// value itself never goes into an error.
-func phoneAt(obj map[string]any, path []string) (string, error) {
-	v, _, err := valueAt(obj, path)
-	if err != nil {
-		return "", err
-	}
-	switch v := v.(type) {
-	case nil:
-		return "", nil
-	case string:
-		return strings.TrimSpace(v), nil
-	default:
-		return "", fmt.Errorf("field %q is %s, want a string or null", strings.Join(path, "."), jsonKind(v))
-	}
-}
-
-// boolAt reads the verified flag: absent or null is false.
-func boolAt(obj map[string]any, path []string) (bool, error) {
-	v, _, err := valueAt(obj, path)
-	if err != nil || v == nil {
-		return false, err
-	}
-	return asBool(v, path)
-}
-
-// asBool accepts a JSON boolean, or 0/1 as some databases store it.
-func asBool(v any, path []string) (bool, error) {
-	switch v := v.(type) {
-	case bool:
-		return v, nil
-	case json.Number:
-		switch v.String() {
-		case "0":
-			return false, nil
-		case "1":
-			return true, nil
-		}
-	}
-	return false, fmt.Errorf("field %q is %s, want a boolean", strings.Join(path, "."), jsonKind(v))
-}
-
-// idAt reads a user ID, a string or a number.
-func idAt(obj map[string]any, path []string) (string, error) {
-	v, _, err := valueAt(obj, path)
-	if err != nil {
-		return "", err
-	}
-	var id string
-	switch v := v.(type) {
-	case string:
-		id = v
-	case json.Number:
-		id = v.String()
-	default:
-		return "", fmt.Errorf("field %q is %s, want a string or a number", strings.Join(path, "."), jsonKind(v))
-	}
-	if id == "" {
-		return "", fmt.Errorf("field %q is empty", strings.Join(path, "."))
-	}
-	return id, nil
-}
-
-func jsonKind(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return "a boolean"
-	case json.Number:
-		return "a number"
-	case string:
-		return "a string"
-	case []any:
-		return "an array"
-	case map[string]any:
-		return "an object"
-	}
-	return fmt.Sprintf("%T", v)
 }
 
 var _ Users = (*HTTPUsers)(nil)

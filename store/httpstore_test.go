@@ -23,8 +23,8 @@ const legacyToken = "Bearer s3cr3t-legacy-token"
 
 // legacyApp is a small stand-in for the legacy app's user API, keeping
 // its side of the HTTPUsers contract: GET and PATCH /users/{id} (PATCH
-// creates unknown users), GET /users?phone=… for the verified holder, and
-// 409 when a verified write would give a second user a verified number.
+// creates unknown users), and 409 when a verified write would give a
+// second user a verified number.
 type legacyApp struct {
 	t     *testing.T
 	srv   *httptest.Server
@@ -68,17 +68,6 @@ func (a *legacyApp) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	path := r.URL.EscapedPath()
-	if path == "/users" && r.Method == http.MethodGet {
-		phone := r.URL.Query().Get("phone")
-		for id, u := range a.users {
-			if u.Verified && u.Phone != nil && *u.Phone == phone {
-				writeJSON(w, http.StatusOK, map[string]any{"id": id})
-				return
-			}
-		}
-		http.NotFound(w, r)
-		return
-	}
 	rest, ok := strings.CutPrefix(path, "/users/")
 	if !ok || rest == "" || strings.Contains(rest, "/") {
 		http.NotFound(w, r)
@@ -136,9 +125,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func appConfig(base string) store.HTTPConfig {
 	return store.HTTPConfig{
-		BaseURL:    base,
-		LookupPath: "/users?phone={phone}",
-		Headers:    map[string]string{"Authorization": legacyToken},
+		BaseURL: base,
+		Headers: map[string]string{"Authorization": legacyToken},
 	}
 }
 
@@ -194,9 +182,6 @@ func TestHTTPUsersRequests(t *testing.T) {
 	if want := (store.User{ID: id, PhoneNumber: "+15550001111", Verified: true}); err != nil || got != want {
 		t.Fatalf("Get = %+v, %v; want %+v", got, err, want)
 	}
-	if h, err := s.HolderOf(ctx, "+15550001111"); err != nil || h != id {
-		t.Fatalf("HolderOf = %q, %v", h, err)
-	}
 	if err := s.Set(ctx, store.User{ID: id, Verified: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +189,6 @@ func TestHTTPUsersRequests(t *testing.T) {
 	want := []appRequest{
 		{Method: "PATCH", URI: esc, Body: `{"phone":"+15550001111","phone_verified":true}`},
 		{Method: "GET", URI: esc},
-		{Method: "GET", URI: "/users?phone=%2B15550001111"},
 		// Removing sends null and never a verified flag without a number.
 		{Method: "PATCH", URI: esc, Body: `{"phone":null,"phone_verified":false}`},
 	}
@@ -252,19 +236,15 @@ func TestHTTPUsersCustomEndpoints(t *testing.T) {
 			writeJSON(w, http.StatusOK, map[string]any{"phone": "+15550002222", "phone_verified": true})
 		case http.MethodPut:
 			w.WriteHeader(http.StatusNoContent)
-		case http.MethodGet:
-			writeJSON(w, http.StatusOK, map[string]any{"user_id": 42})
 		}
 	})
 	s := newHTTPUsers(t, store.HTTPConfig{
-		BaseURL:    srv.URL + "/api/v2/",
-		GetMethod:  "post",
-		GetPath:    "/internal/users/{user_id}/phone?who={user_id}",
-		SetMethod:  "PUT",
-		SetPath:    "/internal/users/{user_id}/phone",
-		LookupPath: "/lookup/{phone}",
-		IDField:    "user_id",
-		Headers:    map[string]string{"host": "legacy.internal"},
+		BaseURL:   srv.URL + "/api/v2/",
+		GetMethod: "post",
+		GetPath:   "/internal/users/{user_id}/phone?who={user_id}",
+		SetMethod: "PUT",
+		SetPath:   "/internal/users/{user_id}/phone",
+		Headers:   map[string]string{"host": "legacy.internal"},
 	})
 	if _, err := s.Get(ctx, "x+y&z"); err != nil {
 		t.Fatal(err)
@@ -272,13 +252,9 @@ func TestHTTPUsersCustomEndpoints(t *testing.T) {
 	if err := s.Set(ctx, store.User{ID: "x+y&z", PhoneNumber: "+15550002222"}); err != nil {
 		t.Fatal(err)
 	}
-	if h, err := s.HolderOf(ctx, "+15550002222"); err != nil || h != "42" {
-		t.Fatalf("HolderOf = %q, %v; want 42", h, err)
-	}
 	want := []string{
 		"POST legacy.internal /api/v2/internal/users/x+y&z/phone?who=x%2By%26z ",
 		`PUT legacy.internal /api/v2/internal/users/x+y&z/phone {"phone":"+15550002222","phone_verified":false}`,
-		"GET legacy.internal /api/v2/lookup/+15550002222 ",
 	}
 	if strings.Join(seen, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("requests:\n%s\nwant:\n%s", strings.Join(seen, "\n"), strings.Join(want, "\n"))
@@ -431,12 +407,6 @@ func TestHTTPUsersAlways5xx(t *testing.T) {
 			if c := n.Load(); c != tc.attempts || se.Attempts != int(tc.attempts) {
 				t.Fatalf("%d attempts (error says %d), want %d", c, se.Attempts, tc.attempts)
 			}
-			n.Store(0)
-			_, err = s.HolderOf(context.Background(), "+15550006666")
-			if !errors.Is(err, store.ErrUnavailable) || n.Load() != tc.attempts {
-				t.Fatalf("HolderOf: %v after %d attempts; want ErrUnavailable after %d", err, n.Load(), tc.attempts)
-			}
-			noSecrets(t, err, "+15550006666", "15550006666")
 		})
 	}
 }
@@ -475,13 +445,6 @@ func TestHTTPUsersTimeout(t *testing.T) {
 	if min, max := 3*timeout, 3*timeout+300*time.Millisecond+time.Second; took < min || took > max {
 		t.Fatalf("took %v, want between %v and %v", took, min, max)
 	}
-
-	n.Store(0)
-	_, err = s.HolderOf(context.Background(), "+15550007777")
-	if !errors.Is(err, store.ErrUnavailable) {
-		t.Fatalf("HolderOf = %v", err)
-	}
-	noSecrets(t, err, "+15550007777", "15550007777")
 
 	// A write times out once and is not tried again.
 	n.Store(0)
@@ -619,65 +582,6 @@ func TestHTTPUsersDottedFields(t *testing.T) {
 	}
 }
 
-func TestHTTPUsersLookup(t *testing.T) {
-	ctx := context.Background()
-	for _, tc := range []struct {
-		name   string
-		status int
-		body   string
-		want   string
-		fail   bool
-	}{
-		{"object", 200, `{"id":"alice"}`, "alice", false},
-		{"numeric id", 200, `{"id":1234567890123}`, "1234567890123", false},
-		{"404", 404, ``, "", false},
-		{"empty list", 200, `[]`, "", false},
-		{"search hits", 200, `[{"id":"bob","phone_verified":false},{"id":"alice","phone_verified":true}]`, "alice", false},
-		{"unverified only", 200, `{"id":"bob","phone_verified":false}`, "", false},
-		{"two holders", 200, `[{"id":"bob"},{"id":"alice"}]`, "", true},
-		{"no id", 200, `{"name":"alice"}`, "", true},
-		{"empty id", 200, `{"id":""}`, "", true},
-		{"not JSON", 200, `alice`, "", true},
-		{"401", 401, ``, "", true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			srv, _ := countingServer(t, func(_ int32, w http.ResponseWriter, r *http.Request) {
-				if got := r.URL.Query().Get("phone"); got != "+15550001234" {
-					t.Errorf("phone = %q", got)
-				}
-				w.WriteHeader(tc.status)
-				io.WriteString(w, tc.body)
-			})
-			s := newHTTPUsers(t, store.HTTPConfig{BaseURL: srv.URL, LookupPath: "/users?phone={phone}"})
-			got, err := s.HolderOf(ctx, "+15550001234")
-			if tc.fail {
-				if !errors.Is(err, store.ErrUnavailable) {
-					t.Fatalf("HolderOf = %q, %v; want ErrUnavailable", got, err)
-				}
-				noSecrets(t, err, "+15550001234", "15550001234")
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Fatalf("HolderOf = %q, %v; want %q", got, err, tc.want)
-			}
-		})
-	}
-}
-
-func TestHTTPUsersLookupUnsupported(t *testing.T) {
-	srv, n := countingServer(t, func(int32, http.ResponseWriter, *http.Request) {})
-	s := newHTTPUsers(t, store.HTTPConfig{BaseURL: srv.URL})
-	if _, err := s.HolderOf(context.Background(), "+15550001234"); !errors.Is(err, store.ErrLookupUnsupported) {
-		t.Fatalf("HolderOf = %v, want ErrLookupUnsupported", err)
-	}
-	if h, err := s.HolderOf(context.Background(), ""); h != "" || err != nil {
-		t.Fatalf(`HolderOf("") = %q, %v`, h, err)
-	}
-	if n.Load() != 0 {
-		t.Fatal("a request was sent")
-	}
-}
-
 func TestHTTPUsersEmptyIDAndClose(t *testing.T) {
 	ctx := context.Background()
 	app := newLegacyApp(t)
@@ -744,7 +648,6 @@ func TestNewHTTPUsersConfig(t *testing.T) {
 		{"relative path", func(c *store.HTTPConfig) { c.GetMethod, c.GetPath = "GET", "users/{user_id}" }, "must start with /"},
 		{"unknown placeholder", func(c *store.HTTPConfig) { c.GetMethod, c.GetPath = "GET", "/users/{id}/{user_id}" }, "unknown placeholder"},
 		{"fragment", func(c *store.HTTPConfig) { c.GetMethod, c.GetPath = "GET", "/users/{user_id}#x" }, "fragment"},
-		{"lookup without phone", func(c *store.HTTPConfig) { c.LookupPath = "/users" }, "must contain {phone}"},
 		{"bad header name", func(c *store.HTTPConfig) { c.Headers = map[string]string{"Bad Name": "x"} }, "not a valid HTTP token"},
 		{"empty header", func(c *store.HTTPConfig) { c.Headers = map[string]string{"Authorization": ""} }, "empty value"},
 		{"unset env in header", func(c *store.HTTPConfig) { c.Headers = map[string]string{"Authorization": "Bearer "} }, "ends with a space"},

@@ -63,16 +63,6 @@ func (m *MemoryUsers) Set(ctx context.Context, u User) error {
 	return nil
 }
 
-// HolderOf returns the ID of the user holding number verified, or "".
-func (m *MemoryUsers) HolderOf(ctx context.Context, number string) (string, error) {
-	if number == "" {
-		return "", nil
-	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.holders[number], nil
-}
-
 // Close does nothing: there is nothing to release.
 func (m *MemoryUsers) Close() error { return nil }
 

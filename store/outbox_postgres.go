@@ -5,8 +5,6 @@ import (
 	"errors"
 	"strings"
 	"time"
-
-	"github.com/caddy-phone/caddy-phone/caddymodule/events"
 )
 
 // pgOutboxLockKey is the pg_advisory_xact_lock key under which the events
@@ -28,7 +26,7 @@ var pgOutboxSchema = []string{
 	`CREATE INDEX IF NOT EXISTS phone_events_outbox_due ON {outbox} (stream, next_attempt)`,
 }
 
-// PostgresOutbox is an events.Outbox in the postgres store's database,
+// PostgresOutbox is an Outbox in the postgres store's database,
 // shared by every Caddy instance using it: an event written before a
 // request is answered survives a crash, and any instance delivers it. A
 // claim (Due) pushes the next attempt forward by Lease in the statement
@@ -37,7 +35,7 @@ var pgOutboxSchema = []string{
 type PostgresOutbox struct {
 	s      *PostgresUsers
 	stream string
-	// Lease is how long Due hands out an event; events.DefaultLease when 0.
+	// Lease is how long Due hands out an event; DefaultOutboxLease when 0.
 	Lease time.Duration
 
 	add, due, delivered, retry, count, others string
@@ -91,25 +89,22 @@ func (s *PostgresUsers) Outbox(ctx context.Context, schema, stream string) (*Pos
 	}, nil
 }
 
-// Add stores e, due at once; an id already held is left as it is.
-func (o *PostgresOutbox) Add(ctx context.Context, e events.Event) error {
-	body, err := events.Encode(e)
-	if err != nil {
+// Add stores e in the stream, due at once; an id already held is left as
+// it is.
+func (o *PostgresOutbox) Add(ctx context.Context, e OutboxEvent) error {
+	if err := e.CheckAdd(o.stream); err != nil {
 		return err
 	}
-	return o.exec(ctx, "outbox: add", o.add, e.ID, o.stream, string(body))
+	return o.exec(ctx, "outbox: add", o.add, e.ID, o.stream, string(e.Body))
 }
 
 // Due claims up to limit events of the stream due at now, oldest first.
-func (o *PostgresOutbox) Due(ctx context.Context, now time.Time, limit int) ([]events.Pending, error) {
+func (o *PostgresOutbox) Due(ctx context.Context, now time.Time, limit int) ([]OutboxRow, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	lease := o.Lease
-	if lease <= 0 {
-		lease = events.DefaultLease
-	}
-	var out []events.Pending
+	lease := outboxLease(o.Lease)
+	var out []OutboxRow
 	err := o.s.run(ctx, func(ctx context.Context) error {
 		out = out[:0]
 		rows, err := o.s.pool.Query(ctx, o.due, o.stream, now, now.Add(lease), limit)
@@ -120,13 +115,14 @@ func (o *PostgresOutbox) Due(ctx context.Context, now time.Time, limit int) ([]e
 		var seqs []int64
 		for rows.Next() {
 			var seq int64
-			var id, body string
-			var attempts int
-			if err := rows.Scan(&seq, &id, &body, &attempts); err != nil {
+			var r OutboxRow
+			var body string
+			if err := rows.Scan(&seq, &r.ID, &body, &r.Attempts); err != nil {
 				return err
 			}
+			r.Body = []byte(body)
 			seqs = append(seqs, seq)
-			out = append(out, events.Decode(id, []byte(body), attempts))
+			out = append(out, r)
 		}
 		if err := rows.Err(); err != nil {
 			return err
@@ -187,7 +183,7 @@ func (o *PostgresOutbox) exec(ctx context.Context, op, query string, args ...any
 }
 
 // sortBySeq orders ps by seqs (insertion sort: a batch is small).
-func sortBySeq(seqs []int64, ps []events.Pending) {
+func sortBySeq(seqs []int64, ps []OutboxRow) {
 	for i := 1; i < len(seqs); i++ {
 		for j := i; j > 0 && seqs[j] < seqs[j-1]; j-- {
 			seqs[j], seqs[j-1] = seqs[j-1], seqs[j]
@@ -196,4 +192,4 @@ func sortBySeq(seqs []int64, ps []events.Pending) {
 	}
 }
 
-var _ events.Outbox = (*PostgresOutbox)(nil)
+var _ Outbox = (*PostgresOutbox)(nil)

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"slices"
 	"time"
-
-	"github.com/caddy-phone/caddy-phone/caddymodule/events"
 )
 
 // The events outbox lives in the store's own file, in a table of its own
@@ -31,7 +29,7 @@ var sqliteOutboxSchema = []string{
 const sqliteOutboxAdd = `INSERT INTO phone_events_outbox (id, stream, body, created_at) VALUES (?, ?, ?, ?)
 	ON CONFLICT (id) DO NOTHING`
 
-// SQLiteOutbox is an events.Outbox in the sqlite store's file: events
+// SQLiteOutbox is an Outbox in the sqlite store's file: events
 // written before a request is answered survive a crash or a restart, and
 // several processes (or Caddy configs) sharing the file share the outbox.
 // A claim (Due) pushes the event's next attempt forward by Lease in the
@@ -40,7 +38,7 @@ const sqliteOutboxAdd = `INSERT INTO phone_events_outbox (id, stream, body, crea
 type SQLiteOutbox struct {
 	s      *SQLiteUsers
 	stream string
-	// Lease is how long Due hands out an event; events.DefaultLease when 0.
+	// Lease is how long Due hands out an event; DefaultOutboxLease when 0.
 	Lease time.Duration
 }
 
@@ -74,24 +72,21 @@ func (s *SQLiteUsers) Outbox(ctx context.Context, stream string) (*SQLiteOutbox,
 	return &SQLiteOutbox{s: s, stream: stream}, nil
 }
 
-// Add stores e, due at once; an id already held is left as it is.
-func (o *SQLiteOutbox) Add(ctx context.Context, e events.Event) error {
-	body, err := events.Encode(e)
-	if err != nil {
+// Add stores e in the stream, due at once; an id already held is left as
+// it is.
+func (o *SQLiteOutbox) Add(ctx context.Context, e OutboxEvent) error {
+	if err := e.CheckAdd(o.stream); err != nil {
 		return err
 	}
-	return o.exec(ctx, "outbox: add", sqliteOutboxAdd, e.ID, o.stream, string(body), time.Now().UnixMilli())
+	return o.exec(ctx, "outbox: add", sqliteOutboxAdd, e.ID, o.stream, string(e.Body), time.Now().UnixMilli())
 }
 
 // Due claims up to limit events of the stream due at now, oldest first.
-func (o *SQLiteOutbox) Due(ctx context.Context, now time.Time, limit int) ([]events.Pending, error) {
+func (o *SQLiteOutbox) Due(ctx context.Context, now time.Time, limit int) ([]OutboxRow, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	lease := o.Lease
-	if lease <= 0 {
-		lease = events.DefaultLease
-	}
+	lease := outboxLease(o.Lease)
 	// A dispatcher asks every second: answer "nothing" with a read, so an
 	// idle outbox never takes the write lock.
 	var one int
@@ -119,16 +114,16 @@ func (o *SQLiteOutbox) Due(ctx context.Context, now time.Time, limit int) ([]eve
 	defer rows.Close()
 	type row struct {
 		seq int64
-		p   events.Pending
+		r   OutboxRow
 	}
 	var got []row
 	for rows.Next() {
 		var r row
-		var id, body string
-		if err := rows.Scan(&r.seq, &id, &body, &r.p.Attempts); err != nil {
+		var body string
+		if err := rows.Scan(&r.seq, &r.r.ID, &body, &r.r.Attempts); err != nil {
 			return nil, o.s.fail("outbox: due", err)
 		}
-		r.p = events.Decode(id, []byte(body), r.p.Attempts)
+		r.r.Body = []byte(body)
 		got = append(got, r)
 	}
 	if err := rows.Err(); err != nil {
@@ -136,9 +131,9 @@ func (o *SQLiteOutbox) Due(ctx context.Context, now time.Time, limit int) ([]eve
 	}
 	// RETURNING gives no order.
 	slices.SortFunc(got, func(a, b row) int { return cmp.Compare(a.seq, b.seq) })
-	out := make([]events.Pending, len(got))
+	out := make([]OutboxRow, len(got))
 	for i, r := range got {
-		out[i] = r.p
+		out[i] = r.r
 	}
 	return out, nil
 }
@@ -188,4 +183,4 @@ func (o *SQLiteOutbox) exec(ctx context.Context, op, query string, args ...any) 
 	return nil
 }
 
-var _ events.Outbox = (*SQLiteOutbox)(nil)
+var _ Outbox = (*SQLiteOutbox)(nil)

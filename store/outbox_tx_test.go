@@ -4,30 +4,27 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/caddy-phone/caddy-phone/caddymodule/events"
 	"github.com/caddy-phone/caddy-phone/store"
+	"github.com/caddy-phone/caddy-phone/store/storetest"
 )
 
 // txOutbox is the part of a durable outbox the SetWithEvent tests read.
 type txOutbox interface {
-	events.Outbox
+	store.Outbox
 	Len(ctx context.Context) (int, error)
 }
 
 func outboxEvent(t *testing.T, stream, typ, user, number string) store.OutboxEvent {
 	t.Helper()
-	e := events.Event{ID: events.NewID(), Type: typ, UserID: user, PhoneNumber: number,
-		OccurredAt: time.Now().UTC()}
-	body, err := events.Encode(e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return store.OutboxEvent{ID: e.ID, Stream: stream, Body: body}
+	e := testOutboxEvent(stream, user)
+	e.Body = fmt.Appendf(nil, `{"id":%q,"type":%q,"user_id":%q,"phone_number":%q}`, e.ID, typ, user, number)
+	return e
 }
 
 // testSetWithEvent: the user and the event are written together or not at
@@ -52,7 +49,7 @@ func testSetWithEvent(t *testing.T, s interface {
 
 	// No outbox table yet: nothing written, the caller falls back.
 	if err := s.SetWithEvent(ctx, store.User{ID: "a", PhoneNumber: "+33600000001"},
-		outboxEvent(t, stream, events.TypeUpdated, "a", "+33600000001")); !errors.Is(err, store.ErrNoOutbox) {
+		outboxEvent(t, stream, "phone.updated", "a", "+33600000001")); !errors.Is(err, store.ErrNoOutbox) {
 		t.Fatalf("SetWithEvent without an outbox: %v, want ErrNoOutbox", err)
 	}
 	wantUser("a", "", false)
@@ -70,7 +67,7 @@ func testSetWithEvent(t *testing.T, s interface {
 	}
 
 	// Both written; the dispatcher's Due hands out the event as stored.
-	e1 := outboxEvent(t, stream, events.TypeVerified, "a", "+33600000001")
+	e1 := outboxEvent(t, stream, "phone.verified", "a", "+33600000001")
 	if err := s.SetWithEvent(ctx, store.User{ID: "a", PhoneNumber: "+33600000001", Verified: true}, e1); err != nil {
 		t.Fatal(err)
 	}
@@ -80,8 +77,7 @@ func testSetWithEvent(t *testing.T, s interface {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ps) != 1 || ps[0].Event.ID != e1.ID || string(ps[0].Body) != string(e1.Body) ||
-		ps[0].Event.Type != events.TypeVerified || ps[0].Event.UserID != "a" {
+	if len(ps) != 1 || ps[0].ID != e1.ID || string(ps[0].Body) != string(e1.Body) || ps[0].Attempts != 0 {
 		t.Fatalf("Due = %+v, want the event written with the user", ps)
 	}
 	if err := o.Delivered(ctx, e1.ID); err != nil {
@@ -93,7 +89,7 @@ func testSetWithEvent(t *testing.T, s interface {
 	// no event.
 	mustSet(t, s, store.User{ID: "b", PhoneNumber: "+33600000002"})
 	err = s.SetWithEvent(ctx, store.User{ID: "b", PhoneNumber: "+33600000001", Verified: true},
-		outboxEvent(t, stream, events.TypeVerified, "b", "+33600000001"))
+		outboxEvent(t, stream, "phone.verified", "b", "+33600000001"))
 	if !errors.Is(err, store.ErrPhoneInUse) {
 		t.Fatalf("SetWithEvent of a number in use: %v, want ErrPhoneInUse", err)
 	}
@@ -101,7 +97,7 @@ func testSetWithEvent(t *testing.T, s interface {
 	wantLen(0)
 
 	// A removal and its event.
-	if err := s.SetWithEvent(ctx, store.User{ID: "b"}, outboxEvent(t, stream, events.TypeRemoved, "b", "")); err != nil {
+	if err := s.SetWithEvent(ctx, store.User{ID: "b"}, outboxEvent(t, stream, "phone.removed", "b", "")); err != nil {
 		t.Fatal(err)
 	}
 	wantUser("b", "", false)
@@ -111,14 +107,12 @@ func testSetWithEvent(t *testing.T, s interface {
 	mustSet(t, s, store.User{ID: "c", PhoneNumber: "+33600000003"})
 	breakOutbox()
 	err = s.SetWithEvent(ctx, store.User{ID: "c", PhoneNumber: "+33600000004", Verified: true},
-		outboxEvent(t, stream, events.TypeVerified, "c", "+33600000004"))
+		outboxEvent(t, stream, "phone.verified", "c", "+33600000004"))
 	if err == nil || !strings.Contains(err.Error(), "outbox down") {
 		t.Fatalf("SetWithEvent with a failing outbox: %v, want a failure", err)
 	}
 	wantUser("c", "+33600000003", false)
-	if id, err := s.HolderOf(ctx, "+33600000004"); err != nil || id != "" {
-		t.Fatalf("HolderOf = %q, %v: the failed write left a holder", id, err)
-	}
+	storetest.WantHolder(t, s, "+33600000004", "") // the failed write left no holder
 }
 
 func mustSet(t *testing.T, s store.Users, u store.User) {
@@ -193,7 +187,7 @@ func TestCachedUsersSetWithEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := c.SetWithEvent(ctx, store.User{ID: "a", PhoneNumber: "+33600000002", Verified: true},
-		outboxEvent(t, "s", events.TypeVerified, "a", "+33600000002")); err != nil {
+		outboxEvent(t, "s", "phone.verified", "a", "+33600000002")); err != nil {
 		t.Fatal(err)
 	}
 	if u, err := c.Peek(ctx, "a"); err != nil || u.PhoneNumber != "+33600000002" || !u.Verified {
@@ -206,7 +200,7 @@ func TestCachedUsersSetWithEvent(t *testing.T) {
 	}
 	t.Cleanup(func() { m.Close() })
 	if err := m.SetWithEvent(ctx, store.User{ID: "a", PhoneNumber: "+33600000001"},
-		outboxEvent(t, "s", events.TypeUpdated, "a", "+33600000001")); !errors.Is(err, store.ErrNoOutbox) {
+		outboxEvent(t, "s", "phone.updated", "a", "+33600000001")); !errors.Is(err, store.ErrNoOutbox) {
 		t.Fatalf("memory store: %v, want ErrNoOutbox", err)
 	}
 }

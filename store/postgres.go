@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -28,35 +27,11 @@ const (
 	DefaultPostgresApplicationName = "caddy-phone"
 )
 
-// pgSchemaVersion is the schema this build writes and understands.
-const pgSchemaVersion = 1
-
-// pgMigrateLockKey is the pg_advisory_xact_lock key that serialises
-// schema migrations across every instance sharing the database ("phone_mg").
-const pgMigrateLockKey int64 = 0x70686f6e655f6d67
-
 // pgMaxAttempts bounds how often one call runs when the connection it got
 // turns out dead (server restart, pg_terminate_backend, idle cut by a
 // proxy). Every call is idempotent and ran in a transaction that the
 // server rolled back, so running it again is safe.
 const pgMaxAttempts = 3
-
-// pgMigrations[i] brings the module's tables from version i to i+1. All of
-// them run in one transaction together with the version rows, under the
-// advisory lock. {users} is replaced by the quoted, qualified table name.
-var pgMigrations = [][]string{
-	{
-		`CREATE TABLE IF NOT EXISTS {users} (
-			user_id      text        NOT NULL PRIMARY KEY,
-			phone_number text        NOT NULL CHECK (phone_number <> ''),
-			verified     boolean     NOT NULL DEFAULT false,
-			updated_at   timestamptz NOT NULL DEFAULT now()
-		)`,
-		// The database itself refuses a second verified holder of a number.
-		`CREATE UNIQUE INDEX IF NOT EXISTS phone_users_verified_number
-			ON {users} (phone_number) WHERE verified`,
-	},
-}
 
 // PostgresConfig configures OpenPostgres. Only DSN is required.
 type PostgresConfig struct {
@@ -109,12 +84,11 @@ type PostgresConfig struct {
 // A user the module has never written (or whose number it removed) is
 // read from the legacy row: a non-empty PhoneColumn is the number,
 // verified when VerifiedColumn is true (or when there is no such column).
-// Such a number also counts for HolderOf and for the in-use check of Set.
-// Existing data thus shows up without a migration step. Legacy values are
-// returned verbatim; they should already be E.164. The key is looked up
-// through its index when its type is text, varchar, an integer or uuid;
-// HolderOf and a verified Set scan PhoneColumn, so an index on it helps
-// large tables.
+// Such a number also counts for the in-use check of Set. Existing data
+// thus shows up without a migration step. Legacy values are returned
+// verbatim; they should already be E.164. The key is looked up through its
+// index when its type is text, varchar, an integer or uuid; a verified Set
+// scans PhoneColumn, so an index on it helps large tables.
 //
 // Any failure rolls the whole transaction back. The one case PostgreSQL
 // cannot settle is a connection lost while COMMIT is in flight: the call
@@ -135,7 +109,6 @@ type PostgresUsers struct {
 // parameters.
 type pgQueries struct {
 	get, getModule string // getModule: when the ID cannot be a legacy key
-	holder         string
 	remove, upsert string
 	legacyHolder   string // Set's in-use check against legacy rows
 	legacyUpdate   string
@@ -269,284 +242,6 @@ func pgIdent(schema, name string) string {
 	return pgx.Identifier{schema, name}.Sanitize()
 }
 
-// migrate brings the module's tables up to pgSchemaVersion in one
-// transaction under a transaction-scoped advisory lock, so instances
-// starting together queue here and the later ones find the work done.
-func (s *PostgresUsers) migrate(ctx context.Context, schema string) error {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return s.fail("migrate", err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, pgMigrateLockKey); err != nil {
-		return s.fail("migrate: advisory lock", err)
-	}
-	if schema != "" {
-		// CREATE SCHEMA IF NOT EXISTS would still need CREATE on the
-		// database; an existing schema needs nothing.
-		var exists bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, schema).
-			Scan(&exists); err != nil {
-			return s.fail("migrate", err)
-		}
-		if !exists {
-			if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgIdent("", schema)); err != nil {
-				return s.fail("migrate: create schema", err)
-			}
-		}
-	}
-	versions := pgIdent(schema, "phone_schema_migrations")
-	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+versions+` (
-		version    integer     NOT NULL PRIMARY KEY,
-		applied_at timestamptz NOT NULL DEFAULT now()
-	)`); err != nil {
-		return s.fail("migrate", err)
-	}
-	var v int
-	if err := tx.QueryRow(ctx, `SELECT COALESCE(max(version), 0) FROM `+versions).Scan(&v); err != nil {
-		return s.fail("migrate", err)
-	}
-	if v > pgSchemaVersion {
-		// Not ErrUnavailable: retrying will not help, an upgrade will.
-		return fmt.Errorf("store: postgres: schema version %d is newer than this build understands (%d)",
-			v, pgSchemaVersion)
-	}
-	if v == pgSchemaVersion {
-		return nil // nothing to commit; the deferred rollback frees the lock
-	}
-	r := strings.NewReplacer("{users}", pgIdent(schema, "phone_users"))
-	for ; v < pgSchemaVersion; v++ {
-		for _, stmt := range pgMigrations[v] {
-			if _, err := tx.Exec(ctx, r.Replace(stmt)); err != nil {
-				return s.fail(fmt.Sprintf("migrate to version %d", v+1), err)
-			}
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO `+versions+` (version) VALUES ($1)`, v+1); err != nil {
-			return s.fail("migrate", err)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return s.fail("migrate", err)
-	}
-	return nil
-}
-
-// pgIDKind is how a legacy key column is compared with a user ID. The
-// meaning is always "id_column::text = user ID"; the typed forms give the
-// same answer while letting PostgreSQL use the column's index.
-type pgIDKind int
-
-const (
-	pgIDAsText pgIDKind = iota // any type: id::text = $1 (no index)
-	pgIDText                   // text, varchar: id = $1
-	pgIDInt2
-	pgIDInt4
-	pgIDInt8
-	pgIDUUID
-)
-
-// Type OIDs of the key columns compared natively.
-const (
-	pgOIDInt8    = 20
-	pgOIDInt2    = 21
-	pgOIDInt4    = 23
-	pgOIDText    = 25
-	pgOIDVarchar = 1043
-	pgOIDUUID    = 2950
-)
-
-// expr returns the SQL matching column (quoted, alias l) against $n.
-func (k pgIDKind) expr(column string, n int) string {
-	p := "$" + strconv.Itoa(n) + "::text"
-	switch k {
-	case pgIDText:
-		return "l." + column + " = " + p
-	case pgIDInt2:
-		return "l." + column + " = " + p + "::smallint"
-	case pgIDInt4:
-		return "l." + column + " = " + p + "::integer"
-	case pgIDInt8:
-		return "l." + column + " = " + p + "::bigint"
-	case pgIDUUID:
-		return "l." + column + " = " + p + "::uuid"
-	}
-	return "l." + column + "::text = " + p
-}
-
-// canMatch reports whether id can equal the text form of a key of this
-// kind. Only the canonical text form can (7::text is "7", never "07"), so
-// the typed casts in expr never fail on what passes here.
-func (k pgIDKind) canMatch(id string) bool {
-	bits := 0
-	switch k {
-	case pgIDInt2:
-		bits = 16
-	case pgIDInt4:
-		bits = 32
-	case pgIDInt8:
-		bits = 64
-	case pgIDUUID:
-		return pgUUIDRe.MatchString(id)
-	default:
-		return true
-	}
-	n, err := strconv.ParseInt(id, 10, bits)
-	return err == nil && strconv.FormatInt(n, 10) == id
-}
-
-// pgUUIDRe is the text form PostgreSQL gives a uuid.
-var pgUUIDRe = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-
-// inspectLegacy checks the users table mapping against the database: the
-// table and columns exist, have usable types, and we may read them and
-// write the phone columns. It picks how keys are compared.
-func (s *PostgresUsers) inspectLegacy(ctx context.Context, cfg PostgresConfig) (*pgLegacy, error) {
-	table := pgx.Identifier(strings.Split(cfg.UsersTable, ".")).Sanitize()
-	var found bool
-	if err := s.pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&found); err != nil {
-		return nil, s.fail("inspect users_table", err)
-	}
-	if !found {
-		return nil, fmt.Errorf("store: postgres: users_table: no table %q (looked up in the connection's search_path unless qualified)",
-			cfg.UsersTable)
-	}
-	type column struct {
-		oid          uint32
-		typ, cat     string
-		notNull      bool
-		read, update bool
-	}
-	cols := map[string]column{}
-	rows, err := s.pool.Query(ctx, `
-		SELECT a.attname::text, a.atttypid::oid, format_type(a.atttypid, a.atttypmod), t.typcategory::text,
-		       a.attnotnull,
-		       has_column_privilege(a.attrelid, a.attnum, 'SELECT'),
-		       has_column_privilege(a.attrelid, a.attnum, 'UPDATE')
-		FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-		WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`, table)
-	if err != nil {
-		return nil, s.fail("inspect users_table", err)
-	}
-	for rows.Next() {
-		var name string
-		var c column
-		if err := rows.Scan(&name, &c.oid, &c.typ, &c.cat, &c.notNull, &c.read, &c.update); err != nil {
-			rows.Close()
-			return nil, s.fail("inspect users_table", err)
-		}
-		cols[name] = c
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.fail("inspect users_table", err)
-	}
-
-	lookup := func(field, name string, write bool, category, want string) (column, error) {
-		c, ok := cols[name]
-		switch {
-		case !ok:
-			return c, fmt.Errorf("store: postgres: %s: table %q has no column %q", field, cfg.UsersTable, name)
-		case category != "" && c.cat != category:
-			return c, fmt.Errorf("store: postgres: %s: column %q is %s, want %s", field, name, c.typ, want)
-		case !c.read:
-			return c, fmt.Errorf("store: postgres: %s: permission denied: cannot SELECT column %q", field, name)
-		case write && !c.update:
-			return c, fmt.Errorf("store: postgres: %s: permission denied: cannot UPDATE column %q", field, name)
-		}
-		return c, nil
-	}
-	l := &pgLegacy{table: table}
-	id, err := lookup("id_column", cfg.IDColumn, false, "", "")
-	if err != nil {
-		return nil, err
-	}
-	l.id = pgIdent("", cfg.IDColumn)
-	switch id.oid {
-	case pgOIDText, pgOIDVarchar:
-		l.idKind = pgIDText
-	case pgOIDInt2:
-		l.idKind = pgIDInt2
-	case pgOIDInt4:
-		l.idKind = pgIDInt4
-	case pgOIDInt8:
-		l.idKind = pgIDInt8
-	case pgOIDUUID:
-		l.idKind = pgIDUUID
-	}
-	phone, err := lookup("phone_column", cfg.PhoneColumn, true, "S", "a string type (text, varchar)")
-	if err != nil {
-		return nil, err
-	}
-	l.phone = pgIdent("", cfg.PhoneColumn)
-	if phone.notNull {
-		l.clearPhone = ""
-	}
-	verified := cfg.VerifiedColumn
-	if verified == "" {
-		if _, ok := cols["phone_verified"]; ok && cfg.PhoneColumn != "phone_verified" && cfg.IDColumn != "phone_verified" {
-			verified = "phone_verified"
-		}
-	}
-	if verified != "" {
-		if _, err := lookup("verified_column", verified, true, "B", "boolean"); err != nil {
-			return nil, err
-		}
-		l.verified = pgIdent("", verified)
-	}
-	return l, nil
-}
-
-func buildPgQueries(users string, l *pgLegacy) pgQueries {
-	q := pgQueries{
-		getModule: `SELECT phone_number, verified FROM ` + users + ` WHERE user_id = $1::text`,
-		holder:    `SELECT user_id FROM ` + users + ` WHERE phone_number = $1::text AND verified`,
-		remove:    `DELETE FROM ` + users + ` WHERE user_id = $1::text`,
-		upsert: `INSERT INTO ` + users + ` (user_id, phone_number, verified, updated_at)
-			VALUES ($1::text, $2::text, $3::boolean, now())
-			ON CONFLICT (user_id) DO UPDATE SET
-				phone_number = EXCLUDED.phone_number,
-				verified     = EXCLUDED.verified,
-				updated_at   = EXCLUDED.updated_at`,
-	}
-	q.get = q.getModule
-	if l == nil {
-		return q
-	}
-	// A legacy row speaks for its user only while the module's table has
-	// no row for that user.
-	unmanaged := `NOT EXISTS (SELECT 1 FROM ` + users + ` AS p WHERE p.user_id = l.` + l.id + `::text)`
-	isVerified, verifiedValue := "TRUE", "true"
-	if l.verified != "" {
-		isVerified = "l." + l.verified + " IS TRUE"
-		verifiedValue = "COALESCE(l." + l.verified + ", false)"
-	}
-	// One statement, so both sides are read from one snapshot.
-	q.get = `SELECT phone_number, verified FROM ` + users + ` WHERE user_id = $1::text
-		UNION ALL
-		(SELECT l.` + l.phone + `::text, ` + verifiedValue + ` FROM ` + l.table + ` AS l
-		 WHERE ` + l.idKind.expr(l.id, 1) + `
-		   AND l.` + l.phone + ` IS NOT NULL AND l.` + l.phone + `::text <> ''
-		   AND NOT EXISTS (SELECT 1 FROM ` + users + ` AS p WHERE p.user_id = $1::text)
-		 LIMIT 1)`
-	q.holder = `SELECT holder FROM (
-			SELECT user_id AS holder, 0 AS src FROM ` + users + ` WHERE phone_number = $1::text AND verified
-			UNION ALL
-			SELECT l.` + l.id + `::text, 1 FROM ` + l.table + ` AS l
-			WHERE l.` + l.phone + ` = $1::text AND ` + isVerified + ` AND ` + unmanaged + `
-		) h ORDER BY src LIMIT 1`
-	q.legacyHolder = `SELECT EXISTS (SELECT 1 FROM ` + l.table + ` AS l
-		WHERE l.` + l.phone + ` = $1::text AND ` + isVerified + `
-		  AND l.` + l.id + `::text <> $2::text AND ` + unmanaged + `)`
-	if l.verified != "" {
-		q.legacyUpdate = `UPDATE ` + l.table + ` AS l SET ` + l.phone + ` = $2::text, ` + l.verified + ` = $3::boolean
-			WHERE ` + l.idKind.expr(l.id, 1) + `
-			  AND (l.` + l.phone + ` IS DISTINCT FROM $2::text OR l.` + l.verified + ` IS DISTINCT FROM $3::boolean)`
-	} else {
-		q.legacyUpdate = `UPDATE ` + l.table + ` AS l SET ` + l.phone + ` = $2::text
-			WHERE ` + l.idKind.expr(l.id, 1) + ` AND l.` + l.phone + ` IS DISTINCT FROM $2::text`
-	}
-	return q
-}
-
 // Get returns the user's phone state; an unknown user has no number.
 func (s *PostgresUsers) Get(ctx context.Context, userID string) (User, error) {
 	u := User{ID: userID}
@@ -632,44 +327,14 @@ func (s *PostgresUsers) set(ctx context.Context, u User, also func(pgx.Tx) error
 	// After a failure the server has aborted the transaction; when ctx is
 	// done pgx closes the connection instead, which aborts it too.
 	defer tx.Rollback(ctx)
-	if u.Verified && s.legacy != nil {
-		var held bool
-		if err := tx.QueryRow(ctx, s.sql.legacyHolder, u.PhoneNumber, u.ID).Scan(&held); err != nil {
-			return err
-		}
-		if held {
+	err = s.writeUser(ctx, tx, u, func(err error) error {
+		if isPgUniqueViolation(err) {
 			return ErrPhoneInUse
 		}
-	}
-	if u.PhoneNumber == "" {
-		_, err = tx.Exec(ctx, s.sql.remove, u.ID)
-	} else {
-		_, err = tx.Exec(ctx, s.sql.upsert, u.ID, u.PhoneNumber, u.Verified)
-	}
-	if isPgUniqueViolation(err) {
-		return ErrPhoneInUse
-	}
+		return err
+	})
 	if err != nil {
 		return err
-	}
-	if s.legacy != nil && s.legacy.idKind.canMatch(u.ID) {
-		var phone any = s.legacy.clearPhone
-		if u.Verified {
-			phone = u.PhoneNumber
-		}
-		args := []any{u.ID, phone}
-		if s.legacy.verified != "" {
-			args = append(args, u.Verified)
-		}
-		_, err := tx.Exec(ctx, s.sql.legacyUpdate, args...)
-		if isPgUniqueViolation(err) {
-			// The legacy table's own unique constraint: another of its
-			// users has this number.
-			return fmt.Errorf("%w: users_table: %w", ErrPhoneInUse, err)
-		}
-		if err != nil {
-			return fmt.Errorf("users_table: %w", err)
-		}
 	}
 	if also != nil {
 		if err := also(tx); err != nil {
@@ -679,24 +344,51 @@ func (s *PostgresUsers) set(ctx context.Context, u User, also func(pgx.Tx) error
 	return tx.Commit(ctx)
 }
 
-// HolderOf returns the ID of the user holding number verified, or "".
-func (s *PostgresUsers) HolderOf(ctx context.Context, number string) (string, error) {
-	if number == "" {
-		return "", nil
-	}
-	var id string
-	err := s.run(ctx, func(ctx context.Context) error {
-		err := s.pool.QueryRow(ctx, s.sql.holder, number).Scan(&id)
-		if errors.Is(err, pgx.ErrNoRows) {
-			id = ""
-			return nil
+// writeUser writes u to phone_users in tx and projects it onto the legacy
+// columns (see PostgresUsers): the one user write of Set and of the admin
+// store. result maps the error of the phone_users write; a legacy holder
+// of a verified number, or the legacy table's own unique constraint, is
+// ErrPhoneInUse.
+func (s *PostgresUsers) writeUser(ctx context.Context, tx pgx.Tx, u User, result func(error) error) error {
+	if u.Verified && s.legacy != nil {
+		var held bool
+		if err := tx.QueryRow(ctx, s.sql.legacyHolder, u.PhoneNumber, u.ID).Scan(&held); err != nil {
+			return err
 		}
-		return err
-	})
-	if err != nil {
-		return "", s.fail("holder", err)
+		if held {
+			return ErrPhoneInUse
+		}
 	}
-	return id, nil
+	var err error
+	if u.PhoneNumber == "" {
+		_, err = tx.Exec(ctx, s.sql.remove, u.ID)
+	} else {
+		_, err = tx.Exec(ctx, s.sql.upsert, u.ID, u.PhoneNumber, u.Verified)
+	}
+	if err := result(err); err != nil {
+		return err
+	}
+	if s.legacy == nil || !s.legacy.idKind.canMatch(u.ID) {
+		return nil
+	}
+	var phone any = s.legacy.clearPhone
+	if u.Verified {
+		phone = u.PhoneNumber
+	}
+	args := []any{u.ID, phone}
+	if s.legacy.verified != "" {
+		args = append(args, u.Verified)
+	}
+	_, err = tx.Exec(ctx, s.sql.legacyUpdate, args...)
+	if isPgUniqueViolation(err) {
+		// The legacy table's own unique constraint: another of its users
+		// has this number.
+		return fmt.Errorf("%w: users_table: %w", ErrPhoneInUse, err)
+	}
+	if err != nil {
+		return fmt.Errorf("users_table: %w", err)
+	}
+	return nil
 }
 
 // Close waits for calls in flight and closes every connection; later

@@ -218,17 +218,6 @@ func wantPgUser(t *testing.T, s store.Users, want store.User) {
 	}
 }
 
-func wantPgHolder(t *testing.T, s store.Users, number, want string) {
-	t.Helper()
-	got, err := s.HolderOf(pgCtx(t), number)
-	if err != nil {
-		t.Fatalf("HolderOf(%s): %v", number, err)
-	}
-	if got != want {
-		t.Fatalf("HolderOf(%s) = %q, want %q", number, got, want)
-	}
-}
-
 func mustPgSet(t *testing.T, s store.Users, u store.User) {
 	t.Helper()
 	if err := s.Set(pgCtx(t), u); err != nil {
@@ -269,7 +258,7 @@ func TestPostgresMigrateIdempotent(t *testing.T) {
 	for range 2 {
 		s := e.open(e.config(false))
 		wantPgUser(t, s, a)
-		wantPgHolder(t, s, a.PhoneNumber, "alice")
+		storetest.WantHolder(t, s, a.PhoneNumber, "alice")
 		if err := s.Set(pgCtx(t), store.User{ID: "bob", PhoneNumber: a.PhoneNumber, Verified: true}); !errors.Is(err, store.ErrPhoneInUse) {
 			t.Fatalf("after reopen the unique index must still hold: %v", err)
 		}
@@ -443,9 +432,9 @@ func TestPostgresLegacyRead(t *testing.T) {
 	for _, id := range []string{"01", "+1", " 1", "1.0", "abc", "99999999999999999999", ""} {
 		wantPgUser(t, s, store.User{ID: id})
 	}
-	wantPgHolder(t, s, "+15550000001", "1")
-	wantPgHolder(t, s, "+15550000002", "") // unverified holds nothing
-	wantPgHolder(t, s, "+15550000005", "")
+	storetest.WantHolder(t, s, "+15550000001", "1")
+	storetest.WantHolder(t, s, "+15550000002", "") // unverified holds nothing
+	storetest.WantHolder(t, s, "+15550000005", "")
 
 	// Nothing from a request reaches SQL as text.
 	for _, id := range []string{"1; DROP TABLE users", "1 OR 1=1", "' OR '1'='1", `1"; --`} {
@@ -453,7 +442,7 @@ func TestPostgresLegacyRead(t *testing.T) {
 		mustPgSet(t, s, store.User{ID: id, PhoneNumber: "+15550009999"})
 		mustPgSet(t, s, store.User{ID: id})
 	}
-	wantPgHolder(t, s, "+15550000001' OR '1'='1", "")
+	storetest.WantHolder(t, s, "+15550000001' OR '1'='1", "")
 	e.wantLegacy(1, "+15550000001", "true")
 	e.wantLegacy(2, "+15550000002", "false")
 	var n int
@@ -478,12 +467,12 @@ func TestPostgresLegacyWrite(t *testing.T) {
 	// Verify: written into the legacy columns, in the same transaction.
 	mustPgSet(t, s, store.User{ID: "2", PhoneNumber: "+15550000020", Verified: true})
 	e.wantLegacy(2, "+15550000020", "true")
-	wantPgHolder(t, s, "+15550000020", "2")
+	storetest.WantHolder(t, s, "+15550000020", "2")
 
 	// A verified change replaces it.
 	mustPgSet(t, s, store.User{ID: "1", PhoneNumber: "+15550000010", Verified: true})
 	e.wantLegacy(1, "+15550000010", "true")
-	wantPgHolder(t, s, "+15550000001", "") // the old legacy number is free
+	storetest.WantHolder(t, s, "+15550000001", "") // the old legacy number is free
 	wantPgUser(t, s, store.User{ID: "1", PhoneNumber: "+15550000010", Verified: true})
 
 	// No longer verified (verification off, an admin): cleared, so the
@@ -496,7 +485,7 @@ func TestPostgresLegacyWrite(t *testing.T) {
 	mustPgSet(t, s, store.User{ID: "2"})
 	e.wantLegacy(2, "", "false")
 	wantPgUser(t, s, store.User{ID: "2"})
-	wantPgHolder(t, s, "+15550000020", "")
+	storetest.WantHolder(t, s, "+15550000020", "")
 
 	// A user with no legacy row is kept in the module's table only.
 	mustPgSet(t, s, store.User{ID: "7", PhoneNumber: "+15550000070", Verified: true})
@@ -533,15 +522,15 @@ func TestPostgresLegacyPhoneInUse(t *testing.T) {
 	// Storing it unverified is allowed (rule 2); the holder re-verifying is too.
 	mustPgSet(t, s, store.User{ID: "3", PhoneNumber: "+15550000001"})
 	mustPgSet(t, s, store.User{ID: "1", PhoneNumber: "+15550000001", Verified: true})
-	wantPgHolder(t, s, "+15550000001", "1")
+	storetest.WantHolder(t, s, "+15550000001", "1")
 	// A legacy number that is not verified blocks nobody.
 	mustPgSet(t, s, store.User{ID: "3", PhoneNumber: "+15550000002", Verified: true})
 	e.wantLegacy(3, "+15550000002", "true")
-	wantPgHolder(t, s, "+15550000002", "3")
+	storetest.WantHolder(t, s, "+15550000002", "3")
 	// Once the holder moves on, its legacy number is free.
 	mustPgSet(t, s, store.User{ID: "1", PhoneNumber: "+15550000011", Verified: true})
 	mustPgSet(t, s, store.User{ID: "ghost", PhoneNumber: "+15550000001", Verified: true})
-	wantPgHolder(t, s, "+15550000001", "ghost")
+	storetest.WantHolder(t, s, "+15550000001", "ghost")
 }
 
 // The legacy table's own unique constraint on the phone column answers
@@ -568,7 +557,7 @@ func TestPostgresLegacyColumns(t *testing.T) {
 		e.exec(`INSERT INTO ` + e.q("users") + ` VALUES (1, '+15550000001'), (2, NULL)`)
 		s := e.open(e.config(true)) // phone_verified is absent: no verified column
 		wantPgUser(t, s, store.User{ID: "1", PhoneNumber: "+15550000001", Verified: true})
-		wantPgHolder(t, s, "+15550000001", "1")
+		storetest.WantHolder(t, s, "+15550000001", "1")
 		mustPgSet(t, s, store.User{ID: "2", PhoneNumber: "+15550000002"})
 		mustPgSet(t, s, store.User{ID: "2", PhoneNumber: "+15550000002", Verified: true})
 		mustPgSet(t, s, store.User{ID: "1"})
@@ -639,7 +628,7 @@ func TestPostgresLegacyIDTypes(t *testing.T) {
 			s := e.open(cfg)
 			num := "+1555000004" + string(rune('0'+i))
 			wantPgUser(t, s, store.User{ID: tc.id, PhoneNumber: num, Verified: true})
-			wantPgHolder(t, s, num, tc.id)
+			storetest.WantHolder(t, s, num, tc.id)
 			for _, id := range tc.misses {
 				wantPgUser(t, s, store.User{ID: id})
 			}
@@ -685,9 +674,6 @@ func TestPostgresClosedStore(t *testing.T) {
 	}
 	if err := s.Set(pgCtx(t), store.User{ID: "u", PhoneNumber: "+15550000001"}); !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("Set after Close: %v, want ErrUnavailable", err)
-	}
-	if _, err := s.HolderOf(pgCtx(t), "+15550000001"); !errors.Is(err, store.ErrUnavailable) {
-		t.Fatalf("HolderOf after Close: %v, want ErrUnavailable", err)
 	}
 }
 
@@ -786,7 +772,7 @@ func TestPostgresLegacyFailureRollsBack(t *testing.T) {
 			t.Fatalf("module row = %+v, want %+v", m, before2)
 		}
 		e.wantLegacy(2, "", "false")
-		wantPgHolder(t, s, bad, "")
+		storetest.WantHolder(t, s, bad, "")
 	}
 }
 

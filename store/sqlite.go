@@ -184,17 +184,7 @@ func (s *SQLiteUsers) set(ctx context.Context, u User, e *OutboxEvent) error {
 		return s.fail("set", err)
 	}
 	defer tx.Rollback()
-	if u.PhoneNumber == "" {
-		_, err = tx.ExecContext(ctx, `DELETE FROM phone_users WHERE user_id = ?`, u.ID)
-	} else {
-		_, err = tx.ExecContext(ctx,
-			`INSERT INTO phone_users (user_id, phone_number, verified, updated_at) VALUES (?, ?, ?, ?)
-			 ON CONFLICT (user_id) DO UPDATE SET
-				phone_number = excluded.phone_number,
-				verified     = excluded.verified,
-				updated_at   = excluded.updated_at`,
-			u.ID, u.PhoneNumber, u.Verified, time.Now().UnixMilli())
-	}
+	err = sqliteWriteUser(ctx, tx, u)
 	if isUniqueViolation(err) {
 		return ErrPhoneInUse
 	}
@@ -213,18 +203,22 @@ func (s *SQLiteUsers) set(ctx context.Context, u User, e *OutboxEvent) error {
 	return nil
 }
 
-// HolderOf returns the ID of the user holding number verified, or "".
-func (s *SQLiteUsers) HolderOf(ctx context.Context, number string) (string, error) {
-	if number == "" {
-		return "", nil
+// sqliteWriteUser writes u to phone_users through q (a transaction): the
+// row replaced, or deleted when u has no number. Set and the admin store
+// both write a user with it; each maps the error its own way.
+func sqliteWriteUser(ctx context.Context, q sqlQuerier, u User) error {
+	if u.PhoneNumber == "" {
+		_, err := q.ExecContext(ctx, `DELETE FROM phone_users WHERE user_id = ?`, u.ID)
+		return err
 	}
-	var id string
-	err := s.db.QueryRowContext(ctx,
-		`SELECT user_id FROM phone_users WHERE phone_number = ? AND verified = 1`, number).Scan(&id)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return "", s.fail("holder", err)
-	}
-	return id, nil
+	_, err := q.ExecContext(ctx,
+		`INSERT INTO phone_users (user_id, phone_number, verified, updated_at) VALUES (?, ?, ?, ?)
+		 ON CONFLICT (user_id) DO UPDATE SET
+			phone_number = excluded.phone_number,
+			verified     = excluded.verified,
+			updated_at   = excluded.updated_at`,
+		u.ID, u.PhoneNumber, u.Verified, time.Now().UnixMilli())
+	return err
 }
 
 // Close closes the database; later calls fail with ErrUnavailable.

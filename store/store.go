@@ -38,8 +38,6 @@ type Users interface {
 	// ErrPhoneInUse; the check and the write are one atomic step.
 	// An empty PhoneNumber removes the number.
 	Set(ctx context.Context, u User) error
-	// HolderOf returns the ID of the user holding number verified, or "".
-	HolderOf(ctx context.Context, number string) (string, error)
 	// Close releases connections.
 	Close() error
 }

@@ -1,11 +1,9 @@
 package events
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -16,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-phone/caddy-phone/sms"
+	"github.com/caddy-phone/caddy-phone/store"
 )
 
 // Defaults of Config.
@@ -41,8 +40,6 @@ const (
 	// spillMax bounds the events held in memory while the outbox refuses
 	// them (a store outage).
 	spillMax = 10_000
-	// maxDrain bounds how much of a receiver's answer is read.
-	maxDrain = 64 << 10
 )
 
 // Config configures a Dispatcher. URL and Outbox are required.
@@ -70,9 +67,10 @@ type Config struct {
 	Poll time.Duration
 	// Batch is how many events one read claims; default 8.
 	Batch int
-	// Now tells the time for the outbox (due times); default time.Now.
-	// The signature always uses the real time.
-	Now func() time.Time
+	// Clock tells the time of events, due times and backoffs, and times
+	// the poll and each attempt; default SystemClock. The signature
+	// always uses the real time.
+	Clock Clock
 }
 
 // Dispatcher delivers the events of an Outbox to one URL. Emit writes an
@@ -92,14 +90,25 @@ type Dispatcher struct {
 	cfg    Config
 	client *http.Client
 	logger *zap.Logger
-	wake   chan struct{}
 
 	mu         sync.Mutex
 	spill      []Event // refused by the outbox; added again by the worker
 	pauseUntil time.Time
+	idle       *idleWait // the worker's wait, while it waits
+	woken      bool      // poked while busy: the worker does not wait
 	cancel     context.CancelFunc
 	done       chan struct{}
 }
+
+// idleWait is one wait of the worker: it ends when its poll timer fires
+// or a poke comes, whichever is first.
+type idleWait struct {
+	stop func() bool // the poll timer's
+	wake chan struct{}
+	once sync.Once
+}
+
+func (w *idleWait) end() { w.once.Do(func() { close(w.wake) }) }
 
 // NewDispatcher checks cfg and fills its defaults. Call Start to deliver.
 func NewDispatcher(cfg Config) (*Dispatcher, error) {
@@ -127,15 +136,12 @@ func NewDispatcher(cfg Config) (*Dispatcher, error) {
 	if cfg.Batch <= 0 {
 		cfg.Batch = DefaultBatch
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock{}
 	}
-	d := &Dispatcher{cfg: cfg, client: cfg.Client, logger: cfg.Logger, wake: make(chan struct{}, 1)}
+	d := &Dispatcher{cfg: cfg, client: cfg.Client, logger: cfg.Logger}
 	if d.client == nil {
-		d.client = &http.Client{
-			Timeout:       cfg.Timeout,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
+		d.client = sms.NoRedirectClient(cfg.Timeout)
 	}
 	if d.logger == nil {
 		d.logger = zap.NewNop()
@@ -157,14 +163,12 @@ func (d *Dispatcher) Emit(ctx context.Context, e Event) error {
 		e.ID = NewID()
 	}
 	if e.OccurredAt.IsZero() {
-		e.OccurredAt = d.cfg.Now()
+		e.OccurredAt = d.cfg.Clock.Now()
 	}
 	if err := Check(e); err != nil {
 		return err
 	}
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
-	err := d.cfg.Outbox.Add(wctx, e)
-	cancel()
+	err := d.add(ctx, e)
 	if err != nil {
 		d.mu.Lock()
 		held := len(d.spill) < spillMax
@@ -187,10 +191,19 @@ func (d *Dispatcher) Emit(ctx context.Context, e Event) error {
 // else than Emit (the user store, in the transaction of the change).
 func (d *Dispatcher) Poke() { d.poke() }
 
+// poke ends the worker's wait, or, when it is busy, spares it the next
+// one. The poll timer of an ended wait is stopped before poke returns.
 func (d *Dispatcher) poke() {
-	select {
-	case d.wake <- struct{}{}:
-	default:
+	d.mu.Lock()
+	w := d.idle
+	d.idle = nil
+	if w == nil {
+		d.woken = true
+	}
+	d.mu.Unlock()
+	if w != nil {
+		w.stop()
+		w.end()
 	}
 }
 
@@ -235,19 +248,38 @@ func (d *Dispatcher) Close() error {
 
 func (d *Dispatcher) run(ctx context.Context, done chan struct{}) {
 	defer close(done)
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-d.wake:
-		case <-t.C:
-		}
+	for ctx.Err() == nil {
 		d.flushSpill(ctx)
 		d.drain(ctx)
-		t.Reset(d.cfg.Poll)
+		d.wait(ctx)
 	}
+}
+
+// wait returns after Poll, at a poke, or when ctx is done; at once when a
+// poke came while the worker was busy. Its poll timer is pending exactly
+// while the worker waits with nothing to do, which is how a test with a
+// fake clock knows it is idle.
+func (d *Dispatcher) wait(ctx context.Context) {
+	d.mu.Lock()
+	if d.woken {
+		d.woken = false
+		d.mu.Unlock()
+		return
+	}
+	w := &idleWait{wake: make(chan struct{})}
+	w.stop = d.cfg.Clock.AfterFunc(d.cfg.Poll, w.end)
+	d.idle = w
+	d.mu.Unlock()
+	select {
+	case <-ctx.Done():
+	case <-w.wake:
+	}
+	d.mu.Lock()
+	if d.idle == w {
+		d.idle = nil
+	}
+	d.mu.Unlock()
+	w.stop()
 }
 
 // flushSpill writes the events held in memory to the outbox, keeping
@@ -261,10 +293,7 @@ func (d *Dispatcher) flushSpill(ctx context.Context) {
 		return
 	}
 	for i, e := range held {
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
-		err := d.cfg.Outbox.Add(wctx, e)
-		cancel()
-		if err != nil {
+		if err := d.add(ctx, e); err != nil {
 			d.mu.Lock()
 			d.spill = append(held[i:len(held):len(held)], d.spill...)
 			d.mu.Unlock()
@@ -273,26 +302,41 @@ func (d *Dispatcher) flushSpill(ctx context.Context) {
 	}
 }
 
+// add encodes e and writes it to the outbox, even while stopping.
+func (d *Dispatcher) add(ctx context.Context, e Event) error {
+	body, err := Encode(e)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer cancel()
+	return d.cfg.Outbox.Add(wctx, store.OutboxEvent{ID: e.ID, Body: body})
+}
+
 // drain delivers due events until none is left, the receiver is down, or
 // ctx is done.
 func (d *Dispatcher) drain(ctx context.Context) {
 	for ctx.Err() == nil {
-		now := d.cfg.Now()
+		now := d.cfg.Clock.Now()
 		d.mu.Lock()
 		paused := now.Before(d.pauseUntil)
 		d.mu.Unlock()
 		if paused {
 			return
 		}
-		batch, err := d.cfg.Outbox.Due(ctx, now, d.cfg.Batch)
+		rows, err := d.cfg.Outbox.Due(ctx, now, d.cfg.Batch)
 		if err != nil {
 			if ctx.Err() == nil {
 				d.logger.Warn("reading the outbox failed; retrying", zap.Error(err))
 			}
 			return
 		}
-		if len(batch) == 0 {
+		if len(rows) == 0 {
 			return
+		}
+		batch := make([]Pending, len(rows))
+		for i, r := range rows {
+			batch[i] = Decode(r)
 		}
 		for i, p := range batch {
 			if ctx.Err() != nil {
@@ -315,7 +359,7 @@ func (d *Dispatcher) drain(ctx context.Context) {
 			if errors.As(err, &de) && de.retryAfter > wait {
 				wait = min(de.retryAfter, d.cfg.MaxBackoff)
 			}
-			next := d.cfg.Now().Add(wait)
+			next := d.cfg.Clock.Now().Add(wait)
 			d.logger.Warn("event delivery failed; will retry",
 				zap.String("id", p.Event.ID), zap.String("type", p.Event.Type),
 				zap.Int("attempts", attempts), zap.Duration("retry_in", wait), zap.Error(err))
@@ -345,7 +389,7 @@ func (d *Dispatcher) drain(ctx context.Context) {
 
 // handBack releases claimed events, unattempted, for the next dispatcher.
 func (d *Dispatcher) handBack(ctx context.Context, ps []Pending) {
-	now := d.cfg.Now()
+	now := d.cfg.Clock.Now()
 	for _, p := range ps {
 		d.write(ctx, "release", p, func(c context.Context) error {
 			return d.cfg.Outbox.Retry(c, p.Event.ID, p.Attempts, now)
@@ -374,6 +418,9 @@ func (d *Dispatcher) backoff(n int) time.Duration {
 	return min(w, d.cfg.MaxBackoff)
 }
 
+// errAttemptTimeout is the cause of an attempt cut at Timeout.
+var errAttemptTimeout = errors.New("events: attempt timed out")
+
 // deliveryError is a failed attempt.
 type deliveryError struct {
 	status     int           // 0 when there was no answer
@@ -401,36 +448,25 @@ func (d *Dispatcher) post(ctx context.Context, p Pending) error {
 		}
 		body = b
 	}
-	ctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.cfg.URL, bytes.NewReader(body))
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := d.cfg.Clock.AfterFunc(d.cfg.Timeout, func() { cancel(errAttemptTimeout) })
+	defer stop()
+	status, header, err := sms.PostSigned(actx, d.client, d.cfg.URL, d.cfg.Secret, body)
 	if err != nil {
-		return &deliveryError{down: true, err: errors.New("invalid request")}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "caddy-phone")
-	if len(d.cfg.Secret) > 0 {
-		req.Header.Set(sms.SignatureHeader, sms.Sign(d.cfg.Secret, time.Now(), body))
-	}
-	resp, err := d.client.Do(req)
-	if err != nil {
-		// url.Error repeats the URL (query tokens included); keep the cause.
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
+		if context.Cause(actx) == errAttemptTimeout {
+			err = fmt.Errorf("timed out after %s: %w", d.cfg.Timeout, context.DeadlineExceeded)
 		}
 		return &deliveryError{down: true, err: err}
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
-	_ = resp.Body.Close()
-	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+	if status >= 200 && status <= 299 {
 		return nil
 	}
-	de := &deliveryError{status: resp.StatusCode, err: errors.New(resp.Status)}
+	de := &deliveryError{status: status, err: errors.New(http.StatusText(status))}
 	switch {
-	case resp.StatusCode >= 500, resp.StatusCode == http.StatusRequestTimeout, resp.StatusCode == http.StatusTooManyRequests:
+	case status >= 500, status == http.StatusRequestTimeout, status == http.StatusTooManyRequests:
 		de.down = true
-		if s, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && s > 0 {
+		if s, err := strconv.Atoi(strings.TrimSpace(header.Get("Retry-After"))); err == nil && s > 0 {
 			de.retryAfter = time.Duration(min(s, 86400)) * time.Second
 		}
 	}

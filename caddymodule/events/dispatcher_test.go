@@ -22,7 +22,7 @@ import (
 // signed so that sms.VerifySignature accepts it (the receiver checks).
 func TestDeliveryBodyAndSignature(t *testing.T) {
 	r := newReceiver(t)
-	d := start(t, fast(r.srv.URL, events.NewMemoryOutbox()))
+	d := start(t, config(r.srv.URL, events.NewMemoryOutbox(), newClock()))
 	at := time.Date(2030, 1, 2, 3, 4, 5, 678e6, time.FixedZone("CET", 3600))
 	yes, no := true, false
 	sent := []events.Event{
@@ -35,7 +35,7 @@ func TestDeliveryBodyAndSignature(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r.waitDelivered(5*time.Second, "evt_1", "evt_2")
+	r.waitDelivered("evt_1", "evt_2")
 	got := r.all()
 	want := []string{
 		`{"id":"evt_1","type":"phone.verified","user_id":"u1","phone_number":"+447911123456",` +
@@ -56,28 +56,45 @@ func TestDeliveryBodyAndSignature(t *testing.T) {
 	}
 }
 
-// Emit fills a missing id and time; ids are unique.
+// Emit fills a missing id and time (the clock's); ids are unique.
 func TestEmitFillsIDAndTime(t *testing.T) {
 	r := newReceiver(t)
-	d := start(t, fast(r.srv.URL, events.NewMemoryOutbox()))
+	clock := newClock()
+	d := start(t, config(r.srv.URL, events.NewMemoryOutbox(), clock))
 	for range 2 {
 		if err := d.Emit(context.Background(), events.Event{Type: events.TypeUpdated, UserID: "u"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 5*time.Second, "two deliveries", func() bool { return len(r.delivered()) == 2 })
+	r.changed.wait(t, "two deliveries", func() bool { return len(r.delivered()) == 2 })
 	ids := r.delivered()
 	if ids[0] == ids[1] || !strings.HasPrefix(ids[0], "evt_") {
 		t.Fatalf("ids %v", ids)
 	}
 	for _, g := range r.all() {
 		var e events.Event
-		if err := json.Unmarshal(g.Body, &e); err != nil || time.Since(e.OccurredAt) > time.Minute {
-			t.Fatalf("occurred_at of %s: %v", g.Body, err)
+		if err := json.Unmarshal(g.Body, &e); err != nil || !e.OccurredAt.Equal(clock.Now()) {
+			t.Fatalf("occurred_at of %s: %v; want %v", g.Body, err, clock.Now())
 		}
 	}
 	if err := d.Emit(context.Background(), events.Event{UserID: "u"}); err == nil {
 		t.Fatal("an event without a type was accepted")
+	}
+}
+
+// Without a Clock the dispatcher runs on the real time.
+func TestRealClockByDefault(t *testing.T) {
+	r := newReceiver(t)
+	d := start(t, config(r.srv.URL, events.NewMemoryOutbox(), nil))
+	before := time.Now()
+	if err := d.Emit(context.Background(), events.Event{Type: events.TypeUpdated, UserID: "u"}); err != nil {
+		t.Fatal(err)
+	}
+	r.changed.wait(t, "a delivery", func() bool { return len(r.delivered()) == 1 })
+	var e events.Event
+	if err := json.Unmarshal(r.all()[0].Body, &e); err != nil || e.OccurredAt.Before(before.Truncate(time.Millisecond)) ||
+		e.OccurredAt.After(time.Now()) {
+		t.Fatalf("occurred_at %v, %v; want the real time", e.OccurredAt, err)
 	}
 }
 
@@ -86,27 +103,33 @@ func TestEmitFillsIDAndTime(t *testing.T) {
 func TestBackoff(t *testing.T) {
 	r := newReceiver(t)
 	r.setAnswer(func(string, int) int { return http.StatusInternalServerError })
-	clock := &fakeClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := newClock()
 	ob := &recOutbox{Outbox: events.NewMemoryOutbox()}
-	cfg := fast(r.srv.URL, ob)
-	cfg.MinBackoff, cfg.MaxBackoff, cfg.Now = time.Second, 8*time.Second, clock.Now
+	cfg := config(r.srv.URL, ob, clock)
+	cfg.MinBackoff, cfg.MaxBackoff = time.Second, 8*time.Second
 	d := start(t, cfg)
 	id := emit(t, d, 1)[0]
 	wantWaits := []time.Duration{1, 2, 4, 8, 8, 8}
 	for i, w := range wantWaits {
-		eventually(t, 5*time.Second, "a retry", func() bool { return len(ob.retryCalls()) > i })
-		c := ob.retryCalls()[i]
+		c := ob.waitRetries(t, i+1)[i]
+		idle(t, clock, 1)
 		if c.ID != id || c.Attempts != i+1 || c.Next.Sub(clock.Now()) != w*time.Second {
 			t.Fatalf("retry %d = %+v (in %s), want attempts %d in %ds", i, c, c.Next.Sub(clock.Now()), i+1, w)
 		}
-		// Not retried before its time.
-		time.Sleep(30 * time.Millisecond)
+		// Not retried before its time, though the dispatcher polls until
+		// a millisecond before it.
+		clock.Advance(w*time.Second - time.Millisecond)
+		idle(t, clock, 1)
 		if n := len(ob.retryCalls()); n != i+1 {
 			t.Fatalf("%d attempts before the backoff passed", n)
 		}
-		clock.Advance(w * time.Second)
+		clock.Advance(testPoll) // the next poll finds it due
 	}
+	ob.waitRetries(t, len(wantWaits)+1)
 	all := r.all()
+	if len(all) != len(wantWaits)+1 {
+		t.Fatalf("%d attempts, want %d", len(all), len(wantWaits)+1)
+	}
 	for _, g := range all {
 		if g.ID != id || !bytes.Equal(g.Body, all[0].Body) {
 			t.Fatalf("retries differ: %s vs %s", g.Body, all[0].Body)
@@ -127,23 +150,30 @@ func TestOutageThenRecovery(t *testing.T) {
 		}
 		return http.StatusNoContent
 	})
+	clock := newClock()
 	ob := events.NewMemoryOutbox()
-	cfg := fast(r.srv.URL, ob)
-	cfg.MinBackoff, cfg.MaxBackoff = 50*time.Millisecond, 50*time.Millisecond
+	cfg := config(r.srv.URL, ob, clock)
+	cfg.MinBackoff, cfg.MaxBackoff = time.Second, time.Second
 	d := start(t, cfg)
 	ids := emit(t, d, 10)
-	time.Sleep(500 * time.Millisecond)
-	failed := len(r.all())
-	if failed == 0 || failed > 15 {
-		// ~10 backoff steps of 50 ms: about one attempt each.
-		t.Fatalf("%d attempts during a 500 ms outage, want about 10", failed)
+	idle(t, clock, 1)
+	for step := range 10 {
+		if n := len(r.all()); n != step+1 {
+			t.Fatalf("%d attempts after %d backoff steps of an outage, want %d", n, step, step+1)
+		}
+		clock.Advance(time.Second)
+		idle(t, clock, 1)
 	}
 	down.Store(false)
-	r.waitDelivered(5*time.Second, ids...)
+	clock.Advance(time.Second)
+	r.waitDelivered(ids...)
 	if got := r.delivered(); !slices.Equal(got, ids) {
 		t.Fatalf("delivered %v, want in order %v", got, ids)
 	}
-	eventually(t, time.Second, "an empty outbox", func() bool { return ob.Len() == 0 })
+	idle(t, clock, 1)
+	if ob.Len() != 0 {
+		t.Fatalf("%d events left in the outbox", ob.Len())
+	}
 }
 
 // A 4xx refuses one event, not the receiver: the others go on, and the
@@ -158,8 +188,9 @@ func TestOneRefusedEventDoesNotHoldOthers(t *testing.T) {
 		}
 		return http.StatusOK
 	})
+	clock := newClock()
 	ob := events.NewMemoryOutbox()
-	d := start(t, fast(r.srv.URL, ob))
+	d := start(t, config(r.srv.URL, ob, clock))
 	bad.Store("")
 	first := newEvent(events.TypePending, "u", "+33612345678", "+447911123456")
 	bad.Store(first.ID)
@@ -167,10 +198,17 @@ func TestOneRefusedEventDoesNotHoldOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	rest := emit(t, d, 3)
-	r.waitDelivered(5*time.Second, rest...)
-	r.waitDelivered(5*time.Second, first.ID)
-	if n := refusals.Load(); n < 4 {
-		t.Fatalf("refused event tried %d times", n)
+	r.waitDelivered(rest...) // without the clock moving: nothing waited
+	for n := int32(1); n <= 3; n++ {
+		idle(t, clock, 1)
+		if got := refusals.Load(); got != n {
+			t.Fatalf("refused event tried %d times, want %d", got, n)
+		}
+		clock.Advance(testMaxBackoff)
+	}
+	r.waitDelivered(first.ID)
+	if n := refusals.Load(); n != 4 {
+		t.Fatalf("refused event tried %d times, want 4", n)
 	}
 }
 
@@ -183,14 +221,13 @@ func TestRetryAfter(t *testing.T) {
 		})
 	})
 	srv.setAnswer(func(string, int) int { return http.StatusTooManyRequests })
-	clock := &fakeClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := newClock()
 	ob := &recOutbox{Outbox: events.NewMemoryOutbox()}
-	cfg := fast(srv.srv.URL, ob)
-	cfg.MinBackoff, cfg.MaxBackoff, cfg.Now = time.Second, time.Hour, clock.Now
+	cfg := config(srv.srv.URL, ob, clock)
+	cfg.MinBackoff, cfg.MaxBackoff = time.Second, time.Hour
 	d := start(t, cfg)
 	emit(t, d, 1)
-	eventually(t, 5*time.Second, "a retry", func() bool { return len(ob.retryCalls()) == 1 })
-	if c := ob.retryCalls()[0]; c.Next.Sub(clock.Now()) != 2*time.Minute {
+	if c := ob.waitRetries(t, 1)[0]; c.Next.Sub(clock.Now()) != 2*time.Minute {
 		t.Fatalf("next attempt in %s, want 2m", c.Next.Sub(clock.Now()))
 	}
 }
@@ -199,16 +236,18 @@ func TestRetryAfter(t *testing.T) {
 // it waits in memory and is written and delivered once the outbox is back.
 func TestOutboxOutageHoldsEvents(t *testing.T) {
 	r := newReceiver(t)
+	clock := newClock()
 	ob := &recOutbox{Outbox: events.NewMemoryOutbox()}
 	ob.setFailAdd(true)
-	d := start(t, fast(r.srv.URL, ob))
+	d := start(t, config(r.srv.URL, ob, clock))
 	ids := emit(t, d, 3)
-	time.Sleep(50 * time.Millisecond)
+	idle(t, clock, 1)
 	if n := len(r.all()); n != 0 {
 		t.Fatalf("%d deliveries while the outbox refused the events", n)
 	}
 	ob.setFailAdd(false)
-	r.waitDelivered(5*time.Second, ids...)
+	clock.Advance(testPoll) // the worker writes them at its next poll
+	r.waitDelivered(ids...)
 	if got := r.delivered(); !slices.Equal(got, ids) {
 		t.Fatalf("delivered %v, want %v", got, ids)
 	}
@@ -220,32 +259,30 @@ func TestOutboxOutageHoldsEvents(t *testing.T) {
 func TestCloseHandsBackClaims(t *testing.T) {
 	r := newReceiver(t)
 	hang := make(chan struct{})
-	r.mu.Lock()
-	r.hang = hang
-	r.mu.Unlock()
+	r.setHang(hang)
+	clock := newClock()
 	ob := events.NewMemoryOutbox()
 	ob.Lease = time.Hour
-	d1, err := events.NewDispatcher(fast(r.srv.URL, ob))
+	d1, err := events.NewDispatcher(config(r.srv.URL, ob, clock))
 	if err != nil {
 		t.Fatal(err)
 	}
 	d1.Start(context.Background())
 	ids := emit(t, d1, 3)
-	time.Sleep(50 * time.Millisecond) // the first attempt hangs
+	r.waitArrived(1) // the first attempt hangs
 	d1.Close()
-	r.mu.Lock()
-	r.hang = nil
-	r.mu.Unlock()
+	r.setHang(nil)
 	close(hang)
-	start(t, fast(r.srv.URL, ob))
-	r.waitDelivered(5*time.Second, ids...)
+	start(t, config(r.srv.URL, ob, clock)) // the clock has not moved
+	r.waitDelivered(ids...)
 }
 
 // Stopping the dispatcher through its context works like Close.
 func TestStopByContext(t *testing.T) {
 	r := newReceiver(t)
+	clock := newClock()
 	ob := events.NewMemoryOutbox()
-	d, err := events.NewDispatcher(fast(r.srv.URL, ob))
+	d, err := events.NewDispatcher(config(r.srv.URL, ob, clock))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +291,10 @@ func TestStopByContext(t *testing.T) {
 	cancel()
 	d.Close() // returns once the worker is gone
 	emit(t, d, 1)
-	time.Sleep(50 * time.Millisecond)
+	if p := clock.Pending(); len(p) != 0 {
+		t.Fatalf("timers %v pending after the worker stopped", p)
+	}
+	clock.Advance(time.Hour) // would wake a worker that was left behind
 	if n := len(r.all()); n != 0 || ob.Len() != 1 {
 		t.Fatalf("a stopped dispatcher delivered (%d) or lost (%d held) an event", n, ob.Len())
 	}
@@ -264,22 +304,25 @@ func TestStopByContext(t *testing.T) {
 // sent again once its lease lapses.
 func TestLeaseLapseRedelivers(t *testing.T) {
 	r := newReceiver(t)
+	clock := newClock()
 	ob := events.NewMemoryOutbox()
 	ob.Lease = 500 * time.Millisecond
 	e := newEvent(events.TypeUpdated, "u", "+33612345678", "")
-	if err := ob.Add(context.Background(), e); err != nil {
+	if err := ob.Add(context.Background(), encoded(t, e)); err != nil {
 		t.Fatal(err)
 	}
-	claimed := time.Now()
-	if got, _ := ob.Due(context.Background(), claimed, 10); len(got) != 1 {
+	if got, _ := ob.Due(context.Background(), clock.Now(), 10); len(got) != 1 {
 		t.Fatal("the event was not claimed")
 	}
-	start(t, fast(r.srv.URL, ob))
-	time.Sleep(100 * time.Millisecond)
-	if n := len(r.all()); n != 0 && time.Since(claimed) < ob.Lease {
+	start(t, config(r.srv.URL, ob, clock))
+	idle(t, clock, 1)
+	clock.Advance(ob.Lease - testPoll) // polled, still leased
+	idle(t, clock, 1)
+	if n := len(r.all()); n != 0 {
 		t.Fatal("a leased event was sent before its lease lapsed")
 	}
-	r.waitDelivered(5*time.Second, e.ID)
+	clock.Advance(testPoll)
+	r.waitDelivered(e.ID)
 }
 
 // Two dispatchers over one outbox (configs overlapping in a reload) share
@@ -298,8 +341,9 @@ func TestTwoDispatchersShareAnOutbox(t *testing.T) {
 
 func shareOutbox(t *testing.T, a, b events.Outbox) {
 	r := newReceiver(t)
-	da := start(t, fast(r.srv.URL, a))
-	db := start(t, fast(r.srv.URL, b))
+	clock := newClock()
+	da := start(t, config(r.srv.URL, a, clock))
+	db := start(t, config(r.srv.URL, b, clock))
 	var ids []string
 	for i := range 40 {
 		d := da
@@ -308,8 +352,8 @@ func shareOutbox(t *testing.T, a, b events.Outbox) {
 		}
 		ids = append(ids, emit(t, d, 1)...)
 	}
-	r.waitDelivered(10*time.Second, ids...)
-	time.Sleep(50 * time.Millisecond)
+	r.waitDelivered(ids...)
+	idle(t, clock, 2) // nothing more in flight
 	got := r.delivered()
 	seen := map[string]int{}
 	for _, id := range got {
@@ -348,6 +392,7 @@ func TestRestartOverSQLiteOutbox(t *testing.T) {
 		}
 		return http.StatusOK
 	})
+	clock := newClock()
 	path := filepath.Join(t.TempDir(), "phone.db")
 	s1, err := store.OpenSQLite(context.Background(), path)
 	if err != nil {
@@ -357,13 +402,18 @@ func TestRestartOverSQLiteOutbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d1, err := events.NewDispatcher(fast(r.srv.URL, o1))
+	d1, err := events.NewDispatcher(config(r.srv.URL, o1, clock))
 	if err != nil {
 		t.Fatal(err)
 	}
 	d1.Start(context.Background())
 	ids := emit(t, d1, 5)
-	eventually(t, 5*time.Second, "failed attempts", func() bool { return len(r.all()) >= 2 })
+	idle(t, clock, 1)
+	clock.Advance(time.Second) // a second failed attempt
+	idle(t, clock, 1)
+	if n := len(r.all()); n != 2 {
+		t.Fatalf("%d failed attempts, want 2", n)
+	}
 	d1.Close()
 	s1.Close()
 	if n := len(r.delivered()); n != 0 {
@@ -375,40 +425,51 @@ func TestRestartOverSQLiteOutbox(t *testing.T) {
 	if n, err := o2.Len(context.Background()); err != nil || n != 5 {
 		t.Fatalf("outbox holds %d events after the restart, %v; want 5", n, err)
 	}
-	start(t, fast(r.srv.URL, o2))
-	r.waitDelivered(5*time.Second, ids...)
+	start(t, config(r.srv.URL, o2, clock))
+	idle(t, clock, 1) // the retries are not due yet
+	clock.Advance(testMaxBackoff)
+	r.waitDelivered(ids...)
 	if got := r.delivered(); !slices.Equal(got, ids) {
 		t.Fatalf("delivered %v, want in order %v", got, ids)
 	}
-	eventually(t, 5*time.Second, "an empty outbox", func() bool {
-		n, _ := o2.Len(context.Background())
-		return n == 0
-	})
+	idle(t, clock, 1)
+	if n, err := o2.Len(context.Background()); err != nil || n != 0 {
+		t.Fatalf("outbox holds %d events, %v; want none", n, err)
+	}
 }
 
 // Deliveries are at least once: an answer lost in a timeout means the
 // event is sent again, with the same id, and the receiver de-duplicates.
 func TestTimeoutSendsAgainWithSameID(t *testing.T) {
 	var calls atomic.Int32
+	hung := make(chan struct{})
 	r := newWrappedReceiver(t, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			if calls.Add(1) == 1 {
 				// The first answer never comes in time. (The body is read
 				// so that the server notices the client hanging up.)
 				_, _ = io.Copy(io.Discard, req.Body)
+				close(hung)
 				<-req.Context().Done()
 				return
 			}
 			h.ServeHTTP(w, req)
 		})
 	})
-	cfg := fast(r.srv.URL, events.NewMemoryOutbox())
-	cfg.Timeout = 100 * time.Millisecond
-	d := start(t, cfg)
+	clock := newClock()
+	ob := &recOutbox{Outbox: events.NewMemoryOutbox()}
+	d := start(t, config(r.srv.URL, ob, clock))
 	id := emit(t, d, 1)[0]
-	r.waitDelivered(5*time.Second, id)
-	if calls.Load() < 2 {
-		t.Fatalf("%d calls, want a retry after the timeout", calls.Load())
+	closed(t, hung, "the first attempt")
+	clock.Advance(testTimeout) // the attempt times out
+	if c := ob.waitRetries(t, 1)[0]; c.ID != id || c.Attempts != 1 {
+		t.Fatalf("retry %+v after the timeout", c)
+	}
+	idle(t, clock, 1)
+	clock.Advance(time.Second)
+	r.waitDelivered(id)
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("%d calls, want a retry after the timeout", n)
 	}
 }
 
@@ -429,7 +490,7 @@ func TestMemoryOutboxFull(t *testing.T) {
 	ob.Max = 2
 	ctx := context.Background()
 	for i := range 3 {
-		err := ob.Add(ctx, newEvent(events.TypeUpdated, "u", "+33612345678", ""))
+		err := ob.Add(ctx, encoded(t, newEvent(events.TypeUpdated, "u", "+33612345678", "")))
 		if (i < 2) != (err == nil) {
 			t.Fatalf("Add %d: %v", i, err)
 		}
@@ -437,11 +498,56 @@ func TestMemoryOutboxFull(t *testing.T) {
 	e := newEvent(events.TypeUpdated, "u", "+33612345678", "")
 	ob.Max = 10
 	for range 2 { // the same id twice is one event
-		if err := ob.Add(ctx, e); err != nil {
+		if err := ob.Add(ctx, encoded(t, e)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if ob.Len() != 3 {
 		t.Fatalf("Len %d, want 3", ob.Len())
+	}
+}
+
+// An event goes through an outbox as its encoded body and comes back
+// decoded, byte for byte; a damaged body still comes back, to be posted
+// as it is rather than lost.
+func TestOutboxRoundTrip(t *testing.T) {
+	for name, ob := range map[string]events.Outbox{
+		"memory": events.NewMemoryOutbox(),
+		"sqlite": sqliteOutbox(t, filepath.Join(t.TempDir(), "phone.db"), "s"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			now := time.Now().Truncate(time.Millisecond)
+			e := events.Event{ID: events.NewID(), Type: events.TypeUpdated, UserID: "u1",
+				PhoneNumber: "+33612345678", OccurredAt: now}
+			add := encoded(t, e)
+			if err := ob.Add(ctx, add); err != nil {
+				t.Fatal(err)
+			}
+			damaged := store.OutboxEvent{ID: "evt_damaged", Body: []byte(`{"id":`)}
+			if err := ob.Add(ctx, damaged); err != nil {
+				t.Fatal(err)
+			}
+			rows, err := ob.Due(ctx, now, 10)
+			if err != nil || len(rows) != 2 {
+				t.Fatalf("Due = %+v, %v", rows, err)
+			}
+			p := events.Decode(rows[0])
+			if !bytes.Equal(p.Body, add.Body) || p.Attempts != 0 || p.Event.ID != e.ID || p.Event.Type != e.Type ||
+				!p.Event.OccurredAt.Equal(now) || p.Event.UserID != "u1" || p.Event.PhoneNumber != e.PhoneNumber {
+				t.Fatalf("pending %+v, body %s", p, p.Body)
+			}
+			p = events.Decode(rows[1])
+			if p.Event.ID != "evt_damaged" || !bytes.Equal(p.Body, damaged.Body) {
+				t.Fatalf("damaged row decoded as %+v", p)
+			}
+		})
+	}
+}
+
+// A claim outlives the longest batch a dispatcher may spend on it.
+func TestDefaultLeaseCoversABatch(t *testing.T) {
+	if store.DefaultOutboxLease <= events.DefaultBatch*events.DefaultTimeout {
+		t.Fatalf("lease %s, a batch may take %s", store.DefaultOutboxLease, events.DefaultBatch*events.DefaultTimeout)
 	}
 }

@@ -11,12 +11,103 @@ import (
 	"time"
 
 	"github.com/caddy-phone/caddy-phone/caddymodule/events"
+	"github.com/caddy-phone/caddy-phone/caddymodule/internal/fake"
 	"github.com/caddy-phone/caddy-phone/sms"
+	"github.com/caddy-phone/caddy-phone/store"
 )
 
 const secret = "events-secret-0123456789"
 
-// delivery is one request the receiver got.
+// The dispatchers under test run on a fake clock: they poll every
+// testPoll and give an attempt testTimeout, in the clock's time, which
+// moves only when a test advances it. Nothing in these tests waits for
+// real time to pass: a test waits for what it expects (a request, a
+// write to the outbox, a dispatcher gone idle) to happen.
+const (
+	testPoll    = 100 * time.Millisecond
+	testTimeout = 30 * time.Second
+	// testMaxBackoff caps the retries: advancing the clock by it makes
+	// any retry due.
+	testMaxBackoff = 8 * time.Second
+	// guard fails a test whose awaited step never comes, rather than
+	// letting it hang; a passing run never waits for it.
+	guard = 10 * time.Second
+)
+
+func newClock() *fake.Clock { return fake.NewClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)) }
+
+// config is a dispatcher config for tests: the fake clock, backoff from
+// 1s to testMaxBackoff.
+func config(url string, o events.Outbox, clock *fake.Clock) events.Config {
+	cfg := events.Config{URL: url, Secret: []byte(secret), Outbox: o,
+		MinBackoff: time.Second, MaxBackoff: testMaxBackoff, Poll: testPoll, Timeout: testTimeout}
+	if clock != nil {
+		cfg.Clock = clock
+	}
+	return cfg
+}
+
+// idle waits until n dispatchers on clock wait with nothing to do: a
+// dispatcher's poll timer is pending exactly then (see Dispatcher.wait),
+// so no attempt is in flight and no poke is unanswered.
+func idle(t *testing.T, clock *fake.Clock, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	if err := clock.Wait(ctx, func() bool { return clock.PendingFor(testPoll) == n }); err != nil {
+		t.Fatalf("%d dispatchers not idle; pending timers %v", n, clock.Pending())
+	}
+}
+
+// closed waits until ch is closed.
+func closed(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(guard):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// signal wakes the goroutines waiting on a state each time it changes.
+type signal struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (s *signal) notify() {
+	s.mu.Lock()
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
+	}
+	s.mu.Unlock()
+}
+
+// wait blocks until cond holds, asking again at each notify.
+func (s *signal) wait(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(guard)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		if s.ch == nil {
+			s.ch = make(chan struct{})
+		}
+		ch := s.ch
+		s.mu.Unlock()
+		if cond() {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// delivery is one request the receiver answered.
 type delivery struct {
 	ID     string
 	Type   string
@@ -30,11 +121,12 @@ type receiver struct {
 	t   *testing.T
 	srv *httptest.Server
 
-	mu     sync.Mutex
-	got    []delivery
-	answer func(id string, n int) int // n: requests so far, this one included
-	hang   chan struct{}              // when set, requests wait for it (or their end)
-	notify chan struct{}
+	mu      sync.Mutex
+	got     []delivery
+	arrived int                        // requests seen, answered or not
+	answer  func(id string, n int) int // n: requests so far, this one included
+	hang    chan struct{}              // when set, requests wait for it (or their end)
+	changed signal
 }
 
 func newReceiver(t *testing.T) *receiver { return newWrappedReceiver(t, nil) }
@@ -42,7 +134,7 @@ func newReceiver(t *testing.T) *receiver { return newWrappedReceiver(t, nil) }
 // newWrappedReceiver puts wrap in front of the receiver's own handler.
 func newWrappedReceiver(t *testing.T, wrap func(http.Handler) http.Handler) *receiver {
 	t.Helper()
-	r := &receiver{t: t, notify: make(chan struct{}, 1000)}
+	r := &receiver{t: t}
 	var h http.Handler = http.HandlerFunc(r.serve)
 	if wrap != nil {
 		h = wrap(h)
@@ -71,7 +163,9 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	hang := r.hang
 	answer := r.answer
 	n := len(r.got) + 1
+	r.arrived++
 	r.mu.Unlock()
+	r.changed.notify()
 	if hang != nil {
 		select {
 		case <-hang:
@@ -86,16 +180,19 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	r.got = append(r.got, delivery{ID: e.ID, Type: e.Type, Body: body, Status: status})
 	r.mu.Unlock()
+	r.changed.notify()
 	w.WriteHeader(status)
-	select {
-	case r.notify <- struct{}{}:
-	default:
-	}
 }
 
 func (r *receiver) setAnswer(f func(id string, n int) int) {
 	r.mu.Lock()
 	r.answer = f
+	r.mu.Unlock()
+}
+
+func (r *receiver) setHang(c chan struct{}) {
+	r.mu.Lock()
+	r.hang = c
 	r.mu.Unlock()
 }
 
@@ -117,36 +214,30 @@ func (r *receiver) delivered() []string {
 }
 
 // waitDelivered waits until every id was answered 2xx at least once.
-func (r *receiver) waitDelivered(timeout time.Duration, ids ...string) {
+func (r *receiver) waitDelivered(ids ...string) {
 	r.t.Helper()
-	deadline := time.After(timeout)
-	for {
+	r.changed.wait(r.t, "deliveries", func() bool {
 		seen := map[string]bool{}
 		for _, id := range r.delivered() {
 			seen[id] = true
 		}
-		missing := 0
 		for _, id := range ids {
 			if !seen[id] {
-				missing++
+				return false
 			}
 		}
-		if missing == 0 {
-			return
-		}
-		select {
-		case <-r.notify:
-		case <-time.After(20 * time.Millisecond):
-		case <-deadline:
-			r.t.Fatalf("%d of %d events not delivered after %s; got %+v", missing, len(ids), timeout, r.all())
-		}
-	}
+		return true
+	})
 }
 
-// fast is a dispatcher config for tests: short backoff and poll.
-func fast(url string, o events.Outbox) events.Config {
-	return events.Config{URL: url, Secret: []byte(secret), Outbox: o,
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Poll: 10 * time.Millisecond}
+// waitArrived waits until n requests have reached the receiver.
+func (r *receiver) waitArrived(n int) {
+	r.t.Helper()
+	r.changed.wait(r.t, "requests", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.arrived >= n
+	})
 }
 
 func start(t *testing.T, cfg events.Config) *events.Dispatcher {
@@ -179,6 +270,16 @@ func emit(t *testing.T, d *events.Dispatcher, n int) []string {
 	return ids
 }
 
+// encoded is e as the dispatcher adds it to an outbox.
+func encoded(t *testing.T, e events.Event) store.OutboxEvent {
+	t.Helper()
+	body, err := events.Encode(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store.OutboxEvent{ID: e.ID, Body: body}
+}
+
 // recOutbox wraps an outbox and records the Retry calls.
 type recOutbox struct {
 	events.Outbox
@@ -186,6 +287,7 @@ type recOutbox struct {
 	retries []retryCall
 	failAdd bool
 	adds    int
+	changed signal
 }
 
 type retryCall struct {
@@ -194,7 +296,7 @@ type retryCall struct {
 	Next     time.Time
 }
 
-func (o *recOutbox) Add(ctx context.Context, e events.Event) error {
+func (o *recOutbox) Add(ctx context.Context, e store.OutboxEvent) error {
 	o.mu.Lock()
 	fail := o.failAdd
 	o.adds++
@@ -209,6 +311,7 @@ func (o *recOutbox) Retry(ctx context.Context, id string, attempts int, next tim
 	o.mu.Lock()
 	o.retries = append(o.retries, retryCall{id, attempts, next})
 	o.mu.Unlock()
+	o.changed.notify()
 	return o.Outbox.Retry(ctx, id, attempts, next)
 }
 
@@ -224,38 +327,15 @@ func (o *recOutbox) retryCalls() []retryCall {
 	return append([]retryCall(nil), o.retries...)
 }
 
+// waitRetries waits until n Retry calls were made and returns them all.
+func (o *recOutbox) waitRetries(t *testing.T, n int) []retryCall {
+	t.Helper()
+	o.changed.wait(t, "retries", func() bool { return len(o.retryCalls()) >= n })
+	return o.retryCalls()
+}
+
 type outboxErr string
 
 func (e outboxErr) Error() string { return string(e) }
 
 const errOutboxDown = outboxErr("fake outbox down")
-
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-// eventually polls cond for up to timeout.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}

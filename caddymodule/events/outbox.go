@@ -9,30 +9,17 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/caddy-phone/caddy-phone/store"
 )
 
-// Outbox holds the events not yet delivered. Implementations: MemoryOutbox
-// here, and the durable store.SQLiteOutbox and store.PostgresOutbox.
-type Outbox interface {
-	// Add stores e, due at once. Adding an id already held is a no-op, so
-	// a caller may retry an Add whose outcome it did not learn.
-	Add(ctx context.Context, e Event) error
-	// Due claims up to limit events due at now, oldest first, and returns
-	// them. Claiming leases an event: it is not due again until the
-	// outbox's lease has passed, so two dispatchers over one outbox (two
-	// Caddy configs overlapping during a reload, two instances on one
-	// database) do not send it together, and an event claimed by a
-	// process that died is sent again later. The dispatcher ends the lease
-	// with Delivered or Retry.
-	Due(ctx context.Context, now time.Time, limit int) ([]Pending, error)
-	// Delivered forgets the event. An unknown id is not an error.
-	Delivered(ctx context.Context, id string) error
-	// Retry records the failed attempts so far and makes the event due
-	// again at next. An unknown id is not an error.
-	Retry(ctx context.Context, id string, attempts int, next time.Time) error
-}
+// Outbox holds the events not yet delivered, as encoded bodies (see
+// store.Outbox): the dispatcher encodes an Event before Add and decodes
+// the rows of Due. Implementations: MemoryOutbox here, and the durable
+// the stores that offer one (store.Backend.Outbox).
+type Outbox = store.Outbox
 
-// Pending is an event claimed from an outbox.
+// Pending is an event claimed from an outbox, decoded.
 type Pending struct {
 	Event Event
 	// Body is the JSON stored by Add, posted as it is: every retry sends
@@ -42,12 +29,6 @@ type Pending struct {
 	Attempts int
 }
 
-// DefaultLease is how long Due hands an event to one dispatcher. It must
-// exceed the time a dispatcher may spend on one batch (DefaultBatch
-// attempts of at most DefaultTimeout each) so that a live dispatcher's
-// claim does not lapse under it.
-const DefaultLease = 5 * time.Minute
-
 // Encode returns the JSON body of e, as outboxes store it.
 func Encode(e Event) ([]byte, error) {
 	if err := Check(e); err != nil {
@@ -56,14 +37,14 @@ func Encode(e Event) ([]byte, error) {
 	return json.Marshal(e)
 }
 
-// Decode reads a stored body. An undecodable body still yields a Pending
+// Decode reads a row of Due. An undecodable body still yields a Pending
 // that posts the stored bytes, so a damaged row is retried, not lost.
-func Decode(id string, body []byte, attempts int) Pending {
-	p := Pending{Body: body, Attempts: attempts}
-	if err := json.Unmarshal(body, &p.Event); err != nil {
+func Decode(r store.OutboxRow) Pending {
+	p := Pending{Body: r.Body, Attempts: r.Attempts}
+	if err := json.Unmarshal(r.Body, &p.Event); err != nil {
 		p.Event = Event{}
 	}
-	p.Event.ID = id
+	p.Event.ID = r.ID
 	return p
 }
 
@@ -77,7 +58,8 @@ var ErrOutboxFull = errors.New("events: outbox full")
 // have no table of their own (memory, http). Its events are lost when the
 // process stops: delivery is at-least-once only while Caddy runs.
 type MemoryOutbox struct {
-	// Lease is how long Due hands out an event; DefaultLease when 0.
+	// Lease is how long Due hands out an event; store.DefaultOutboxLease
+	// when 0.
 	Lease time.Duration
 	// Max bounds the events held; Add fails with ErrOutboxFull beyond
 	// it. DefaultMemoryMax when 0.
@@ -101,9 +83,8 @@ func NewMemoryOutbox() *MemoryOutbox {
 }
 
 // Add keeps e, due at once.
-func (m *MemoryOutbox) Add(ctx context.Context, e Event) error {
-	body, err := Encode(e)
-	if err != nil {
+func (m *MemoryOutbox) Add(ctx context.Context, e store.OutboxEvent) error {
+	if err := e.CheckAdd(""); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -122,18 +103,18 @@ func (m *MemoryOutbox) Add(ctx context.Context, e Event) error {
 		return fmt.Errorf("%w (%d events)", ErrOutboxFull, len(m.items))
 	}
 	m.seq++
-	m.items[e.ID] = &memItem{seq: m.seq, body: body}
+	m.items[e.ID] = &memItem{seq: m.seq, body: slices.Clone(e.Body)}
 	return nil
 }
 
 // Due claims up to limit due events, oldest first.
-func (m *MemoryOutbox) Due(ctx context.Context, now time.Time, limit int) ([]Pending, error) {
+func (m *MemoryOutbox) Due(ctx context.Context, now time.Time, limit int) ([]store.OutboxRow, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
 	lease := m.Lease
 	if lease <= 0 {
-		lease = DefaultLease
+		lease = store.DefaultOutboxLease
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -151,10 +132,10 @@ func (m *MemoryOutbox) Due(ctx context.Context, now time.Time, limit int) ([]Pen
 	if len(ds) > limit {
 		ds = ds[:limit]
 	}
-	out := make([]Pending, len(ds))
+	out := make([]store.OutboxRow, len(ds))
 	for i, d := range ds {
 		d.it.next = now.Add(lease)
-		out[i] = Decode(d.id, d.it.body, d.it.attempts)
+		out[i] = store.OutboxRow{ID: d.id, Body: d.it.body, Attempts: d.it.attempts}
 	}
 	return out, nil
 }

@@ -34,7 +34,7 @@ func TestUsers(t *testing.T, open func(t *testing.T) store.Users) {
 		{"SetGetRoundTrip", usersRoundTrip},
 		{"SetVerified", usersSetVerified},
 		{"Remove", usersRemove},
-		{"HolderOf", usersHolderOf},
+		{"VerifiedHolds", usersVerifiedHolds},
 		{"PhoneInUse", usersPhoneInUse},
 		{"SameUnverifiedNumber", usersSameUnverified},
 		{"ReVerifySameNumber", usersReVerify},
@@ -145,21 +145,36 @@ func wantUser(t *testing.T, s store.Users, want store.User) {
 	}
 }
 
-func wantHolder(t *testing.T, s store.Users, num, want string) {
+// WantHolder checks who holds num verified through the Users contract
+// alone: want's own record shows num verified, and a newcomer's verified
+// Set of num is refused with ErrPhoneInUse, writing nothing, while someone
+// holds it; while no one does (want ""), that Set succeeds and is undone.
+func WantHolder(t *testing.T, s store.Users, num, want string) {
 	t.Helper()
-	got, err := s.HolderOf(ctxT(t), num)
-	if err != nil {
-		t.Fatalf("HolderOf: %v", err)
+	if want != "" {
+		if u := mustGet(t, s, want); u.PhoneNumber != num || !u.Verified {
+			t.Fatalf("holder of %s: Get(%q) = %+v, want it verified", num, want, u)
+		}
 	}
-	if got != want {
-		t.Fatalf("HolderOf(%s) = %q, want %q", num, got, want)
+	probe := store.User{ID: "probe-" + rnd(), PhoneNumber: num, Verified: true}
+	err := s.Set(ctxT(t), probe)
+	switch {
+	case want != "" && !errors.Is(err, store.ErrPhoneInUse):
+		t.Fatalf("%s is held by %q, yet a newcomer's verified Set returned %v, want ErrPhoneInUse", num, want, err)
+	case want != "":
+		wantUser(t, s, store.User{ID: probe.ID}) // nothing written
+	case err != nil:
+		t.Fatalf("%s is held by no one, yet a newcomer's verified Set failed: %v", num, err)
+	default:
+		wantUser(t, s, probe)
+		mustSet(t, s, store.User{ID: probe.ID})
 	}
 }
 
 func usersUnknown(t *testing.T, s store.Users) {
 	id := ids(1)[0]
 	wantUser(t, s, store.User{ID: id})
-	wantHolder(t, s, number(), "")
+	WantHolder(t, s, number(), "")
 }
 
 func usersRoundTrip(t *testing.T, s store.Users) {
@@ -177,12 +192,12 @@ func usersSetVerified(t *testing.T, s store.Users) {
 	u.Verified = true
 	mustSet(t, s, u)
 	wantUser(t, s, u)
-	wantHolder(t, s, u.PhoneNumber, u.ID)
+	WantHolder(t, s, u.PhoneNumber, u.ID)
 	// Back to unverified (a new number stored under rule 2).
 	u.Verified = false
 	mustSet(t, s, u)
 	wantUser(t, s, u)
-	wantHolder(t, s, u.PhoneNumber, "")
+	WantHolder(t, s, u.PhoneNumber, "")
 }
 
 func usersRemove(t *testing.T, s store.Users) {
@@ -190,20 +205,21 @@ func usersRemove(t *testing.T, s store.Users) {
 	mustSet(t, s, u)
 	mustSet(t, s, store.User{ID: u.ID})
 	wantUser(t, s, store.User{ID: u.ID})
-	wantHolder(t, s, u.PhoneNumber, "")
+	WantHolder(t, s, u.PhoneNumber, "")
 	// Removing what is not there is fine.
 	mustSet(t, s, store.User{ID: u.ID})
 	wantUser(t, s, store.User{ID: u.ID})
 }
 
-func usersHolderOf(t *testing.T, s store.Users) {
+// A verified number is held by its user; an unverified one holds nothing.
+func usersVerifiedHolds(t *testing.T, s store.Users) {
 	id := ids(2)
 	n := numbers(2)
 	mustSet(t, s, store.User{ID: id[0], PhoneNumber: n[0], Verified: true})
 	mustSet(t, s, store.User{ID: id[1], PhoneNumber: n[1]})
-	wantHolder(t, s, n[0], id[0])
-	wantHolder(t, s, n[1], "") // unverified holds nothing
-	wantHolder(t, s, "", "")
+	WantHolder(t, s, n[0], id[0])
+	WantHolder(t, s, n[1], "") // unverified holds nothing
+	wantUser(t, s, store.User{ID: id[1], PhoneNumber: n[1]})
 }
 
 func usersPhoneInUse(t *testing.T, s store.Users) {
@@ -220,15 +236,15 @@ func usersPhoneInUse(t *testing.T, s store.Users) {
 	}
 	wantUser(t, s, loser) // nothing written
 	wantUser(t, s, winner)
-	wantHolder(t, s, n[0], id[0])
-	wantHolder(t, s, n[1], id[1])
+	WantHolder(t, s, n[0], id[0])
+	WantHolder(t, s, n[1], id[1])
 
 	// Storing it unverified is allowed (rule 2 stores before the code).
 	unverified := store.User{ID: id[1], PhoneNumber: n[0]}
 	mustSet(t, s, unverified)
 	wantUser(t, s, unverified)
-	wantHolder(t, s, n[0], id[0])
-	wantHolder(t, s, n[1], "")
+	WantHolder(t, s, n[0], id[0])
+	WantHolder(t, s, n[1], "")
 	if err := s.Set(ctxT(t), store.User{ID: id[1], PhoneNumber: n[0], Verified: true}); !errors.Is(err, store.ErrPhoneInUse) {
 		t.Fatalf("verifying over an unverified copy: err = %v, want ErrPhoneInUse", err)
 	}
@@ -258,7 +274,7 @@ func usersReVerify(t *testing.T, s store.Users) {
 	mustSet(t, s, u)
 	mustSet(t, s, u)
 	wantUser(t, s, u)
-	wantHolder(t, s, u.PhoneNumber, u.ID)
+	WantHolder(t, s, u.PhoneNumber, u.ID)
 }
 
 func usersReleased(t *testing.T, s store.Users) {
@@ -267,13 +283,13 @@ func usersReleased(t *testing.T, s store.Users) {
 	// Replaced by another verified number: the old one is free.
 	mustSet(t, s, store.User{ID: id[0], PhoneNumber: n[0], Verified: true})
 	mustSet(t, s, store.User{ID: id[0], PhoneNumber: n[1], Verified: true})
-	wantHolder(t, s, n[0], "")
+	WantHolder(t, s, n[0], "")
 	mustSet(t, s, store.User{ID: id[1], PhoneNumber: n[0], Verified: true})
-	wantHolder(t, s, n[0], id[1])
+	WantHolder(t, s, n[0], id[1])
 	// Removed: free too.
 	mustSet(t, s, store.User{ID: id[1]})
 	mustSet(t, s, store.User{ID: id[2], PhoneNumber: n[0], Verified: true})
-	wantHolder(t, s, n[0], id[2])
+	WantHolder(t, s, n[0], id[2])
 }
 
 func usersConcurrentSameNumber(t *testing.T, s store.Users) {
@@ -309,7 +325,7 @@ func usersConcurrentSameNumber(t *testing.T, s store.Users) {
 	if winner == "" {
 		t.Fatal("no writer succeeded")
 	}
-	wantHolder(t, s, num, winner)
+	WantHolder(t, s, num, winner)
 	for _, u := range id {
 		if u == winner {
 			wantUser(t, s, store.User{ID: u, PhoneNumber: num, Verified: true})
