@@ -13,10 +13,19 @@ import (
 type userLocks struct {
 	seed    maphash.Seed
 	stripes [4096]sync.Mutex
+	// waiting, set by tests, runs when a lock is held by another call
+	// and this one is about to wait for it.
+	waiting func(userID string)
 }
 
 func (l *userLocks) lock(userID string) func() {
 	m := &l.stripes[maphash.String(l.seed, userID)%uint64(len(l.stripes))]
+	if l.waiting != nil {
+		if m.TryLock() {
+			return m.Unlock
+		}
+		l.waiting(userID)
+	}
 	m.Lock()
 	return m.Unlock
 }

@@ -129,6 +129,10 @@ type Service struct {
 	events  Events
 	logger  *zap.Logger
 	locks   userLocks
+
+	// afterAdminWrite, set by tests, runs in AdminChange between the
+	// write and what follows it, under the user's lock.
+	afterAdminWrite func()
 }
 
 // MaxTTL is the longest code life: an entry lives 2×TTL in a cache whose
