@@ -63,7 +63,7 @@ func (s *Service) AdminChange(ctx context.Context, userID string, write func(ctx
 	case after.Verified:
 		typ = events.TypeVerified
 	}
-	s.emit(ctx, typ, userID, after.PhoneNumber, before.PhoneNumber, descopeFlags{})
+	s.emit(ctx, typ, userID, after.PhoneNumber, before.PhoneNumber, nil)
 	return nil
 }
 

@@ -34,7 +34,7 @@ func (s *Service) Remove(ctx context.Context, userID string) (store.User, error)
 		return store.User{}, err
 	}
 	if u.PhoneNumber != "" {
-		ev := s.event(events.TypeRemoved, userID, "", u.PhoneNumber, descopeFlags{})
+		ev := s.event(events.TypeRemoved, userID, "", u.PhoneNumber, nil)
 		if err := s.setAndEmit(ctx, store.User{ID: userID}, ev); err != nil {
 			return store.User{}, err
 		}

@@ -12,20 +12,20 @@ import (
 
 // emit hands an event to Deps.Events. A failure is logged, never
 // returned: the change it tells of is made already.
-func (s *Service) emit(ctx context.Context, typ, userID, number, previous string, f descopeFlags) {
-	if e := s.event(typ, userID, number, previous, f); e != nil {
+func (s *Service) emit(ctx context.Context, typ, userID, number, previous string, attrs []Attr) {
+	if e := s.event(typ, userID, number, previous, attrs); e != nil {
 		s.emitEvent(ctx, *e)
 	}
 }
 
-// event builds an event for Deps.Events; nil without it.
-func (s *Service) event(typ, userID, number, previous string, f descopeFlags) *events.Event {
+// event builds an event for Deps.Events; nil without it. attrs are the
+// vendor-specific attributes of the update behind it, if any.
+func (s *Service) event(typ, userID, number, previous string, attrs []Attr) *events.Event {
 	if s.events == nil {
 		return nil
 	}
 	return &events.Event{ID: events.NewID(), Type: typ, UserID: userID, PhoneNumber: number,
-		PreviousPhoneNumber: previous, OccurredAt: s.clock.Now().UTC(),
-		AddToLoginIDs: f.AddToLoginIDs, OnMergeUseExisting: f.OnMergeUseExisting}
+		PreviousPhoneNumber: previous, OccurredAt: s.clock.Now().UTC(), Attributes: attrs}
 }
 
 // setAndEmit writes u and, unless e is nil, records e. When Deps.Events is

@@ -17,10 +17,12 @@ type UpdateRequest struct {
 	TemplateOptions map[string]string
 	ProviderID      string
 	ClientIP        string
-	// Descope's addToLoginIDs and onMergeUseExisting: nil unless the call
-	// came through Descope. They are kept with the challenge and travel in
-	// the events of this change (phone.verified included).
-	AddToLoginIDs, OnMergeUseExisting *bool
+	// Attributes are vendor-specific fields of the call (Descope's
+	// add_to_login_ids and on_merge_use_existing), in order; none for most
+	// calls. They are kept with the challenge and told in the events of
+	// this change (phone.verified included). Over the bounds
+	// (MaxAttributes, …), or not fit for an event: ErrInvalidRequest.
+	Attributes []Attr
 }
 
 // Update outcomes.
@@ -44,6 +46,10 @@ type UpdateResult struct {
 // result so far together with an error wrapping ErrDeliveryFailed: under
 // rule 2 the number stays stored and the challenge stays open.
 func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, error) {
+	attrs, err := checkAttrs(r.Attributes)
+	if err != nil {
+		return UpdateResult{}, err
+	}
 	number, err := s.numbers.Normalize(r.PhoneNumber)
 	if err != nil {
 		return UpdateResult{}, err
@@ -60,12 +66,11 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 		}
 		return UpdateResult{Status: StatusUnchanged, User: u}, nil
 	}
-	flags := descopeFlags{AddToLoginIDs: r.AddToLoginIDs, OnMergeUseExisting: r.OnMergeUseExisting}
 	if !s.cfg.Verification { // rule 1
 		nu := store.User{ID: r.UserID, PhoneNumber: number}
 		var ev *events.Event
 		if u != nu {
-			ev = s.event(events.TypeUpdated, r.UserID, number, u.PhoneNumber, flags)
+			ev = s.event(events.TypeUpdated, r.UserID, number, u.PhoneNumber, attrs)
 		}
 		if err := s.setAndEmit(ctx, nu, ev); err != nil {
 			return UpdateResult{}, err
@@ -96,7 +101,7 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	} else {
 		nu := store.User{ID: r.UserID, PhoneNumber: number}
 		if u != nu {
-			ev := s.event(events.TypeUpdated, r.UserID, number, u.PhoneNumber, flags)
+			ev := s.event(events.TypeUpdated, r.UserID, number, u.PhoneNumber, attrs)
 			if err := s.setAndEmit(ctx, nu, ev); err != nil {
 				return UpdateResult{}, err
 			}
@@ -113,7 +118,7 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	}
 	c := &challenge{Number: number, Pending: pending, ExpiresAt: now.Add(s.cfg.TTL),
 		SentAt: now, MAC: codeMAC(s.cfg.Secret, r.UserID, number, code), Locale: storedLocale(r.Locale),
-		Flags: flags}
+		Attrs: attrs}
 	// One open challenge per user: this replaces any other, attempts and all.
 	if err := s.cache.Update(ctx, challengeKey(r.UserID), func([]byte, bool) ([]byte, time.Duration, error) {
 		return c.encode(), s.entryTTL(), nil
@@ -123,7 +128,7 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	if pending {
 		// The change waits for its code, whether or not the SMS goes out:
 		// the challenge is open either way.
-		s.emit(ctx, events.TypePending, r.UserID, number, u.PhoneNumber, flags)
+		s.emit(ctx, events.TypePending, r.UserID, number, u.PhoneNumber, attrs)
 	}
 	if err := s.send(ctx, r.UserID, number, code, "update", r.Locale, r.TemplateOptions, r.ProviderID); err != nil {
 		s.allowResendNow(ctx, r.UserID, c.MAC)
