@@ -1,7 +1,15 @@
 // Package flow holds the Caddy-free rules of SPEC §4: update, verify,
-// resend, cancel and status of a user's phone number. It sees the user
-// store, the challenge cache, the SMS sender and the clock only through
-// small interfaces, so tests drive it with fakes and no HTTP.
+// resend, cancel and status of a user's phone number, and what an admin
+// change of it entails (SPEC §7). It sees the user store, the challenge
+// cache, the SMS sender and the clock only through small interfaces, so
+// tests drive it with fakes and no HTTP.
+//
+// One file per operation: service.go (Config, Deps, New, Status),
+// update.go, verify.go, resend.go, cancel.go, admin.go; beside them the
+// challenge and its encoding (challenge.go, challenge_cache.go), the
+// vendor attributes (attributes.go), the send budgets (budgets.go,
+// limits.go), events (events.go), SMS and codes (sender.go) and the
+// per-user locks (locks.go).
 package flow
 
 import (
