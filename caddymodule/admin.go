@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
@@ -20,8 +19,6 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-phone/caddy-phone/caddymodule/bearer"
-	"github.com/caddy-phone/caddy-phone/caddymodule/events"
-	"github.com/caddy-phone/caddy-phone/caddymodule/flow"
 	"github.com/caddy-phone/caddy-phone/caddymodule/numbers"
 	"github.com/caddy-phone/caddy-phone/store"
 )
@@ -40,15 +37,11 @@ type adminAPI struct {
 	logger  *zap.Logger
 	// escapedRoot is <prefix>/v1/ as it appears in an escaped path.
 	escapedRoot string
-	// users reads a user's §4 number fresh (and refreshes the read cache);
-	// emit posts a phone event. Together they tell the app when an admin
-	// call changed the number GET /phone shows.
-	users store.Users
-	emit  func(ctx context.Context, e events.Event)
-	// cancelChallenge drops the user's open challenge, if any; lockUser
-	// takes the user's lock in the rules until the returned func runs.
-	cancelChallenge func(ctx context.Context, userID string)
-	lockUser        func(userID string) func()
+	// change runs a write of the user's numbers under the rules
+	// (flow.Service.AdminChange): the user's lock, and, when the write
+	// changed the number GET /phone shows, the open challenge dropped and
+	// the app told.
+	change func(ctx context.Context, userID string, write func(context.Context) error) error
 	// hasKey is false when only admin tokens open the endpoints.
 	hasKey bool
 	// claim, when set, lets a valid JWT carrying it open the endpoints:
@@ -80,51 +73,6 @@ func (a *adminAPI) adminClaim(id *bearer.Identity) bool {
 	return false
 }
 
-// watch holds the user's lock in the rules (so an update or verify of the
-// same user cannot interleave with the admin write) and reads the user's
-// §4 number before the write. The returned func, called right after the
-// write, releases the lock and, if the write succeeded and changed that
-// number, cancels the user's open challenge and emits the event.
-func (a *adminAPI) watch(ctx context.Context, userID string) func(written bool) {
-	unlock := a.lockUser(userID)
-	before, err := a.users.Get(ctx, userID)
-	if err != nil {
-		before = store.User{ID: userID}
-	}
-	return func(written bool) {
-		unlock()
-		if !written {
-			return
-		}
-		// The write is done: finish even if the client has gone.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		after, err := a.users.Get(ctx, userID)
-		if err != nil {
-			// Fail safe: the number may have changed under the challenge.
-			a.cancelChallenge(ctx, userID)
-			a.logger.Error("admin change: the user's number could not be read back; no event emitted",
-				zap.String("user_id", userID), zap.Error(err))
-			return
-		}
-		if after.PhoneNumber == before.PhoneNumber && after.Verified == before.Verified {
-			return
-		}
-		// The user's open challenge was for the number as it was: left
-		// open, its code could bring back what the admin just changed.
-		a.cancelChallenge(ctx, userID)
-		typ := events.TypeUpdated
-		switch {
-		case after.PhoneNumber == "":
-			typ = events.TypeRemoved
-		case after.Verified:
-			typ = events.TypeVerified
-		}
-		a.emit(ctx, events.Event{ID: events.NewID(), Type: typ, UserID: userID, PhoneNumber: after.PhoneNumber,
-			PreviousPhoneNumber: before.PhoneNumber, OccurredAt: time.Now().UTC()})
-	}
-}
-
 // minAdminKeyLength keeps the key out of guessing range.
 const minAdminKeyLength = 16
 
@@ -154,30 +102,17 @@ func (p *Phone) checkAdmin(repl *caddy.Replacer) (string, error) {
 }
 
 // provisionAdmin opens the store's phone numbers for the admin endpoints.
-// It runs after the user store is open; writes drop the read cache's copy
-// (cached, nil when there is none).
+// It runs once the user store is open and the rules are built; writes go
+// through the rules (flow.Service.AdminChange) and drop the read cache's
+// copy (cached, nil when there is none).
 func (p *Phone) provisionAdmin(ctx context.Context, c checked, cached *store.CachedUsers) error {
 	if p.Admin == nil {
 		return nil
 	}
 	key := c.adminKey
 	a := &adminAPI{keyHash: sha256.Sum256([]byte(key)), hasKey: key != "", norm: c.numbers, logger: p.logger.Named("admin"),
-		escapedRoot: (&url.URL{Path: p.routeAdmin}).EscapedPath(), users: p.users, emit: p.emitEvent,
-		claim: p.Admin.Claim, claimValue: p.Admin.ClaimValue, verifier: p.verifier,
-		lockUser: func(userID string) func() {
-			if p.service == nil {
-				return func() {}
-			}
-			return p.service.LockUser(userID)
-		},
-		cancelChallenge: func(ctx context.Context, userID string) {
-			if p.service == nil {
-				return
-			}
-			if err := p.service.Cancel(ctx, userID); err != nil && !errors.Is(err, flow.ErrNoPending) {
-				p.logger.Warn("open challenge not canceled after an admin change", zap.String("user_id", userID), zap.Error(err))
-			}
-		}}
+		escapedRoot: (&url.URL{Path: p.routeAdmin}).EscapedPath(), claim: p.Admin.Claim,
+		claimValue: p.Admin.ClaimValue, verifier: p.verifier, change: p.service.AdminChange}
 	p.admin = a
 	if p.backend.Numbers == nil {
 		a.logger.Info("the user store keeps one number per user: the phone number endpoints answer 501 not_supported")
@@ -355,10 +290,12 @@ func (a *adminAPI) create(w http.ResponseWriter, r *http.Request) {
 		a.writeStoreError(w, err)
 		return
 	}
-	done := a.watch(r.Context(), *req.UserID)
-	n, err := a.numbers.CreatePhoneNumber(r.Context(), store.NewPhoneNumber{UserID: *req.UserID, PhoneNumber: number,
-		Verified: isTrue(req.Verified), Primary: isTrue(req.Primary), ReservedForSecondFactor: isTrue(req.ReservedForSecondFactor)})
-	done(err == nil)
+	var n store.PhoneNumber
+	err = a.change(r.Context(), *req.UserID, func(ctx context.Context) (err error) {
+		n, err = a.numbers.CreatePhoneNumber(ctx, store.NewPhoneNumber{UserID: *req.UserID, PhoneNumber: number,
+			Verified: isTrue(req.Verified), Primary: isTrue(req.Primary), ReservedForSecondFactor: isTrue(req.ReservedForSecondFactor)})
+		return err
+	})
 	if err != nil {
 		a.writeStoreError(w, err)
 		return
@@ -387,10 +324,12 @@ func (a *adminAPI) update(w http.ResponseWriter, r *http.Request, id string) {
 		a.writeStoreError(w, err)
 		return
 	}
-	done := a.watch(r.Context(), old.UserID)
-	n, err := a.numbers.UpdatePhoneNumber(r.Context(), id, store.PhoneNumberChange{Primary: req.Primary,
-		Verified: req.Verified, ReservedForSecondFactor: req.ReservedForSecondFactor})
-	done(err == nil)
+	var n store.PhoneNumber
+	err = a.change(r.Context(), old.UserID, func(ctx context.Context) (err error) {
+		n, err = a.numbers.UpdatePhoneNumber(ctx, id, store.PhoneNumberChange{Primary: req.Primary,
+			Verified: req.Verified, ReservedForSecondFactor: req.ReservedForSecondFactor})
+		return err
+	})
 	if err != nil {
 		a.writeStoreError(w, err)
 		return
@@ -406,9 +345,11 @@ func (a *adminAPI) delete(w http.ResponseWriter, r *http.Request, id string) {
 		a.writeStoreError(w, err)
 		return
 	}
-	done := a.watch(r.Context(), old.UserID)
-	n, err := a.numbers.DeletePhoneNumber(r.Context(), id)
-	done(err == nil)
+	var n store.PhoneNumber
+	err = a.change(r.Context(), old.UserID, func(ctx context.Context) (err error) {
+		n, err = a.numbers.DeletePhoneNumber(ctx, id)
+		return err
+	})
 	if err != nil {
 		a.writeStoreError(w, err)
 		return

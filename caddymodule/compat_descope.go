@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -96,7 +97,7 @@ func (p *Phone) descopeUpdate(w http.ResponseWriter, r *http.Request) {
 	// addToLoginIDs / onMergeUseExisting travel in the events (SPEC §8).
 	res, err := p.service.Update(r.Context(), flow.UpdateRequest{UserID: id.UserID, PhoneNumber: *req.Phone,
 		Locale: req.Locale, TemplateOptions: opts, ProviderID: req.ProviderID, ClientIP: clientIP(r),
-		AddToLoginIDs: req.AddToLoginIDs, OnMergeUseExisting: req.OnMergeUseExisting})
+		Attributes: descopeAttributes(req.AddToLoginIDs, req.OnMergeUseExisting)})
 	observe("update", err)
 	if err != nil {
 		p.writeFlowError(w, err)
@@ -109,6 +110,19 @@ func (p *Phone) descopeUpdate(w http.ResponseWriter, r *http.Request) {
 		masked = res.User.PhoneNumber
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"maskedPhone": numbers.Mask(masked)})
+}
+
+// descopeAttributes are the event attributes of Descope's update options:
+// add_to_login_ids and on_merge_use_existing, each only when given.
+func descopeAttributes(addToLoginIDs, onMergeUseExisting *bool) []flow.Attr {
+	var attrs []flow.Attr
+	if addToLoginIDs != nil {
+		attrs = append(attrs, flow.Attr{Name: "add_to_login_ids", Value: json.RawMessage(strconv.FormatBool(*addToLoginIDs))})
+	}
+	if onMergeUseExisting != nil {
+		attrs = append(attrs, flow.Attr{Name: "on_merge_use_existing", Value: json.RawMessage(strconv.FormatBool(*onMergeUseExisting))})
+	}
+	return attrs
 }
 
 // templateOptions turns Descope's templateOptions (Record<string,string>,

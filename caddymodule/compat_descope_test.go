@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -391,8 +392,14 @@ func TestDescopeFlagsReachEvents(t *testing.T) {
 	defer rec.mu.Unlock()
 	for _, e := range rec.got {
 		if e.Type == events.TypeVerified && e.UserID == u {
-			if e.AddToLoginIDs == nil || !*e.AddToLoginIDs || e.OnMergeUseExisting == nil || *e.OnMergeUseExisting {
-				t.Fatalf("phone.verified flags: %v %v", e.AddToLoginIDs, e.OnMergeUseExisting)
+			want := []events.Attr{{Name: "add_to_login_ids", Value: json.RawMessage(`true`)},
+				{Name: "on_merge_use_existing", Value: json.RawMessage(`false`)}}
+			if !reflect.DeepEqual(e.Attributes, want) {
+				t.Fatalf("phone.verified attributes: %+v", e.Attributes)
+			}
+			b, err := json.Marshal(e)
+			if err != nil || !strings.HasSuffix(string(b), `,"add_to_login_ids":true,"on_merge_use_existing":false}`) {
+				t.Fatalf("phone.verified JSON: %s, %v", b, err)
 			}
 			return
 		}

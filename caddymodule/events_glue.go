@@ -154,16 +154,3 @@ func (rt *eventsRuntime) release() error {
 	rt.poolKey = ""
 	return err
 }
-
-// emitEvent records an event told by code outside the rules (an admin
-// removal): durable before it returns when the store has an outbox. A
-// failure is logged, never returned: the change is made already.
-func (p *Phone) emitEvent(ctx context.Context, e events.Event) {
-	if p.eventsRT == nil || p.eventsRT.dispatcher == nil {
-		return
-	}
-	if err := p.eventsRT.dispatcher.Emit(ctx, e); err != nil {
-		p.eventsRT.logger.Error("phone event not recorded", zap.String("type", e.Type),
-			zap.String("user_id", e.UserID), zap.Error(err))
-	}
-}

@@ -220,9 +220,6 @@ func (p *Phone) open(ctx caddy.Context, c checked) error {
 		}
 		p.users, p.peek = cached, cached.Peek
 	}
-	if err := p.provisionAdmin(ctx, c, cached); err != nil {
-		return err
-	}
 	emitter, err := p.provisionEvents(ctx, c.eventsURL)
 	if err != nil {
 		return err
@@ -231,7 +228,10 @@ func (p *Phone) open(ctx caddy.Context, c checked) error {
 	p.flowCache = namespaced(p.cache.cache, cacheNamespaceOf(p.storeID))
 	p.service, err = flow.New(c.rules, flow.Deps{Users: p.users, Cache: p.flowCache, Sender: c.sender, Numbers: c.numbers,
 		ReadUsers: peekUsers{p.users, p.peek}, Events: emitter, Logger: p.logger})
-	return err
+	if err != nil {
+		return err
+	}
+	return p.provisionAdmin(ctx, c, cached)
 }
 
 // cacheNamespaceOf names a store's keys in a shared cache.

@@ -24,10 +24,11 @@ func TestDeliveryBodyAndSignature(t *testing.T) {
 	r := newReceiver(t)
 	d := start(t, config(r.srv.URL, events.NewMemoryOutbox(), newClock()))
 	at := time.Date(2030, 1, 2, 3, 4, 5, 678e6, time.FixedZone("CET", 3600))
-	yes, no := true, false
+	descope := []events.Attr{{Name: "add_to_login_ids", Value: json.RawMessage(`true`)},
+		{Name: "on_merge_use_existing", Value: json.RawMessage(`false`)}}
 	sent := []events.Event{
 		{ID: "evt_1", Type: events.TypeVerified, UserID: "u1", PhoneNumber: "+447911123456",
-			PreviousPhoneNumber: "+33612345678", OccurredAt: at, AddToLoginIDs: &yes, OnMergeUseExisting: &no},
+			PreviousPhoneNumber: "+33612345678", OccurredAt: at, Attributes: descope},
 		{ID: "evt_2", Type: events.TypeRemoved, UserID: "u1", PreviousPhoneNumber: "+447911123456", OccurredAt: at},
 	}
 	for _, e := range sent {

@@ -15,6 +15,7 @@
 package events
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -52,10 +53,54 @@ type Event struct {
 	PreviousPhoneNumber string
 	// OccurredAt is when the change happened; sent in RFC 3339, UTC.
 	OccurredAt time.Time
-	// Descope's addToLoginIDs and onMergeUseExisting, when the change came
-	// through Descope's update call; nil (absent from the JSON) otherwise.
-	AddToLoginIDs      *bool
-	OnMergeUseExisting *bool
+	// Attributes are vendor-specific fields of the call that made the
+	// change (Descope's add_to_login_ids and on_merge_use_existing), sent
+	// as extra fields of the JSON after the others, in this order; none
+	// for most changes.
+	Attributes []Attr
+}
+
+// Attr is one vendor-specific field of an event: a lower-case snake_case
+// name that is none of the event's own fields, and one JSON value.
+type Attr struct {
+	Name  string
+	Value json.RawMessage
+}
+
+// ownFields are the JSON fields of every event, which no Attr may take.
+var ownFields = map[string]bool{"id": true, "type": true, "user_id": true, "phone_number": true,
+	"previous_phone_number": true, "occurred_at": true}
+
+// CheckAttrs reports whether attrs can go in an event: each name
+// [a-z][a-z0-9_]*, none of the event's own fields, none twice; each
+// value one JSON value.
+func CheckAttrs(attrs []Attr) error {
+	for i, a := range attrs {
+		if !snakeCase(a.Name) || ownFields[a.Name] {
+			return fmt.Errorf("events: attribute name %q: want lower-case snake_case, not an event field", a.Name)
+		}
+		for _, b := range attrs[:i] {
+			if b.Name == a.Name {
+				return fmt.Errorf("events: attribute %q given twice", a.Name)
+			}
+		}
+		if !json.Valid(a.Value) {
+			return fmt.Errorf("events: attribute %q: not one JSON value", a.Name)
+		}
+	}
+	return nil
+}
+
+func snakeCase(s string) bool {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // wire is the JSON form of an Event.
@@ -66,8 +111,6 @@ type wire struct {
 	PhoneNumber         *string `json:"phone_number"`
 	PreviousPhoneNumber *string `json:"previous_phone_number"`
 	OccurredAt          string  `json:"occurred_at"`
-	AddToLoginIDs       *bool   `json:"add_to_login_ids,omitempty"`
-	OnMergeUseExisting  *bool   `json:"on_merge_use_existing,omitempty"`
 }
 
 // timeFormat is RFC 3339 in UTC with milliseconds, so that two events of
@@ -75,17 +118,30 @@ type wire struct {
 const timeFormat = "2006-01-02T15:04:05.000Z07:00"
 
 // MarshalJSON writes {"id","type","user_id","phone_number",
-// "previous_phone_number","occurred_at"} (numbers null when empty) and,
-// when set, "add_to_login_ids" and "on_merge_use_existing".
+// "previous_phone_number","occurred_at"} (numbers null when empty), then
+// the attributes, in order.
 func (e Event) MarshalJSON() ([]byte, error) {
-	return json.Marshal(wire{
+	b, err := json.Marshal(wire{
 		ID: e.ID, Type: e.Type, UserID: e.UserID,
 		PhoneNumber:         nullable(e.PhoneNumber),
 		PreviousPhoneNumber: nullable(e.PreviousPhoneNumber),
 		OccurredAt:          e.OccurredAt.UTC().Format(timeFormat),
-		AddToLoginIDs:       e.AddToLoginIDs,
-		OnMergeUseExisting:  e.OnMergeUseExisting,
 	})
+	if err != nil || len(e.Attributes) == 0 {
+		return b, err
+	}
+	if err := CheckAttrs(e.Attributes); err != nil {
+		return nil, err
+	}
+	b = b[:len(b)-1] // the closing brace
+	for _, a := range e.Attributes {
+		v, err := json.Marshal(a.Value) // compacted, escaped as the rest
+		if err != nil {
+			return nil, err
+		}
+		b = append(append(append(append(b, `,"`...), a.Name...), `":`...), v...)
+	}
+	return append(b, '}'), nil
 }
 
 // UnmarshalJSON reads what MarshalJSON wrote.
@@ -98,13 +154,30 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("events: occurred_at: %w", err)
 	}
-	*e = Event{ID: w.ID, Type: w.Type, UserID: w.UserID, OccurredAt: t.UTC(),
-		AddToLoginIDs: w.AddToLoginIDs, OnMergeUseExisting: w.OnMergeUseExisting}
+	*e = Event{ID: w.ID, Type: w.Type, UserID: w.UserID, OccurredAt: t.UTC()}
 	if w.PhoneNumber != nil {
 		e.PhoneNumber = *w.PhoneNumber
 	}
 	if w.PreviousPhoneNumber != nil {
 		e.PreviousPhoneNumber = *w.PreviousPhoneNumber
+	}
+	// Any other field is an attribute, kept in order.
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if _, err := dec.Token(); err != nil { // {
+		return err
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return err
+		}
+		if name, _ := tok.(string); !ownFields[name] {
+			e.Attributes = append(e.Attributes, Attr{Name: name, Value: v})
+		}
 	}
 	return nil
 }
@@ -118,7 +191,7 @@ func Check(e Event) error {
 	case e.Type == "":
 		return errors.New("events: event without a type")
 	}
-	return nil
+	return CheckAttrs(e.Attributes)
 }
 
 // NewID returns a fresh event id: "evt_" and 32 hex digits.

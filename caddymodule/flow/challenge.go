@@ -1,17 +1,19 @@
 package flow
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"time"
 )
 
 // challenge is one user's open verification. It is stored in the cache in
-// a compact binary form (about 80 bytes plus the number) because a
-// deployment may hold a million of them; the code itself is never stored,
-// only its HMAC.
+// a compact binary form (about 80 bytes plus the number, and the
+// attributes if any) because a deployment may hold a million of them; the
+// code itself is never stored, only its HMAC.
 type challenge struct {
 	Number       string // E.164 number the code went to
 	Pending      bool   // rule 3: a change held until verified
@@ -21,41 +23,58 @@ type challenge struct {
 	ClaimedUntil time.Time // a verify is writing to the store until then
 	MAC          [sha256.Size]byte
 	Locale       string // locale of the update, reused by resend
-	Flags        descopeFlags
+	// Attrs are the update's vendor-specific attributes, told in the
+	// events of the change (phone.verified included).
+	Attrs []Attr
 }
 
-// descopeFlags are Descope's update options, told in the events of the
-// change.
-type descopeFlags struct {
-	AddToLoginIDs, OnMergeUseExisting *bool
-}
-
-// challengeVersion is the first byte of an entry. The flags byte after it
-// grew bits within version 1: older entries have them clear (no Descope
-// options), and older code ignores them, so instances of both ages can
-// share a cache.
-const challengeVersion = 1
+// The first byte of an entry is its version:
+//
+//	1: version, flags, attempts, expires, sent, claimed until (unix nanos,
+//	   8 bytes each), MAC, then number and locale (a length byte each).
+//	2: version 1's layout, then the attributes: a count byte (1..MaxAttributes),
+//	   and for each a length byte and the name, a length byte and the value.
+//
+// An entry without attributes is written as version 1, so its size is
+// what it was before attributes, and the release before them (which reads
+// version 1 only) still reads it while instances of both ages share a
+// cache. That release wrote Descope's two options into bits 1..4 of the
+// flags byte: decoding maps them to the attributes compat_descope.go now
+// passes, so a code sent before an upgrade still verifies, and its events
+// still carry them.
+const (
+	challengeVersion      = 1
+	challengeVersionAttrs = 2
+)
 
 // Bits of the flags byte; bits 5..7 are free and ignored when read.
 const (
-	flagPending         = 1 << 0
-	flagLoginIDsSet     = 1 << 1 // AddToLoginIDs given …
+	flagPending = 1 << 0
+	// Written by the release before attributes only (version 1).
+	flagLoginIDsSet     = 1 << 1 // add_to_login_ids given …
 	flagLoginIDs        = 1 << 2 // … and true
-	flagMergeExisting   = 1 << 3 // OnMergeUseExisting given …
+	flagMergeExisting   = 1 << 3 // on_merge_use_existing given …
 	flagMergeExistingOn = 1 << 4 // … and true
 )
 
 var errCorrupt = errors.New("corrupt challenge entry")
 
 func (c *challenge) encode() []byte {
-	b := make([]byte, 0, 64+len(c.Number)+len(c.Locale))
-	b = append(b, challengeVersion)
+	n := 64 + len(c.Number) + len(c.Locale)
+	version := byte(challengeVersion)
+	if len(c.Attrs) > 0 {
+		version = challengeVersionAttrs
+		n++
+		for _, a := range c.Attrs {
+			n += 2 + len(a.Name) + len(a.Value)
+		}
+	}
+	b := make([]byte, 0, n)
+	b = append(b, version)
 	var flags byte
 	if c.Pending {
 		flags |= flagPending
 	}
-	flags |= triBits(c.Flags.AddToLoginIDs, flagLoginIDsSet, flagLoginIDs)
-	flags |= triBits(c.Flags.OnMergeUseExisting, flagMergeExisting, flagMergeExistingOn)
 	b = append(b, flags, byte(min(c.Attempts, 255)))
 	b = binary.BigEndian.AppendUint64(b, uint64(unixNano(c.ExpiresAt)))
 	b = binary.BigEndian.AppendUint64(b, uint64(unixNano(c.SentAt)))
@@ -65,17 +84,25 @@ func (c *challenge) encode() []byte {
 	b = append(b, c.Number...)
 	b = append(b, byte(len(c.Locale)))
 	b = append(b, c.Locale...)
+	if len(c.Attrs) > 0 {
+		// checkAttrs bounds them before any is kept: the lengths fit a byte.
+		b = append(b, byte(len(c.Attrs)))
+		for _, a := range c.Attrs {
+			b = append(b, byte(len(a.Name)))
+			b = append(b, a.Name...)
+			b = append(b, byte(len(a.Value)))
+			b = append(b, a.Value...)
+		}
+	}
 	return b
 }
 
 func decodeChallenge(b []byte) (*challenge, error) {
 	const fixed = 3 + 3*8 + sha256.Size
-	if len(b) < fixed+2 || b[0] != challengeVersion {
+	if len(b) < fixed+2 || (b[0] != challengeVersion && b[0] != challengeVersionAttrs) {
 		return nil, errCorrupt
 	}
 	c := &challenge{Pending: b[1]&flagPending != 0, Attempts: int(b[2])}
-	c.Flags.AddToLoginIDs = fromTriBits(b[1], flagLoginIDsSet, flagLoginIDs)
-	c.Flags.OnMergeUseExisting = fromTriBits(b[1], flagMergeExisting, flagMergeExistingOn)
 	c.ExpiresAt = fromUnixNano(int64(binary.BigEndian.Uint64(b[3:])))
 	c.SentAt = fromUnixNano(int64(binary.BigEndian.Uint64(b[11:])))
 	c.ClaimedUntil = fromUnixNano(int64(binary.BigEndian.Uint64(b[19:])))
@@ -88,11 +115,85 @@ func decodeChallenge(b []byte) (*challenge, error) {
 	c.Number = string(rest[1 : 1+n])
 	rest = rest[1+n:]
 	l := int(rest[0])
-	if len(rest) != 1+l {
+	if len(rest) < 1+l {
 		return nil, errCorrupt
 	}
-	c.Locale = string(rest[1:])
+	c.Locale = string(rest[1 : 1+l])
+	rest = rest[1+l:]
+	if b[0] == challengeVersion {
+		if len(rest) != 0 {
+			return nil, errCorrupt
+		}
+		c.Attrs = legacyAttrs(b[1])
+		return c, nil
+	}
+	attrs, err := decodeAttrs(rest)
+	if err != nil {
+		return nil, err
+	}
+	c.Attrs = attrs
 	return c, nil
+}
+
+// decodeAttrs reads the attributes of a version 2 entry, which end it.
+// The values are copied: b may be the cache's own buffer.
+func decodeAttrs(b []byte) ([]Attr, error) {
+	if len(b) == 0 || b[0] == 0 || int(b[0]) > MaxAttributes {
+		return nil, errCorrupt
+	}
+	attrs := make([]Attr, b[0])
+	b = b[1:]
+	next := func() ([]byte, bool) { // one length byte, then that many bytes
+		if len(b) == 0 || len(b) < 1+int(b[0]) {
+			return nil, false
+		}
+		v := b[1 : 1+int(b[0])]
+		b = b[1+len(v):]
+		return v, true
+	}
+	for i := range attrs {
+		name, ok := next()
+		value, ok2 := next()
+		if !ok || !ok2 {
+			return nil, errCorrupt
+		}
+		attrs[i] = Attr{Name: string(name), Value: bytes.Clone(value)}
+	}
+	if len(b) != 0 {
+		return nil, errCorrupt
+	}
+	return attrs, nil
+}
+
+// The names and values of the Descope options, as compat_descope.go
+// passes them.
+const (
+	attrAddToLoginIDs      = "add_to_login_ids"
+	attrOnMergeUseExisting = "on_merge_use_existing"
+)
+
+// legacyAttrs maps the Descope option bits of a version 1 entry to
+// attributes: nil when neither is set, as in every entry this release
+// writes.
+func legacyAttrs(flags byte) []Attr {
+	var attrs []Attr
+	for _, o := range []struct {
+		name    string
+		set, on byte
+	}{
+		{attrAddToLoginIDs, flagLoginIDsSet, flagLoginIDs},
+		{attrOnMergeUseExisting, flagMergeExisting, flagMergeExistingOn},
+	} {
+		if flags&o.set == 0 {
+			continue
+		}
+		v := json.RawMessage("false")
+		if flags&o.on != 0 {
+			v = json.RawMessage("true")
+		}
+		attrs = append(attrs, Attr{Name: o.name, Value: v})
+	}
+	return attrs
 }
 
 // codeMAC binds the code to its user and number, so a hash leaked from the
@@ -109,25 +210,6 @@ func codeMAC(secret []byte, userID, number, code string) [sha256.Size]byte {
 	var out [sha256.Size]byte
 	m.Sum(out[:0])
 	return out
-}
-
-// triBits packs an optional bool into two bits: given, and its value.
-func triBits(v *bool, set, on byte) byte {
-	switch {
-	case v == nil:
-		return 0
-	case *v:
-		return set | on
-	}
-	return set
-}
-
-func fromTriBits(flags, set, on byte) *bool {
-	if flags&set == 0 {
-		return nil
-	}
-	v := flags&on != 0
-	return &v
 }
 
 func unixNano(t time.Time) int64 {

@@ -3,9 +3,15 @@ package flow
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-phone/caddy-phone/caddymodule/events"
 )
 
 func sampleChallenge() *challenge {
@@ -27,7 +33,7 @@ func sampleChallenge() *challenge {
 func sameChallenge(a, b *challenge) bool {
 	return a.Number == b.Number && a.Pending == b.Pending && a.Attempts == b.Attempts &&
 		a.ExpiresAt.Equal(b.ExpiresAt) && a.SentAt.Equal(b.SentAt) &&
-		a.ClaimedUntil.Equal(b.ClaimedUntil) && a.MAC == b.MAC && a.Locale == b.Locale
+		a.ClaimedUntil.Equal(b.ClaimedUntil) && a.MAC == b.MAC && a.Locale == b.Locale && sameAttrs(a.Attrs, b.Attrs)
 }
 
 func TestChallengeRoundtrip(t *testing.T) {
@@ -48,6 +54,9 @@ func TestChallengeRoundtrip(t *testing.T) {
 		{"longest number", func(c *challenge) { c.Number = "+123456789012345" }},
 		{"35-byte locale", func(c *challenge) { c.Locale = strings.Repeat("a", 35) }},
 		{"255-byte locale", func(c *challenge) { c.Locale = strings.Repeat("a", 255) }},
+		{"attributes", func(c *challenge) { c.Attrs = descopeAttrs(ptr(true), ptr(false)) }},
+		{"largest attributes", func(c *challenge) { c.Attrs = largestAttrs() }},
+		{"attributes, no locale", func(c *challenge) { c.Locale, c.Attrs = "", []Attr{{Name: "a", Value: []byte("1")}} }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -100,7 +109,8 @@ func TestChallengeCorrupt(t *testing.T) {
 		{"one byte", []byte{challengeVersion}},
 		{"fixed part only", valid[:fixed]},
 		{"fixed part + 1", valid[:fixed+1]},
-		{"wrong version", with(func(b []byte) []byte { b[0] = 2; return b })},
+		{"version 2 without attributes", with(func(b []byte) []byte { b[0] = 2; return b })},
+		{"wrong version", with(func(b []byte) []byte { b[0] = 3; return b })},
 		{"version 0", with(func(b []byte) []byte { b[0] = 0; return b })},
 		{"number length too long", with(func(b []byte) []byte { b[fixed] = 200; return b })},
 		{"number length 255", with(func(b []byte) []byte { b[fixed] = 255; return b })},
@@ -121,6 +131,198 @@ func TestChallengeCorrupt(t *testing.T) {
 		if _, err := decodeChallenge(valid[:i]); err == nil {
 			t.Fatalf("truncated to %d bytes: decoded", i)
 		}
+	}
+
+	// The attributes of a version 2 entry: count and lengths must match
+	// the bytes exactly.
+	c := sampleChallenge()
+	c.Attrs = descopeAttrs(ptr(true), ptr(false))
+	attrsValid := c.encode()
+	tail := len(valid) // where the count byte is
+	withAttrs := func(f func([]byte) []byte) []byte { return f(bytes.Clone(attrsValid)) }
+	for name, b := range map[string][]byte{
+		"version 1 with attributes": withAttrs(func(b []byte) []byte { b[0] = 1; return b }),
+		"count 0":                   withAttrs(func(b []byte) []byte { b[tail] = 0; return b }),
+		"count too high":            withAttrs(func(b []byte) []byte { b[tail] = 3; return b }),
+		"count over the bound":      withAttrs(func(b []byte) []byte { b[tail] = MaxAttributes + 1; return b }),
+		"count too low":             withAttrs(func(b []byte) []byte { b[tail] = 1; return b }),
+		"name length too long":      withAttrs(func(b []byte) []byte { b[tail+1] = 200; return b }),
+		"name length too short":     withAttrs(func(b []byte) []byte { b[tail+1]--; return b }),
+		"trailing byte":             append(bytes.Clone(attrsValid), 0),
+		"count only":                withAttrs(func(b []byte) []byte { return b[:tail+1] }),
+	} {
+		if c, err := decodeChallenge(b); err == nil {
+			t.Errorf("%s: decoded %+v", name, c)
+		}
+	}
+	for i := len(valid); i < len(attrsValid); i++ {
+		if _, err := decodeChallenge(attrsValid[:i]); err == nil {
+			t.Fatalf("attributes truncated to %d bytes: decoded", i)
+		}
+	}
+}
+
+// largestAttrs are MaxAttributes attributes of the longest name and value.
+func largestAttrs() []Attr {
+	attrs := make([]Attr, MaxAttributes)
+	for i := range attrs {
+		name := []byte(strings.Repeat("n", MaxAttributeName))
+		name[0] = 'a' + byte(i)
+		attrs[i] = Attr{Name: string(name), Value: json.RawMessage(`"` + strings.Repeat("v", MaxAttributeValue-2) + `"`)}
+	}
+	return attrs
+}
+
+// Entries as the release before attributes wrote them (captured from its
+// encoder, sampleChallenge pending): without Descope options, and with
+// addToLoginIDs true and onMergeUseExisting false in bits 1..4.
+const (
+	goldenV1Plain = "0101021a47415f173aa27b1a4740d36471327b1a4740da6094de0000070e151c232a31383f464d545b626970777e858c939aa1a8afb6bdc4cbd2d90c2b33333631323334353637380566722d4341"
+	goldenV1Flags = "010f021a47415f173aa27b1a4740d36471327b1a4740da6094de0000070e151c232a31383f464d545b626970777e858c939aa1a8afb6bdc4cbd2d90c2b33333631323334353637380566722d4341"
+)
+
+// A challenge without attributes is written exactly as before them: as
+// small, and readable by the release before (it reads version 1 only).
+func TestChallengeWithoutAttributesUnchanged(t *testing.T) {
+	if got := hex.EncodeToString(sampleChallenge().encode()); got != goldenV1Plain {
+		t.Fatalf("encoding changed\n got %s\nwant %s", got, goldenV1Plain)
+	}
+}
+
+// Entries of the release before attributes still decode after an
+// upgrade: the Descope option bits become the attributes compat_descope.go
+// now passes, so a code sent before it verifies, and its events say the
+// same.
+func TestChallengeLegacyDescopeBits(t *testing.T) {
+	b, _ := hex.DecodeString(goldenV1Flags)
+	got, err := decodeChallenge(b)
+	want := sampleChallenge()
+	want.Attrs = descopeAttrs(ptr(true), ptr(false))
+	if err != nil || !sameChallenge(got, want) {
+		t.Fatalf("decoded %+v, %v; want %+v", got, err, want)
+	}
+
+	// Every combination the old encoder could write: the same bytes as a
+	// plain entry, with bits 1..4 set as it set them.
+	vals := []*bool{nil, ptr(false), ptr(true)}
+	bits := func(v *bool, set, on byte) byte {
+		switch {
+		case v == nil:
+			return 0
+		case *v:
+			return set | on
+		}
+		return set
+	}
+	for _, pending := range []bool{false, true} {
+		for _, l := range vals {
+			for _, m := range vals {
+				c := sampleChallenge()
+				c.Pending = pending
+				b := c.encode()
+				b[1] |= bits(l, flagLoginIDsSet, flagLoginIDs) | bits(m, flagMergeExisting, flagMergeExistingOn)
+				got, err := decodeChallenge(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.Attrs = descopeAttrs(l, m)
+				if !sameChallenge(c, got) {
+					t.Fatalf("flags %08b: got %+v, want %+v", b[1], got, c)
+				}
+				// Written again, they move to attributes, and the
+				// pending bit stays bit 0.
+				again := got.encode()
+				if (again[1]&1 != 0) != pending || again[1]&^flagPending != 0 {
+					t.Fatalf("flags byte %08b re-encoded as %08b", b[1], again[1])
+				}
+				if (l != nil || m != nil) != (again[0] == challengeVersionAttrs) {
+					t.Fatalf("version %d for attributes %+v", again[0], got.Attrs)
+				}
+				if back, err := decodeChallenge(again); err != nil || !sameChallenge(c, back) {
+					t.Fatalf("re-encoded: %+v, %v", back, err)
+				}
+			}
+		}
+	}
+
+	// An entry from before the Descope bits existed reads as no options.
+	old, _ := hex.DecodeString(goldenV1Plain)
+	if old[1] != 1 {
+		t.Fatalf("flags byte %08b for a plain pending challenge", old[1])
+	}
+	got, err = decodeChallenge(old)
+	if err != nil || got.Attrs != nil || !got.Pending {
+		t.Fatalf("old entry decoded as %+v, %v", got, err)
+	}
+	old[1] |= 0xE0 // bits a later version may use are ignored
+	if _, err := decodeChallenge(old); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A code sent by the release before attributes, for a Descope update with
+// both options, verifies after the upgrade, and phone.verified carries
+// the options as attributes.
+func TestLegacyChallengeStillVerifies(t *testing.T) {
+	h := newEventsHarness(t)
+	h.seedVerified("u", numFR)
+	now := h.clock.Now()
+	c := &challenge{Number: numUK, Pending: true, ExpiresAt: now.Add(h.cfg.TTL), SentAt: now,
+		MAC: codeMAC(testSecret, "u", numUK, "123456"), Locale: "fr"}
+	b := c.encode()
+	b[1] |= flagLoginIDsSet | flagLoginIDs | flagMergeExisting // true, false
+	if err := h.bc.Update(h.ctx, challengeKey("u"), func([]byte, bool) ([]byte, time.Duration, error) {
+		return b, 2 * h.cfg.TTL, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	h.rec.take()
+	h.mustVerify("u", "123456")
+	h.wantUser("u", numUK, true)
+	e := ev(events.TypeVerified, "u", numUK, numFR)
+	e.Attributes = descopeAttrs(ptr(true), ptr(false))
+	h.wantEvents(e)
+}
+
+// Attributes are bounded where the rules take them: too many, too long,
+// or unfit for an event is an invalid request, and nothing is sent or kept.
+func TestUpdateAttributesBounded(t *testing.T) {
+	h := newHarness(t)
+	long := strings.Repeat("x", MaxAttributeName+1)
+	for name, attrs := range map[string][]Attr{
+		"too many":       append(largestAttrs(), Attr{Name: "z", Value: []byte("1")}),
+		"name too long":  {{Name: long, Value: []byte("1")}},
+		"value too long": {{Name: "a", Value: json.RawMessage(`"` + strings.Repeat("v", MaxAttributeValue-1) + `"`)}},
+		"not JSON":       {{Name: "a", Value: []byte("{")}},
+		"no value":       {{Name: "a"}},
+		"event field":    {{Name: "phone_number", Value: []byte(`"x"`)}},
+		"twice":          {{Name: "a", Value: []byte("1")}, {Name: "a", Value: []byte("2")}},
+		"bad name":       {{Name: "addToLoginIDs", Value: []byte("true")}},
+	} {
+		_, err := h.svc.Update(h.ctx, UpdateRequest{UserID: "u", PhoneNumber: numFR, Attributes: attrs})
+		if !errors.Is(err, ErrInvalidRequest) {
+			t.Errorf("%s: err = %v, want ErrInvalidRequest", name, err)
+		}
+		if strings.Contains(fmt.Sprint(err), long) {
+			t.Errorf("%s: the error echoes an over-long name", name)
+		}
+	}
+	if n := h.sender.Count(); n != 0 {
+		t.Fatalf("%d SMS sent for refused updates", n)
+	}
+	if c := h.challenge("u"); c != nil {
+		t.Fatalf("challenge kept: %+v", c)
+	}
+	h.wantUser("u", "", false)
+
+	// At the bounds, and with white space that compaction removes: kept.
+	attrs := largestAttrs()
+	attrs[0].Value = json.RawMessage(" " + string(attrs[0].Value) + " ")
+	if _, err := h.svc.Update(h.ctx, UpdateRequest{UserID: "u", PhoneNumber: numFR, Attributes: attrs}); err != nil {
+		t.Fatal(err)
+	}
+	if c := h.challenge("u"); c == nil || !sameAttrs(c.Attrs, largestAttrs()) {
+		t.Fatalf("challenge attributes = %+v", c)
 	}
 }
 
@@ -150,6 +352,9 @@ func FuzzDecodeChallenge(f *testing.F) {
 	f.Add(sampleChallenge().encode())
 	f.Add([]byte{})
 	f.Add([]byte{challengeVersion, 0, 0})
+	withAttrs := sampleChallenge()
+	withAttrs.Attrs = descopeAttrs(ptr(true), ptr(false))
+	f.Add(withAttrs.encode())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := decodeChallenge(b)
 		if err != nil {

@@ -59,3 +59,17 @@ func RetryAfter(err error) (int, bool) {
 	}
 	return s, true
 }
+
+// cacheErr passes the rules' own outcomes through and turns any other
+// cache failure into ErrUnavailable.
+func cacheErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, known := range []error{ErrNoPending, ErrExpired, ErrTooManyAttempts, ErrRateLimited, ErrUnavailable, ErrInvalidCode} {
+		if errors.Is(err, known) {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: cache: %w", ErrUnavailable, err)
+}

@@ -1,8 +1,11 @@
 package flow
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -75,8 +78,7 @@ func (h *eventsHarness) wantEvents(want ...events.Event) {
 	for i, g := range got {
 		w := want[i]
 		if g.Type != w.Type || g.UserID != w.UserID || g.PhoneNumber != w.PhoneNumber ||
-			g.PreviousPhoneNumber != w.PreviousPhoneNumber ||
-			!sameBool(g.AddToLoginIDs, w.AddToLoginIDs) || !sameBool(g.OnMergeUseExisting, w.OnMergeUseExisting) {
+			g.PreviousPhoneNumber != w.PreviousPhoneNumber || !sameAttrs(g.Attributes, w.Attributes) {
 			h.t.Fatalf("event %d = %+v, want %+v", i, g, w)
 		}
 		if !strings.HasPrefix(g.ID, "evt_") || len(g.ID) != 36 {
@@ -88,11 +90,30 @@ func (h *eventsHarness) wantEvents(want ...events.Event) {
 	}
 }
 
-func sameBool(a, b *bool) bool {
-	if a == nil || b == nil {
-		return a == b
+// sameAttrs compares attributes, nil and empty alike.
+func sameAttrs(a, b []Attr) bool {
+	if len(a) != len(b) {
+		return false
 	}
-	return *a == *b
+	for i := range a {
+		if a[i].Name != b[i].Name || !bytes.Equal(a[i].Value, b[i].Value) {
+			return false
+		}
+	}
+	return true
+}
+
+// descopeAttrs are the attributes compat_descope.go passes for Descope's
+// addToLoginIDs and onMergeUseExisting (nil: not given).
+func descopeAttrs(login, merge *bool) []Attr {
+	var attrs []Attr
+	if login != nil {
+		attrs = append(attrs, Attr{Name: "add_to_login_ids", Value: json.RawMessage(strconv.FormatBool(*login))})
+	}
+	if merge != nil {
+		attrs = append(attrs, Attr{Name: "on_merge_use_existing", Value: json.RawMessage(strconv.FormatBool(*merge))})
+	}
+	return attrs
 }
 
 func ev(typ, user, number, previous string) events.Event {
@@ -186,18 +207,22 @@ func TestEventsVerificationOff(t *testing.T) {
 	h.wantEvents()
 }
 
-// Descope's addToLoginIDs / onMergeUseExisting are kept with the challenge,
-// through a resend, and told in phone.verified; other calls carry neither.
-func TestEventsDescopeFlags(t *testing.T) {
+// An update's attributes (Descope's addToLoginIDs / onMergeUseExisting,
+// or any other) are kept with the challenge, through a resend, and told in
+// phone.verified; other calls carry none.
+func TestEventsAttributes(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
-		login, merge  *bool
+		attrs         []Attr // as given
+		want          []Attr // as told: values compacted
 		pendingChange bool
 	}{
-		{"true false rule 2", ptr(true), ptr(false), false},
-		{"false true rule 3", ptr(false), ptr(true), true},
-		{"only login", ptr(true), nil, true},
+		{"true false rule 2", descopeAttrs(ptr(true), ptr(false)), descopeAttrs(ptr(true), ptr(false)), false},
+		{"false true rule 3", descopeAttrs(ptr(false), ptr(true)), descopeAttrs(ptr(false), ptr(true)), true},
+		{"only login", descopeAttrs(ptr(true), nil), descopeAttrs(ptr(true), nil), true},
 		{"none", nil, nil, true},
+		{"other vendor, compacted", []Attr{{Name: "channel", Value: json.RawMessage(` { "kind" : "sms" } `)}},
+			[]Attr{{Name: "channel", Value: json.RawMessage(`{"kind":"sms"}`)}}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newEventsHarness(t)
@@ -208,8 +233,7 @@ func TestEventsDescopeFlags(t *testing.T) {
 				want, previous = StatusPending, numFR
 			}
 			h.rec.take()
-			res, err := h.svc.Update(h.ctx, UpdateRequest{UserID: "u", PhoneNumber: numUK,
-				AddToLoginIDs: tc.login, OnMergeUseExisting: tc.merge})
+			res, err := h.svc.Update(h.ctx, UpdateRequest{UserID: "u", PhoneNumber: numUK, Attributes: tc.attrs})
 			if err != nil || res.Status != want {
 				t.Fatalf("Update = %+v, %v", res, err)
 			}
@@ -218,7 +242,7 @@ func TestEventsDescopeFlags(t *testing.T) {
 				first = events.TypePending
 			}
 			e := ev(first, "u", numUK, previous)
-			e.AddToLoginIDs, e.OnMergeUseExisting = tc.login, tc.merge
+			e.Attributes = tc.want
 			h.wantEvents(e)
 			h.clock.Advance(time.Minute)
 			if _, err := h.resend("u"); err != nil {
@@ -406,48 +430,6 @@ func TestNotifyTemplate(t *testing.T) {
 	cfg.NotifyTemplate = "code {code}"
 	if _, err := New(cfg, Deps{Users: h.users, Cache: h.cache, Sender: h.sender, Numbers: numbers.Policy{}}); err == nil {
 		t.Fatal("a notify template with {code} was accepted")
-	}
-}
-
-// The Descope options ride in spare bits of the flags byte: every
-// combination round-trips, and an entry written before they existed (the
-// same version, bits clear) reads as "not given".
-func TestChallengeDescopeFlags(t *testing.T) {
-	vals := []*bool{nil, ptr(false), ptr(true)}
-	for _, pending := range []bool{false, true} {
-		for _, l := range vals {
-			for _, m := range vals {
-				c := sampleChallenge()
-				c.Pending, c.Flags = pending, descopeFlags{AddToLoginIDs: l, OnMergeUseExisting: m}
-				b := c.encode()
-				if b[0] != challengeVersion || len(b) != len(sampleChallenge().encode()) {
-					t.Fatalf("encoding changed shape: version %d, %d bytes", b[0], len(b))
-				}
-				got, err := decodeChallenge(b)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !sameChallenge(c, got) || !sameBool(got.Flags.AddToLoginIDs, l) || !sameBool(got.Flags.OnMergeUseExisting, m) {
-					t.Fatalf("roundtrip: got %+v, want %+v", got, c)
-				}
-				// What code that predates the flags reads: bit 0 only.
-				if (b[1]&1 != 0) != pending {
-					t.Fatal("the pending bit moved")
-				}
-			}
-		}
-	}
-	old := sampleChallenge().encode() // no flags: as older code wrote it
-	if old[1] != 1 {
-		t.Fatalf("flags byte %08b for a plain pending challenge", old[1])
-	}
-	got, err := decodeChallenge(old)
-	if err != nil || got.Flags.AddToLoginIDs != nil || got.Flags.OnMergeUseExisting != nil || !got.Pending {
-		t.Fatalf("old entry decoded as %+v, %v", got, err)
-	}
-	old[1] |= 0xE0 // bits a later version may use are ignored
-	if _, err := decodeChallenge(old); err != nil {
-		t.Fatal(err)
 	}
 }
 

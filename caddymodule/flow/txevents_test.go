@@ -109,8 +109,7 @@ func TestTxEventsWrittenWithTheChange(t *testing.T) {
 		}
 	}
 
-	yes := true
-	if _, err := svc.Update(ctx, UpdateRequest{UserID: "u1", PhoneNumber: numFR, AddToLoginIDs: &yes}); err != nil {
+	if _, err := svc.Update(ctx, UpdateRequest{UserID: "u1", PhoneNumber: numFR, Attributes: descopeAttrs(ptr(true), nil)}); err != nil {
 		t.Fatal(err)
 	}
 	wantLen(1) // phone.updated, with the unverified number
@@ -128,8 +127,8 @@ func TestTxEventsWrittenWithTheChange(t *testing.T) {
 		got[1].UserID != "u1" || got[1].PhoneNumber != numFR || got[1].PreviousPhoneNumber != "" {
 		t.Fatalf("delivered %+v", got)
 	}
-	// The Descope flags travel with the challenge into phone.verified.
-	if got[1].AddToLoginIDs == nil || !*got[1].AddToLoginIDs || got[1].OnMergeUseExisting != nil {
+	// The attributes travel with the challenge into phone.verified.
+	if !sameAttrs(got[1].Attributes, descopeAttrs(ptr(true), nil)) {
 		t.Fatalf("phone.verified flags: %+v", got[1])
 	}
 

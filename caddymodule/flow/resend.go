@@ -1,0 +1,109 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/caddy-phone/caddy-phone/store"
+)
+
+// ResendRequest asks for a new code.
+type ResendRequest struct {
+	UserID   string
+	Locale   string
+	ClientIP string
+	// OpenForUnverified lets a resend with no open challenge start one for
+	// the user's unverified current number.
+	OpenForUnverified bool
+}
+
+// ResendResult tells where the new code went.
+type ResendResult struct {
+	SentTo      string
+	ExpiresIn   time.Duration
+	ResendAfter time.Duration
+}
+
+// Resend sends a new code for the open challenge, voiding the old one and
+// keeping its attempt count (NIST SP 800-63B). With no open challenge it
+// answers ErrNoPending, unless r.OpenForUnverified asks it to open one for
+// an unverified current number (ReachFive's first send).
+func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, error) {
+	defer s.locks.lock(r.UserID)()
+	now := s.clock.Now()
+	var c *challenge
+	b, err := s.cache.Get(ctx, challengeKey(r.UserID))
+	switch {
+	case err == nil:
+		c, err = s.openChallenge(b, true, now)
+		if errors.Is(err, ErrExpired) {
+			c, err = nil, nil
+		}
+		if err != nil {
+			return ResendResult{}, cacheErr(err)
+		}
+	case !errors.Is(err, store.ErrNotFound):
+		return ResendResult{}, cacheErr(err)
+	}
+	if c == nil {
+		u, err := s.users.Get(ctx, r.UserID)
+		if err != nil {
+			return ResendResult{}, err
+		}
+		if !r.OpenForUnverified || u.PhoneNumber == "" || u.Verified {
+			return ResendResult{}, ErrNoPending
+		}
+		c = &challenge{Number: u.PhoneNumber}
+	}
+	if c.Attempts >= s.cfg.MaxAttempts {
+		return ResendResult{}, ErrTooManyAttempts
+	}
+	if wait := c.SentAt.Add(s.cfg.ResendAfter).Sub(now); !c.SentAt.IsZero() && wait > 0 {
+		return ResendResult{}, &RetryError{After: wait, Err: ErrRateLimited, Limit: "resend_after"}
+	}
+	budgets := s.sendBudgets(r.UserID, c.Number, r.ClientIP)
+	if err := s.checkBudgets(ctx, budgets); err != nil {
+		return ResendResult{}, err
+	}
+	if err := s.spendBudgets(ctx, budgets); err != nil {
+		return ResendResult{}, err
+	}
+	code, err := s.newCode()
+	if err != nil {
+		return ResendResult{}, err
+	}
+	locale := r.Locale
+	if locale == "" {
+		locale = c.Locale
+	}
+	readMAC, fromCache := c.MAC, !c.ExpiresAt.IsZero()
+	newMAC := codeMAC(s.cfg.Secret, r.UserID, c.Number, code)
+	// Rewrite the challenge only if it is still the one read above: another
+	// instance may have counted wrong codes, verified it or replaced it
+	// since, and a blind write would undo that.
+	if err := s.cache.Update(ctx, challengeKey(r.UserID), func(old []byte, found bool) ([]byte, time.Duration, error) {
+		cur, err := s.openChallenge(old, found, now)
+		switch {
+		case fromCache && (err != nil || cur.MAC != readMAC):
+			return nil, 0, ErrNoPending
+		case fromCache && cur.Attempts >= s.cfg.MaxAttempts:
+			return nil, 0, ErrTooManyAttempts
+		case !fromCache && err == nil:
+			return nil, 0, ErrNoPending // one was opened meanwhile: resend that one
+		case !fromCache:
+			cur = c
+		}
+		cur.MAC, cur.SentAt, cur.ExpiresAt, cur.Locale = newMAC, now, now.Add(s.cfg.TTL), storedLocale(locale)
+		c = cur
+		return cur.encode(), s.entryTTL(), nil
+	}); err != nil {
+		return ResendResult{}, cacheErr(err)
+	}
+	res := ResendResult{SentTo: c.Number, ExpiresIn: s.cfg.TTL, ResendAfter: s.cfg.ResendAfter}
+	if err := s.send(ctx, r.UserID, c.Number, code, "resend", locale, nil, ""); err != nil {
+		s.allowResendNow(ctx, r.UserID, c.MAC)
+		return res, err
+	}
+	return res, nil
+}

@@ -1,0 +1,158 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/caddy-phone/caddy-phone/caddymodule/events"
+	"github.com/caddy-phone/caddy-phone/store"
+)
+
+// UpdateRequest asks to change a user's number.
+type UpdateRequest struct {
+	UserID          string
+	PhoneNumber     string // as typed; normalised by the rules
+	Locale          string
+	TemplateOptions map[string]string
+	ProviderID      string
+	ClientIP        string
+	// Attributes are vendor-specific fields of the call (Descope's
+	// add_to_login_ids and on_merge_use_existing), in order; none for most
+	// calls. They are kept with the challenge and told in the events of
+	// this change (phone.verified included). Over the bounds
+	// (MaxAttributes, …), or not fit for an event: ErrInvalidRequest.
+	Attributes []Attr
+}
+
+// Update outcomes.
+const (
+	StatusUpdated   = "updated"
+	StatusPending   = "pending"
+	StatusUnchanged = "unchanged"
+)
+
+// UpdateResult tells what an update did.
+type UpdateResult struct {
+	Status        string     // StatusUpdated, StatusPending or StatusUnchanged
+	User          store.User // the number in force after the call
+	PendingNumber string
+	SentTo        string // the number the code went to; "" when none was sent
+	ExpiresIn     time.Duration
+	ResendAfter   time.Duration
+}
+
+// Update applies the four rules of SPEC §4. A failed delivery returns the
+// result so far together with an error wrapping ErrDeliveryFailed: under
+// rule 2 the number stays stored and the challenge stays open.
+func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, error) {
+	attrs, err := checkAttrs(r.Attributes)
+	if err != nil {
+		return UpdateResult{}, err
+	}
+	number, err := s.numbers.Normalize(r.PhoneNumber)
+	if err != nil {
+		return UpdateResult{}, err
+	}
+	defer s.locks.lock(r.UserID)()
+	u, err := s.users.Get(ctx, r.UserID)
+	if err != nil {
+		return UpdateResult{}, err
+	}
+	// Rule 4 first: re-entering the verified number never downgrades it.
+	if u.Verified && u.PhoneNumber == number {
+		if err := s.cache.Delete(ctx, challengeKey(r.UserID)); err != nil {
+			return UpdateResult{}, cacheErr(err)
+		}
+		return UpdateResult{Status: StatusUnchanged, User: u}, nil
+	}
+	if !s.cfg.Verification { // rule 1
+		nu := store.User{ID: r.UserID, PhoneNumber: number}
+		var ev *events.Event
+		if u != nu {
+			ev = s.event(events.TypeUpdated, r.UserID, number, u.PhoneNumber, attrs)
+		}
+		if err := s.setAndEmit(ctx, nu, ev); err != nil {
+			return UpdateResult{}, err
+		}
+		if u != nu {
+			if u.Verified && u.PhoneNumber != "" {
+				s.notifyPrevious(ctx, r.UserID, u.PhoneNumber)
+			}
+		}
+		if err := s.cache.Delete(ctx, challengeKey(r.UserID)); err != nil {
+			return UpdateResult{}, cacheErr(err)
+		}
+		return UpdateResult{Status: StatusUpdated, User: nu}, nil
+	}
+	now := s.clock.Now()
+	if err := s.cooldown(ctx, r.UserID, number, now); err != nil {
+		return UpdateResult{}, err
+	}
+	budgets := s.sendBudgets(r.UserID, number, r.ClientIP)
+	if err := s.checkBudgets(ctx, budgets); err != nil {
+		return UpdateResult{}, err
+	}
+	pending := u.Verified // rule 3; otherwise rule 2
+	res := UpdateResult{Status: StatusUpdated, User: u, SentTo: number,
+		ExpiresIn: s.cfg.TTL, ResendAfter: s.cfg.ResendAfter}
+	if pending {
+		res.Status, res.PendingNumber = StatusPending, number
+	} else {
+		nu := store.User{ID: r.UserID, PhoneNumber: number}
+		if u != nu {
+			ev := s.event(events.TypeUpdated, r.UserID, number, u.PhoneNumber, attrs)
+			if err := s.setAndEmit(ctx, nu, ev); err != nil {
+				return UpdateResult{}, err
+			}
+		}
+		res.User = nu
+	}
+	// Spent only now: a store failure above sent nothing, so it costs nothing.
+	if err := s.spendBudgets(ctx, budgets); err != nil {
+		return UpdateResult{}, err
+	}
+	code, err := s.newCode()
+	if err != nil {
+		return UpdateResult{}, err
+	}
+	c := &challenge{Number: number, Pending: pending, ExpiresAt: now.Add(s.cfg.TTL),
+		SentAt: now, MAC: codeMAC(s.cfg.Secret, r.UserID, number, code), Locale: storedLocale(r.Locale),
+		Attrs: attrs}
+	// One open challenge per user: this replaces any other, attempts and all.
+	if err := s.cache.Update(ctx, challengeKey(r.UserID), func([]byte, bool) ([]byte, time.Duration, error) {
+		return c.encode(), s.entryTTL(), nil
+	}); err != nil {
+		return UpdateResult{}, cacheErr(err)
+	}
+	if pending {
+		// The change waits for its code, whether or not the SMS goes out:
+		// the challenge is open either way.
+		s.emit(ctx, events.TypePending, r.UserID, number, u.PhoneNumber, attrs)
+	}
+	if err := s.send(ctx, r.UserID, number, code, "update", r.Locale, r.TemplateOptions, r.ProviderID); err != nil {
+		s.allowResendNow(ctx, r.UserID, c.MAC)
+		res.ResendAfter = 0
+		return res, err
+	}
+	return res, nil
+}
+
+// cooldown refuses an update to the number of the open challenge before
+// resend_after: repeating the update must not be a way around it.
+func (s *Service) cooldown(ctx context.Context, userID, number string, now time.Time) error {
+	c, err := s.loadChallenge(ctx, userID)
+	if errors.Is(err, ErrNoPending) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if c.Number != number || c.SentAt.IsZero() || !now.Before(c.ExpiresAt) {
+		return nil
+	}
+	if wait := c.SentAt.Add(s.cfg.ResendAfter).Sub(now); wait > 0 {
+		return &RetryError{After: wait, Err: ErrRateLimited, Limit: "resend_after"}
+	}
+	return nil
+}

@@ -1,0 +1,136 @@
+package flow
+
+import (
+	"context"
+	"crypto/hmac"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/caddy-phone/caddy-phone/caddymodule/events"
+	"github.com/caddy-phone/caddy-phone/store"
+)
+
+// claimFor bounds how long a verify may hold a challenge while it writes
+// to the store; a crashed instance's claim lapses after it.
+const claimFor = 30 * time.Second
+
+// VerifyRequest carries a code typed by the user; PhoneNumber, when given,
+// must be the number the code went to.
+type VerifyRequest struct {
+	UserID      string
+	Code        string
+	PhoneNumber string
+	ClientIP    string // for verify_per_ip
+}
+
+// Verify checks a code. The right one makes the challenged number the
+// user's verified number and consumes the challenge; exactly one of many
+// concurrent verifies of one code succeeds, on any cache backend, because
+// the winner claims the challenge atomically before writing the store.
+func (s *Service) Verify(ctx context.Context, r VerifyRequest) (store.User, error) {
+	if r.Code == "" || len(r.Code) > 32 {
+		return store.User{}, fmt.Errorf("%w: code must be 1..32 characters", ErrInvalidRequest)
+	}
+	var number string
+	if r.PhoneNumber != "" {
+		n, err := s.numbers.Normalize(r.PhoneNumber)
+		if err != nil {
+			return store.User{}, err
+		}
+		number = n
+	}
+	defer s.locks.lock(r.UserID)()
+	failKey, ipFailKey := "vf:"+r.UserID, ""
+	if r.ClientIP != "" {
+		ipFailKey = "v" + ipKey(r.ClientIP)
+	}
+	if err := s.check(ctx, "verify_per_user", failKey, s.cfg.Limits.VerifyPerUser); err != nil {
+		return store.User{}, cacheErr(err)
+	}
+	// Checked before the challenge is touched: one client guessing against
+	// many users (Descope's verify needs only the public project ID) must
+	// not lock their challenges or spend their budgets.
+	if err := s.check(ctx, "verify_per_ip", ipFailKey, s.cfg.Limits.VerifyPerIP); err != nil {
+		return store.User{}, cacheErr(err)
+	}
+	now := s.clock.Now()
+	var won *challenge
+	wrongLeft := -1 // set when this call counted a wrong code
+	err := s.cache.Update(ctx, challengeKey(r.UserID), func(old []byte, found bool) ([]byte, time.Duration, error) {
+		won, wrongLeft = nil, -1
+		c, err := s.openChallenge(old, found, now)
+		if err != nil {
+			return nil, 0, err
+		}
+		if number != "" && number != c.Number {
+			return nil, 0, ErrNoPending
+		}
+		if c.Attempts >= s.cfg.MaxAttempts {
+			return nil, 0, ErrTooManyAttempts
+		}
+		mac := codeMAC(s.cfg.Secret, r.UserID, c.Number, r.Code)
+		if !hmac.Equal(mac[:], c.MAC[:]) {
+			c.Attempts++
+			wrongLeft = s.cfg.MaxAttempts - c.Attempts
+			return c.encode(), s.entryTTL(), nil
+		}
+		// Claimed at least until the code would expire anyway: if the
+		// consuming delete below fails, a lapsed claim must not reopen a
+		// code that was already used.
+		c.ClaimedUntil = now.Add(claimFor)
+		if c.ClaimedUntil.Before(c.ExpiresAt) {
+			c.ClaimedUntil = c.ExpiresAt
+		}
+		won = c
+		return c.encode(), s.entryTTL(), nil
+	})
+	if err != nil {
+		return store.User{}, cacheErr(err)
+	}
+	if wrongLeft >= 0 {
+		// The wrong guess is counted in the challenge; the per-user
+		// budget spans challenges, so updates and resends cannot refill it.
+		if lerr := s.take(ctx, "verify_per_user", failKey, s.cfg.Limits.VerifyPerUser); lerr != nil && !errors.Is(lerr, ErrRateLimited) {
+			return store.User{}, cacheErr(lerr)
+		}
+		if lerr := s.take(ctx, "verify_per_ip", ipFailKey, s.cfg.Limits.VerifyPerIP); lerr != nil && !errors.Is(lerr, ErrRateLimited) {
+			return store.User{}, cacheErr(lerr)
+		}
+		return store.User{}, &CodeError{AttemptsLeft: wrongLeft}
+	}
+	// The number replaced, for the phone.verified event and notify_previous.
+	var old store.User
+	if s.events != nil || s.cfg.NotifyPrevious {
+		var err error
+		if old, err = s.users.Get(ctx, r.UserID); err != nil {
+			s.release(ctx, r.UserID, won.MAC)
+			return store.User{}, err
+		}
+	}
+	u := store.User{ID: r.UserID, PhoneNumber: won.Number, Verified: true}
+	var previous string
+	if old.PhoneNumber != won.Number {
+		previous = old.PhoneNumber
+	}
+	ev := s.event(events.TypeVerified, r.UserID, won.Number, previous, won.Attrs)
+	switch err := s.setAndEmit(ctx, u, ev); {
+	case err == nil, errors.Is(err, ErrPhoneInUse):
+		// Possession is proven either way: the challenge is spent. A failed
+		// delete is left alone: the claim lapses, and the code can no
+		// longer match a fresh update.
+		_ = s.cache.Delete(ctx, challengeKey(r.UserID))
+		if err != nil {
+			return store.User{}, err
+		}
+		if old.Verified && previous != "" {
+			s.notifyPrevious(ctx, r.UserID, previous)
+		}
+		return u, nil
+	default:
+		// Nothing was written: give the challenge back so the same code
+		// works once the store is back.
+		s.release(ctx, r.UserID, won.MAC)
+		return store.User{}, err
+	}
+}
