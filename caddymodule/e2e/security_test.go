@@ -1136,7 +1136,7 @@ func TestCodeComparisonIsConstantTime(t *testing.T) {
 	fset := gotoken.NewFileSet()
 	dir := filepath.Join("..", "flow")
 	files := map[string]*ast.File{}
-	for _, name := range []string{"flow.go", "challenge.go"} {
+	for _, name := range []string{"verify.go", "challenge.go"} {
 		f, err := parser.ParseFile(fset, filepath.Join(dir, name), nil, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -1170,7 +1170,7 @@ func TestCodeComparisonIsConstantTime(t *testing.T) {
 		return ok && id.Name == pkg && s.Sel.Name == name
 	}
 
-	verify := fn("flow.go", "Service", "Verify")
+	verify := fn("verify.go", "Service", "Verify")
 	equal := 0
 	ast.Inspect(verify, func(n ast.Node) bool {
 		switch x := n.(type) {
