@@ -4,76 +4,47 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
-
 	"github.com/caddy-phone/caddy-phone/caddymodule/bearer"
 	"github.com/caddy-phone/caddy-phone/caddymodule/flow"
-	"github.com/caddy-phone/caddy-phone/caddymodule/numbers"
 )
 
 // reachfivePrefix is where @reachfive/identity-core sends its calls.
 const reachfivePrefix = "/identity/v1/"
 
-// The ReachFive routes served (SPEC §6): identity-core's remote settings
-// and its ProfileClient phone calls. Other paths under reachfivePrefix
-// pass through.
-const (
-	reachfiveConfigPath = "/identity/v1/config"
-	reachfiveUpdatePath = "/identity/v1/update-phone-number"
-	reachfiveSendPath   = "/identity/v1/send-phone-number-verification"
-	reachfiveVerifyPath = "/identity/v1/verify-phone-number"
-)
+// reachfive is ReachFive's phone routes (SPEC §6). identity-core sends
+// snake_case JSON (application/json;charset=UTF-8) and the access token as
+// "Authorization: Bearer"; it parses every answer but a 204 as JSON and
+// rejects with the camelCased error body.
+type reachfive struct{ p *Phone }
 
-// serveReachFive answers ReachFive's phone routes (SPEC §6). identity-core
-// sends snake_case JSON (application/json;charset=UTF-8) and the access
-// token as "Authorization: Bearer"; it parses every answer but a 204 as
-// JSON and rejects with the camelCased error body. Error bodies carry
-// ReachFive's error_description / error_user_msg beside ours.
-func (p *Phone) serveReachFive(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	method := http.MethodPost
-	var handle func(http.ResponseWriter, *http.Request, *bearer.Identity)
-	switch r.URL.Path {
-	case reachfiveConfigPath:
-		method = http.MethodGet
-	case reachfiveUpdatePath:
-		handle = p.reachfiveUpdate
-	case reachfiveSendPath:
-		handle = p.reachfiveSend
-	case reachfiveVerifyPath:
-		handle = p.reachfiveVerify
-	default:
-		return p.passThrough(w, r, next)
-	}
-	stripPhoneHeaders(r.Header)
-	ew := &errorExtender{ResponseWriter: w, extend: reachfiveErrorFields}
-	if !methodOK(ew, r, method) {
-		return nil
-	}
-	if handle == nil {
-		reachfiveConfig(ew, r)
-		return nil
-	}
-	id, ok := p.authenticate(ew, r)
-	if !ok {
-		return nil
-	}
-	handle(ew, r, id)
-	return nil
+// reachfiveRoutes are identity-core's remote settings and its
+// ProfileClient phone calls; other paths under reachfivePrefix pass
+// through.
+var reachfiveRoutes = map[string]route{
+	"/identity/v1/config":                         {method: http.MethodGet, open: true, handle: (*Phone).reachfiveConfig},
+	"/identity/v1/update-phone-number":            {method: http.MethodPost, fresh: true, handle: (*Phone).reachfiveUpdate},
+	"/identity/v1/send-phone-number-verification": {method: http.MethodPost, handle: (*Phone).reachfiveSend},
+	"/identity/v1/verify-phone-number":            {method: http.MethodPost, handle: (*Phone).reachfiveVerify},
 }
 
-// reachfiveErrorFields adds ReachFive's ErrorResponse texts (identity-core
-// hands them to the caller as errorDescription / errorUserMsg).
-func reachfiveErrorFields(body map[string]any) {
-	body["error_description"] = body["message"]
-	body["error_user_msg"] = body["message"]
+func (d reachfive) serve(w http.ResponseWriter, r *http.Request) error {
+	return d.p.serveRoute(w, r, reachfiveRoutes, r.URL.Path)
+}
+
+// errorBody adds ReachFive's ErrorResponse texts (identity-core hands them
+// to the caller as errorDescription / errorUserMsg).
+func (reachfive) errorBody(e *apiError) (int, any) {
+	body := nativeErrorBody(e)
+	body["error_description"] = e.message
+	body["error_user_msg"] = e.message
+	return e.status, body
 }
 
 // reachfiveConfig is GET /identity/v1/config?client_id=…: the remote
 // settings identity-core fetches before any call (it fails every call if
 // this fails). Only what it reads is given: no SSO cookies, a public
 // client, the language asked for (lang) if any.
-func reachfiveConfig(w http.ResponseWriter, r *http.Request) {
+func (*Phone) reachfiveConfig(w http.ResponseWriter, r *http.Request, _ *bearer.Identity) error {
 	cfg := map[string]any{
 		"sso":                        false,
 		"sms":                        true,
@@ -96,6 +67,7 @@ func reachfiveConfig(w http.ResponseWriter, r *http.Request) {
 		cfg["language"] = lang
 	}
 	writeJSON(w, http.StatusOK, cfg)
+	return nil
 }
 
 // localeShaped is true for a short tag of letters, digits, '-' and '_'.
@@ -137,48 +109,38 @@ type reachfiveUpdateBody struct {
 
 // reachfiveUpdate is POST /identity/v1/update-phone-number {phone_number}:
 // the update rules of SPEC §4, with its statuses (200, 202 pending).
-func (p *Phone) reachfiveUpdate(w http.ResponseWriter, r *http.Request, id *bearer.Identity) {
-	if !p.freshSignIn(w, id) {
-		return
-	}
+func (p *Phone) reachfiveUpdate(w http.ResponseWriter, r *http.Request, id *bearer.Identity) error {
 	var req reachfiveUpdateRequest
-	if !decodeBody(w, r, &req) {
-		return
+	if err := decodeJSON(w, r, &req, false); err != nil {
+		return err
 	}
 	if req.PhoneNumber == nil || *req.PhoneNumber == "" {
-		writeError(w, http.StatusBadRequest, "invalid_request", "phone_number is required.", nil)
-		return
+		return errInvalid("phone_number is required.", "phone_number")
 	}
-	res, err := p.service.Update(r.Context(), flow.UpdateRequest{UserID: id.UserID, PhoneNumber: *req.PhoneNumber,
-		Locale: reachfiveLocale(r), ClientIP: clientIP(r)})
-	observe("update", err)
+	res, err := p.update(r, flow.UpdateRequest{UserID: id.UserID, PhoneNumber: *req.PhoneNumber,
+		Locale: reachfiveLocale(r)}, "reachfive")
 	if err != nil {
-		p.writeFlowError(w, err)
-		return
+		return err
 	}
-	p.logger.Info("phone update", zap.String("user_id", id.UserID), zap.String("status", res.Status),
-		zap.String("to", numbers.Mask(res.SentTo)), zap.String("via", "reachfive"))
 	status, body := updateAnswer(res)
 	writeJSON(w, status, reachfiveUpdateBody{updateBody: body, PhoneNumberVerified: res.User.Verified})
+	return nil
 }
 
 // reachfiveSend is POST /identity/v1/send-phone-number-verification (the
 // SDK sends no body): a new code for the open challenge, or a first one for
 // an unverified current number.
-func (p *Phone) reachfiveSend(w http.ResponseWriter, r *http.Request, id *bearer.Identity) {
+func (p *Phone) reachfiveSend(w http.ResponseWriter, r *http.Request, id *bearer.Identity) error {
 	var req struct{}
-	if !decodeOptionalBody(w, r, &req) {
-		return
+	if err := decodeJSON(w, r, &req, true); err != nil {
+		return err
 	}
-	res, err := p.service.Resend(r.Context(), flow.ResendRequest{UserID: id.UserID, Locale: reachfiveLocale(r),
-		ClientIP: clientIP(r), OpenForUnverified: true})
-	observe("resend", err)
+	res, err := p.resend(r, flow.ResendRequest{UserID: id.UserID, Locale: reachfiveLocale(r), OpenForUnverified: true})
 	if err != nil {
-		p.writeFlowError(w, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "sent", "masked_phone": numbers.Mask(res.SentTo),
-		"expires_in": seconds(res.ExpiresIn), "resend_after": seconds(res.ResendAfter)})
+	writeJSON(w, http.StatusOK, sentBody(res))
+	return nil
 }
 
 type reachfiveVerifyRequest struct {
@@ -189,24 +151,20 @@ type reachfiveVerifyRequest struct {
 // reachfiveVerify is POST /identity/v1/verify-phone-number
 // {phone_number, verification_code}: phone_number, when given, must be the
 // number the code went to.
-func (p *Phone) reachfiveVerify(w http.ResponseWriter, r *http.Request, id *bearer.Identity) {
+func (p *Phone) reachfiveVerify(w http.ResponseWriter, r *http.Request, id *bearer.Identity) error {
 	var req reachfiveVerifyRequest
-	if !decodeBody(w, r, &req) {
-		return
+	if err := decodeJSON(w, r, &req, false); err != nil {
+		return err
 	}
 	if req.VerificationCode == nil || *req.VerificationCode == "" {
-		writeError(w, http.StatusBadRequest, "invalid_request", "verification_code is required.", nil)
-		return
+		return errInvalid("verification_code is required.", "verification_code")
 	}
-	u, err := p.service.Verify(r.Context(), flow.VerifyRequest{UserID: id.UserID, Code: *req.VerificationCode,
-		PhoneNumber: req.PhoneNumber, ClientIP: clientIP(r)})
-	observe("verify", err)
+	u, err := p.verify(r, flow.VerifyRequest{UserID: id.UserID, Code: *req.VerificationCode,
+		PhoneNumber: req.PhoneNumber}, "reachfive")
 	if err != nil {
-		p.writeFlowError(w, err)
-		return
+		return err
 	}
-	p.logger.Info("phone verified", zap.String("user_id", id.UserID), zap.String("phone", numbers.Mask(u.PhoneNumber)),
-		zap.String("via", "reachfive"))
 	writeJSON(w, http.StatusOK, map[string]any{"status": "verified", "phone_number": u.PhoneNumber, "verified": true,
 		"phone_number_verified": true})
+	return nil
 }
