@@ -57,8 +57,9 @@ func (c clerk) serve(w http.ResponseWriter, r *http.Request) error {
 	return route.handle(a, w, r, route.arg)
 }
 
-// errorBody writes our error body (SPEC §5) with Clerk's errors list
-// beside it, which @clerk/backend turns into ClerkAPIResponseError.errors.
+// errorBody is our error body (SPEC §5) with Clerk's errors list beside
+// it, which @clerk/backend turns into ClerkAPIResponseError.errors; a
+// field at fault is its meta.param_name.
 func (clerk) errorBody(e *apiError) (int, any) {
 	body := nativeErrorBody(e)
 	body["errors"] = []clerkError{{Code: e.code, Message: e.message, LongMessage: e.message,

@@ -139,6 +139,8 @@ func TestRenderRequestErrors(t *testing.T) {
 			`{"error":"invalid_request","errors":[{"code":"invalid_request","message":"Field \"verified\" has the wrong type.","long_message":"Field \"verified\" has the wrong type.","meta":{"param_name":"verified"}}],"message":"Field \"verified\" has the wrong type."}`},
 		{"native", "param not shown", errInvalid("phone_number is required.", "phone_number"), 400, "", "",
 			`{"error":"invalid_request","message":"phone_number is required."}`},
+		{"native", "require_verified", errPhoneNotVerified(), 403, "", "",
+			`{"error":"phone_not_verified","message":"A verified phone number is required here."}`},
 		{"clerk", "405", errMethod("GET, HEAD", "GET, HEAD"), 405, "", "GET, HEAD",
 			`{"error":"method_not_allowed","errors":[{"code":"method_not_allowed","message":"Use GET, HEAD on this route.","long_message":"Use GET, HEAD on this route.","meta":{}}],"message":"Use GET, HEAD on this route."}`},
 	} {
