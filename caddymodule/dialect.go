@@ -187,7 +187,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) err
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
-		return &apiError{status: http.StatusRequestEntityTooLarge, code: "payload_too_large", message: "The body is over 16 KiB."}
+		return errTooLarge()
 	case err != nil:
 		return errInvalid("The body could not be read.", "")
 	}

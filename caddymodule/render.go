@@ -41,6 +41,11 @@ func errInvalid(msg, param string) *apiError {
 	return &apiError{status: http.StatusBadRequest, code: "invalid_request", message: msg, param: param}
 }
 
+// errTooLarge refuses a body over maxBody.
+func errTooLarge() *apiError {
+	return &apiError{status: http.StatusRequestEntityTooLarge, code: "payload_too_large", message: "The body is over 16 KiB."}
+}
+
 func errNotFound() *apiError {
 	return &apiError{status: http.StatusNotFound, code: "not_found", message: "No such route."}
 }
