@@ -94,8 +94,6 @@ type Phone struct {
 	descope, reachfive bool
 	routeAdmin         string    // <prefix>/v1/
 	admin              *adminAPI // set by `admin`
-	// routes are the user-API paths, prefix included, built once.
-	routeStatus, routeUpdate, routeVerify, routeResend, routePending string
 	// eventsRT is what `events` started (events_glue.go); nil without it.
 	eventsRT *eventsRuntime
 }
@@ -112,20 +110,15 @@ func (Phone) CaddyModule() caddy.ModuleInfo {
 // A pointer receiver, unlike caddyauth's value one: Phone is large, and
 // copying it cost a third of the pass-through budget (86 ns against 67).
 func (p *Phone) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	path := r.URL.Path
-	if !p.underPrefix(path) {
-		switch {
-		case p.descope && strings.HasPrefix(path, descopePrefix):
-			return p.serveDescope(w, r, next)
-		case p.reachfive && strings.HasPrefix(path, reachfivePrefix):
-			return p.serveReachFive(w, r, next)
-		}
+	d := p.dialectFor(r.URL.Path)
+	if d == nil {
 		return p.passThrough(w, r, next)
 	}
-	if p.Admin != nil && strings.HasPrefix(path, p.routeAdmin) {
-		return p.serveAdmin(w, r)
+	stripPhoneHeaders(r.Header)
+	if err := d.serve(w, r); err != nil {
+		p.writeError(w, d, err)
 	}
-	return p.serveAPI(w, r)
+	return nil
 }
 
 // underPrefix is true for the prefix itself and paths below it.
@@ -155,7 +148,7 @@ func (p *Phone) passThrough(w http.ResponseWriter, r *http.Request, next caddyht
 	gated := p.gate != nil && p.gate.Match(r)
 	if id == nil {
 		if gated {
-			unauthorized(w, !errors.Is(authErr, bearer.ErrMissing), "unauthorized", "A valid bearer token is required.")
+			p.writeError(w, native{p}, errBadToken(!errors.Is(authErr, bearer.ErrMissing)))
 			return nil
 		}
 		return next.ServeHTTP(w, r)
@@ -166,7 +159,7 @@ func (p *Phone) passThrough(w http.ResponseWriter, r *http.Request, next caddyht
 	u, err := p.peek(r.Context(), id.UserID)
 	if err != nil {
 		if gated {
-			p.writeFlowError(w, err)
+			p.writeError(w, native{p}, err)
 			return nil
 		}
 		// The app does its own auth: an outage of our store must not
@@ -175,7 +168,7 @@ func (p *Phone) passThrough(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	if gated && (!u.Verified || u.PhoneNumber == "") {
-		writeError(w, http.StatusForbidden, "phone_not_verified", "A verified phone number is required here.", nil)
+		p.writeError(w, native{p}, errPhoneNotVerified())
 		return nil
 	}
 	if p.InjectHeaders {

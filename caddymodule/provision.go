@@ -67,8 +67,6 @@ func (p *Phone) check(ctx caddy.Context) (c checked, err error) {
 	if err := p.Validate(); err != nil {
 		return c, err
 	}
-	p.routeStatus, p.routeUpdate, p.routeVerify = p.Prefix, p.Prefix+"/update", p.Prefix+"/verify"
-	p.routeResend, p.routePending = p.Prefix+"/resend", p.Prefix+"/pending"
 	p.routeAdmin = p.Prefix + "/v1/"
 	if err := p.checkCompat(); err != nil {
 		return c, err

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"net/http"
 	"strconv"
-	"strings"
 )
 
 // uiPath is the page's path under the prefix (SPEC §10).
@@ -51,18 +50,10 @@ func inlineHash(page []byte, tag string) string {
 	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
 }
 
-// isUIPath is true for <prefix>/ui.
-func (p *Phone) isUIPath(path string) bool {
-	rest, ok := strings.CutPrefix(path, p.Prefix)
-	return ok && rest == uiPath
-}
-
-// serveUI answers GET and HEAD <prefix>/ui with the page; it needs no
-// token (the page is static; its calls carry the token the person pastes).
+// serveUI answers GET and HEAD <prefix>/ui with the page (a route of the
+// user API, native.go); it needs no token (the page is static; its calls
+// carry the token the person pastes).
 func serveUI(w http.ResponseWriter, r *http.Request) {
-	if !methodOK(w, r, http.MethodGet) {
-		return
-	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Content-Length", strconv.Itoa(len(uiPage)))

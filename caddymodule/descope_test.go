@@ -338,25 +338,6 @@ func TestDescopePassThrough(t *testing.T) {
 	}
 }
 
-// errorExtender leaves success answers alone and adds fields to the
-// error bodies writeError writes, with a matching Content-Length.
-func TestErrorExtender(t *testing.T) {
-	add := func(b map[string]any) { b["extra"] = b["error"] }
-	rec := httptest.NewRecorder()
-	ew := &errorExtender{ResponseWriter: rec, extend: add}
-	writeJSON(ew, 200, map[string]string{"error": "not-an-error"})
-	if rec.Code != 200 || rec.Body.String() != `{"error":"not-an-error"}` {
-		t.Fatalf("success rewritten: %d %s", rec.Code, rec.Body)
-	}
-	rec = httptest.NewRecorder()
-	ew = &errorExtender{ResponseWriter: rec, extend: add}
-	writeError(ew, 409, "conflict", "No.", nil)
-	if rec.Code != 409 || rec.Body.String() != `{"error":"conflict","extra":"conflict","message":"No."}` ||
-		rec.Header().Get("Content-Length") != fmt.Sprint(rec.Body.Len()) {
-		t.Fatalf("error: %d %s %q", rec.Code, rec.Body, rec.Header().Get("Content-Length"))
-	}
-}
-
 // recordEvents keeps the events the rules emit.
 type recordEvents struct {
 	mu  sync.Mutex

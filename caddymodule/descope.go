@@ -6,11 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 	"unicode"
-
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
 
 	"github.com/caddy-phone/caddy-phone/caddymodule/bearer"
 	"github.com/caddy-phone/caddy-phone/caddymodule/flow"
@@ -20,41 +16,32 @@ import (
 // descopePrefix is where @descope/core-js-sdk sends its OTP calls.
 const descopePrefix = "/v1/auth/otp/"
 
-// The two Descope routes served (SPEC §6); core-js-sdk's apiPaths.otp plus
-// the delivery method. Other paths under descopePrefix pass through.
-const (
-	descopeUpdatePath = "/v1/auth/otp/update/phone/sms"
-	descopeVerifyPath = "/v1/auth/otp/verify/sms"
-)
+// descope is Descope's OTP update and verify routes (SPEC §6): what
+// sdk.otp.update.phone.sms and sdk.otp.verify.sms send.
+type descope struct{ p *Phone }
 
-// serveDescope answers Descope's OTP update and verify routes (SPEC §6):
-// what sdk.otp.update.phone.sms and sdk.otp.verify.sms send. Error bodies
-// carry Descope's errorCode / errorDescription / errorMessage beside ours.
-func (p *Phone) serveDescope(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	var handle func(http.ResponseWriter, *http.Request)
-	switch r.URL.Path {
-	case descopeUpdatePath:
-		handle = p.descopeUpdate
-	case descopeVerifyPath:
-		handle = p.descopeVerify
-	default:
-		return p.passThrough(w, r, next)
-	}
-	stripPhoneHeaders(r.Header)
-	ew := &errorExtender{ResponseWriter: w, extend: descopeErrorFields}
-	if !methodOK(ew, r, http.MethodPost) {
-		return nil
-	}
-	handle(ew, r)
-	return nil
+// descopeRoutes are core-js-sdk's apiPaths.otp plus the delivery method;
+// other paths under descopePrefix pass through. The update needs
+// "Bearer <project_id>:<jwt>"; the verify checks its own credentials (the
+// SDK sends the project alone).
+var descopeRoutes = map[string]route{
+	"/v1/auth/otp/update/phone/sms": {method: http.MethodPost, fresh: true, handle: (*Phone).descopeUpdate},
+	"/v1/auth/otp/verify/sms":       {method: http.MethodPost, open: true, handle: (*Phone).descopeVerify},
 }
 
-// descopeErrorFields adds the fields core-js-sdk hands to its caller as
-// SdkResponse.error: errorCode is our error code, the two texts our message.
-func descopeErrorFields(body map[string]any) {
-	body["errorCode"] = body["error"]
-	body["errorDescription"] = body["message"]
-	body["errorMessage"] = body["message"]
+func (d descope) serve(w http.ResponseWriter, r *http.Request) error {
+	return d.p.serveRoute(w, r, descopeRoutes, r.URL.Path)
+}
+
+// errorBody adds the fields core-js-sdk hands to its caller as
+// SdkResponse.error: errorCode is our error code, the two texts our
+// message.
+func (descope) errorBody(e *apiError) (int, any) {
+	body := nativeErrorBody(e)
+	body["errorCode"] = e.code
+	body["errorDescription"] = e.message
+	body["errorMessage"] = e.message
+	return e.status, body
 }
 
 // descopeUpdateRequest is core-js-sdk's {loginId, phone, ...UpdateOptions}.
@@ -73,43 +60,33 @@ type descopeUpdateRequest struct {
 // descopeUpdate is POST /v1/auth/otp/update/phone/sms with
 // "Bearer <project_id>:<jwt>": the update rules of SPEC §4 for the token's
 // user, who must be the loginId. 200 {"maskedPhone"} whatever the rule.
-func (p *Phone) descopeUpdate(w http.ResponseWriter, r *http.Request) {
-	id, ok := p.authenticate(w, r)
-	if !ok || !p.freshSignIn(w, id) {
-		return
-	}
+func (p *Phone) descopeUpdate(w http.ResponseWriter, r *http.Request, id *bearer.Identity) error {
 	var req descopeUpdateRequest
-	if !decodeBody(w, r, &req) {
-		return
+	if err := decodeJSON(w, r, &req, false); err != nil {
+		return err
 	}
 	switch {
 	case req.LoginID == nil || *req.LoginID == "":
-		writeError(w, http.StatusBadRequest, "invalid_request", "loginId is required.", nil)
-		return
+		return errInvalid("loginId is required.", "loginId")
 	case req.Phone == nil || *req.Phone == "":
-		writeError(w, http.StatusBadRequest, "invalid_request", "phone is required.", nil)
-		return
+		return errInvalid("phone is required.", "phone")
 	case *req.LoginID != id.UserID:
-		writeError(w, http.StatusForbidden, "forbidden", "loginId is not the signed-in user.", nil)
-		return
+		return errForbidden("loginId is not the signed-in user.")
 	}
 	opts := templateOptions(req.TemplateOptions)
 	// addToLoginIDs / onMergeUseExisting travel in the events (SPEC §8).
-	res, err := p.service.Update(r.Context(), flow.UpdateRequest{UserID: id.UserID, PhoneNumber: *req.Phone,
-		Locale: req.Locale, TemplateOptions: opts, ProviderID: req.ProviderID, ClientIP: clientIP(r),
-		Attributes: descopeAttributes(req.AddToLoginIDs, req.OnMergeUseExisting)})
-	observe("update", err)
+	res, err := p.update(r, flow.UpdateRequest{UserID: id.UserID, PhoneNumber: *req.Phone,
+		Locale: req.Locale, TemplateOptions: opts, ProviderID: req.ProviderID,
+		Attributes: descopeAttributes(req.AddToLoginIDs, req.OnMergeUseExisting)}, "descope")
 	if err != nil {
-		p.writeFlowError(w, err)
-		return
+		return err
 	}
-	p.logger.Info("phone update", zap.String("user_id", id.UserID), zap.String("status", res.Status),
-		zap.String("to", numbers.Mask(res.SentTo)), zap.String("via", "descope"))
 	masked := res.SentTo
 	if masked == "" {
 		masked = res.User.PhoneNumber
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"maskedPhone": numbers.Mask(masked)})
+	return nil
 }
 
 // descopeAttributes are the event attributes of Descope's update options:
@@ -156,41 +133,33 @@ type descopeVerifyRequest struct {
 // "Bearer <project_id>" here: the code proves possession for loginId, and
 // the attempt limits guard it. A full "<project_id>:<jwt>" is accepted too,
 // for its own user only.
-func (p *Phone) descopeVerify(w http.ResponseWriter, r *http.Request) {
-	auth := r.Header.Get("Authorization")
+func (p *Phone) descopeVerify(w http.ResponseWriter, r *http.Request, _ *bearer.Identity) error {
 	var id *bearer.Identity
-	if !p.verifier.ProjectOnly(auth) {
-		var ok bool
-		if id, ok = p.authenticate(w, r); !ok {
-			return
+	if !p.verifier.ProjectOnly(r.Header.Get("Authorization")) {
+		var err error
+		if id, err = p.authenticate(r); err != nil {
+			return err
 		}
 	} else if repl := replacer(r); repl != nil {
 		setAuthUser(repl, nil) // the project proves no user
 	}
 	var req descopeVerifyRequest
-	if !decodeBody(w, r, &req) {
-		return
+	if err := decodeJSON(w, r, &req, false); err != nil {
+		return err
 	}
 	switch {
 	case req.LoginID == nil || !validLoginID(*req.LoginID):
-		writeError(w, http.StatusBadRequest, "invalid_request", "loginId is required.", nil)
-		return
+		return errInvalid("loginId is required.", "loginId")
 	case req.Code == nil || *req.Code == "":
-		writeError(w, http.StatusBadRequest, "invalid_request", "code is required.", nil)
-		return
+		return errInvalid("code is required.", "code")
 	case id != nil && id.UserID != *req.LoginID:
-		writeError(w, http.StatusForbidden, "forbidden", "loginId is not the signed-in user.", nil)
-		return
+		return errForbidden("loginId is not the signed-in user.")
 	}
 	user := *req.LoginID
-	u, err := p.service.Verify(r.Context(), flow.VerifyRequest{UserID: user, Code: *req.Code, ClientIP: clientIP(r)})
-	observe("verify", err)
+	u, err := p.verify(r, flow.VerifyRequest{UserID: user, Code: *req.Code}, "descope")
 	if err != nil {
-		p.writeFlowError(w, err)
-		return
+		return err
 	}
-	p.logger.Info("phone verified", zap.String("user_id", user), zap.String("phone", numbers.Mask(u.PhoneNumber)),
-		zap.String("via", "descope"))
 	// Descope answers a JWTResponse; no session is issued here, so only
 	// its user part is filled (withCookie in node-sdk copes with that).
 	writeJSON(w, http.StatusOK, map[string]any{
@@ -198,6 +167,7 @@ func (p *Phone) descopeVerify(w http.ResponseWriter, r *http.Request) {
 			"verifiedPhone": true},
 		"firstSeen": false,
 	})
+	return nil
 }
 
 // validLoginID accepts what the bearer package accepts as a user claim:
@@ -205,26 +175,3 @@ func (p *Phone) descopeVerify(w http.ResponseWriter, r *http.Request) {
 func validLoginID(s string) bool {
 	return strings.TrimSpace(s) != "" && strings.IndexFunc(s, unicode.IsControl) < 0
 }
-
-// freshSignIn enforces max_auth_age on the update twins (SPEC §4): 401
-// reauthentication_required when the sign-in is too old.
-func (p *Phone) freshSignIn(w http.ResponseWriter, id *bearer.Identity) bool {
-	if p.maxAge <= 0 {
-		return true
-	}
-	if signIn := id.SignInTime(); signIn.IsZero() || time.Since(signIn) > p.maxAge {
-		unauthorized(w, true, "reauthentication_required", "Sign in again to change your phone number.")
-		return false
-	}
-	return true
-}
-
-// errorExtender carries a product's extra error fields down to writeError,
-// so the one mapping of SPEC §5 in api.go serves the compat routes too.
-type errorExtender struct {
-	http.ResponseWriter
-	extend func(body map[string]any)
-}
-
-// Unwrap lets http.ResponseController reach the real writer.
-func (e *errorExtender) Unwrap() http.ResponseWriter { return e.ResponseWriter }
