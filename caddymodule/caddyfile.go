@@ -162,8 +162,8 @@ func (p *Phone) parseCompat(d *caddyfile.Dispenser) error {
 		return err
 	}
 	for _, c := range products {
-		if !compatProducts[c] {
-			return d.Errf("compat: unknown product %q (%s)", c, compatNames())
+		if _, ok := vendorDialects[c]; !ok {
+			return d.Errf("compat: unknown product %q (%s)", c, vendorNames())
 		}
 		if slices.Contains(p.Compat, c) {
 			return d.Errf("compat %s: already specified", c)

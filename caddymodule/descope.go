@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -13,20 +14,30 @@ import (
 	"github.com/caddy-phone/caddy-phone/caddymodule/numbers"
 )
 
-// descopePrefix is where @descope/core-js-sdk sends its OTP calls.
-const descopePrefix = "/v1/auth/otp/"
-
 // descope is Descope's OTP update and verify routes (SPEC §6): what
 // sdk.otp.update.phone.sms and sdk.otp.verify.sms send.
 type descope struct{ p *Phone }
 
 // descopeRoutes are core-js-sdk's apiPaths.otp plus the delivery method;
-// other paths under descopePrefix pass through. The update needs
+// other paths under /v1/auth/otp/ pass through. The update needs
 // "Bearer <project_id>:<jwt>"; the verify checks its own credentials (the
 // SDK sends the project alone).
 var descopeRoutes = map[string]route{
 	"/v1/auth/otp/update/phone/sms": {method: http.MethodPost, fresh: true, handle: (*Phone).descopeUpdate},
 	"/v1/auth/otp/verify/sms":       {method: http.MethodPost, open: true, handle: (*Phone).descopeVerify},
+}
+
+func init() {
+	registerVendor(vendorDialect{name: "descope", prefix: "/v1/auth/otp/", routes: descopeRoutes,
+		of: func(p *Phone) dialect { return descope{p} },
+		check: func(p *Phone) error {
+			// Descope's SDK sends "Bearer <project_id>[:<jwt>]": without a
+			// project_id every call would be a 401.
+			if p.JWT == nil || p.JWT.ProjectID == "" {
+				return errors.New("compat descope: needs jwt { project_id … }")
+			}
+			return nil
+		}})
 }
 
 func (d descope) serve(w http.ResponseWriter, r *http.Request) error {

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -46,16 +48,37 @@ func (p *Phone) dialectFor(path string) dialect {
 			return clerk{p}
 		}
 		return native{p}
-	case p.descope && strings.HasPrefix(path, descopePrefix):
-		if _, ok := descopeRoutes[path]; ok {
-			return descope{p}
-		}
-	case p.reachfive && strings.HasPrefix(path, reachfivePrefix):
-		if _, ok := reachfiveRoutes[path]; ok {
-			return reachfive{p}
+	}
+	for _, v := range p.vendors {
+		if strings.HasPrefix(path, v.prefix) {
+			if _, ok := v.routes[path]; ok {
+				return v.of(p)
+			}
 		}
 	}
 	return nil
+}
+
+// vendorDialect is a vendor SDK's dialect, turned on by `compat <name>`.
+// Each registers itself from its own file (descope.go, reachfive.go), so a
+// new vendor touches no other file.
+type vendorDialect struct {
+	name   string
+	prefix string           // where the SDK sends its calls
+	routes map[string]route // by path; other paths under prefix pass through
+	of     func(p *Phone) dialect
+	// check refuses settings the dialect cannot work with; nil: none.
+	check func(p *Phone) error
+}
+
+// vendorDialects are the registered vendors, by name.
+var vendorDialects = map[string]vendorDialect{}
+
+func registerVendor(v vendorDialect) { vendorDialects[v.name] = v }
+
+// vendorNames lists the vendors `compat` may name, for messages.
+func vendorNames() string {
+	return strings.Join(slices.Sorted(maps.Keys(vendorDialects)), ", ")
 }
 
 // route is one endpoint of a dialect that runs the user rules.

@@ -90,10 +90,10 @@ type Phone struct {
 	flowCache store.Cache
 	maxAge    time.Duration
 	gate      caddyhttp.MatchPath
-	// descope and reachfive are set by `compat`.
-	descope, reachfive bool
-	routeAdmin         string    // <prefix>/v1/
-	admin              *adminAPI // set by `admin`
+	// vendors are the dialects `compat` turned on.
+	vendors    []vendorDialect
+	routeAdmin string    // <prefix>/v1/
+	admin      *adminAPI // set by `admin`
 	// eventsRT is what `events` started (events_glue.go); nil without it.
 	eventsRT *eventsRuntime
 }

@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 	"time"
 
@@ -112,29 +110,20 @@ func (p *Phone) check(ctx caddy.Context) (c checked, err error) {
 	return c, nil
 }
 
-// compatProducts are the vendors `compat` may name.
-var compatProducts = map[string]bool{"descope": true, "reachfive": true}
-
-func compatNames() string {
-	names := slices.Sorted(maps.Keys(compatProducts))
-	return strings.Join(names, ", ")
-}
-
+// checkCompat turns on the vendor dialects `compat` names.
 func (p *Phone) checkCompat() error {
-	for _, c := range p.Compat {
-		switch c {
-		case "descope":
-			// Descope's SDK sends "Bearer <project_id>[:<jwt>]": without a
-			// project_id every call would be a 401.
-			if p.JWT == nil || p.JWT.ProjectID == "" {
-				return errors.New("compat descope: needs jwt { project_id … }")
-			}
-			p.descope = true
-		case "reachfive":
-			p.reachfive = true
-		default:
-			return fmt.Errorf("compat: unknown product %q (%s)", c, compatNames())
+	p.vendors = nil
+	for _, name := range p.Compat {
+		v, ok := vendorDialects[name]
+		if !ok {
+			return fmt.Errorf("compat: unknown product %q (%s)", name, vendorNames())
 		}
+		if v.check != nil {
+			if err := v.check(p); err != nil {
+				return err
+			}
+		}
+		p.vendors = append(p.vendors, v)
 	}
 	return nil
 }

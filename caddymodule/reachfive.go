@@ -8,9 +8,6 @@ import (
 	"github.com/caddy-phone/caddy-phone/caddymodule/flow"
 )
 
-// reachfivePrefix is where @reachfive/identity-core sends its calls.
-const reachfivePrefix = "/identity/v1/"
-
 // reachfive is ReachFive's phone routes (SPEC §6). identity-core sends
 // snake_case JSON (application/json;charset=UTF-8) and the access token as
 // "Authorization: Bearer"; it parses every answer but a 204 as JSON and
@@ -18,13 +15,18 @@ const reachfivePrefix = "/identity/v1/"
 type reachfive struct{ p *Phone }
 
 // reachfiveRoutes are identity-core's remote settings and its
-// ProfileClient phone calls; other paths under reachfivePrefix pass
+// ProfileClient phone calls; other paths under /identity/v1/ pass
 // through.
 var reachfiveRoutes = map[string]route{
 	"/identity/v1/config":                         {method: http.MethodGet, open: true, handle: (*Phone).reachfiveConfig},
 	"/identity/v1/update-phone-number":            {method: http.MethodPost, fresh: true, handle: (*Phone).reachfiveUpdate},
 	"/identity/v1/send-phone-number-verification": {method: http.MethodPost, handle: (*Phone).reachfiveSend},
 	"/identity/v1/verify-phone-number":            {method: http.MethodPost, handle: (*Phone).reachfiveVerify},
+}
+
+func init() {
+	registerVendor(vendorDialect{name: "reachfive", prefix: "/identity/v1/", routes: reachfiveRoutes,
+		of: func(p *Phone) dialect { return reachfive{p} }})
 }
 
 func (d reachfive) serve(w http.ResponseWriter, r *http.Request) error {
