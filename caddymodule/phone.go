@@ -80,8 +80,9 @@ type Phone struct {
 	users    store.Users
 	// backend is what the store can do (store.Backend), as it opened.
 	backend store.Backend
-	// peek reads a user for the hot read-only paths, through the read
-	// cache when the store has one.
+	// peek reads a user for inject_headers, through the read cache when
+	// the store has one: the one read that may lag (SPEC §9), by at most
+	// readCacheTTL.
 	peek  func(ctx context.Context, userID string) (store.User, error)
 	cache *sharedCache
 	// storeID is the store module's identity: the cache namespace.
@@ -156,7 +157,12 @@ func (p *Phone) passThrough(w http.ResponseWriter, r *http.Request, next caddyht
 	if !gated && !p.InjectHeaders {
 		return next.ServeHTTP(w, r)
 	}
-	u, err := p.peek(r.Context(), id.UserID)
+	read := p.peek
+	if gated {
+		// A gate is a decision, not a hint: it reads fresh.
+		read = p.users.Get
+	}
+	u, err := read(r.Context(), id.UserID)
 	if err != nil {
 		if gated {
 			p.writeError(w, native{p}, err)

@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -214,7 +213,7 @@ func (p *Phone) open(ctx caddy.Context, c checked) error {
 	c.rules.Secret = p.cache.secret // the pooled cache's key
 	p.flowCache = namespaced(p.cache.cache, cacheNamespaceOf(p.storeID))
 	p.service, err = flow.New(c.rules, flow.Deps{Users: p.users, Cache: p.flowCache, Sender: c.sender, Numbers: c.numbers,
-		ReadUsers: peekUsers{p.users, p.peek}, Events: emitter, Logger: p.logger})
+		Events: emitter, Logger: p.logger})
 	if err != nil {
 		return err
 	}
@@ -275,16 +274,6 @@ const (
 	readCacheTTL = 2 * time.Second
 	readCacheMB  = 16
 )
-
-// peekUsers is a read-only Users that reads through peek.
-type peekUsers struct {
-	store.Users
-	peek func(ctx context.Context, userID string) (store.User, error)
-}
-
-func (p peekUsers) Get(ctx context.Context, userID string) (store.User, error) {
-	return p.peek(ctx, userID)
-}
 
 // Validate checks what Provision could not.
 func (p *Phone) Validate() error {

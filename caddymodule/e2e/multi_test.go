@@ -11,12 +11,11 @@ import (
 	"github.com/caddyserver/caddy/v2/caddytest"
 )
 
-// Two Caddy "instances" behind a balancer share Redis and PostgreSQL: a
-// code sent by one verifies on the other, and of many concurrent verifies
-// split across both, exactly one succeeds. The two handlers reach Redis by
-// different addresses, so they hold separate clients and separate pooled
-// caches, and share only what Redis shares.
-func TestTwoInstancesShareRedisAndPostgres(t *testing.T) {
+// twoInstances starts two Caddy "instances" (two sites of one Caddy, on
+// httpPort and the port it returns) that share Redis and PostgreSQL and
+// nothing else: they reach Redis by different addresses, so they hold
+// separate clients, separate pooled caches and separate read caches.
+func twoInstances(t *testing.T) (call func(port int, method, path, tok string, body any) response, second int, sink *smsSink) {
 	dsn, url := postgresDSN(t), redisURL(t)
 	schema := newSchema(t, dsn)
 	prefix := newRedisPrefix(t, url)
@@ -24,7 +23,7 @@ func TestTwoInstancesShareRedisAndPostgres(t *testing.T) {
 	if otherURL == url {
 		t.Fatalf("PHONE_TEST_REDIS_URL %q must name 127.0.0.1 for this test", url)
 	}
-	sink := newSMSSink(t)
+	sink = newSMSSink(t)
 	instance := func(port int, redisURL string) string {
 		return fmt.Sprintf(`:%d {
 	phone {
@@ -45,12 +44,13 @@ func TestTwoInstancesShareRedisAndPostgres(t *testing.T) {
 		limits {
 			verify_per_user 1000 1h
 		}
+		require_verified /gated*
 	}
 	respond "instance %d"
 }
 `, port, jwtSecret, dsn, schema, redisURL, prefix, webhookLine(sink.srv.URL, ""), port)
 	}
-	second := httpPort + 1
+	second = httpPort + 1
 	cfg := fmt.Sprintf("{\n\tadmin localhost:%d\n\thttp_port %d\n\thttps_port %d\n\tgrace_period 1s\n}\n", adminPort, httpPort, httpsPort) +
 		instance(httpPort, url) + instance(second, otherURL)
 	tester := caddytest.NewTester(t)
@@ -59,9 +59,17 @@ func TestTwoInstancesShareRedisAndPostgres(t *testing.T) {
 		t.FailNow()
 	}
 	a := &env{t: t, sink: sink, client: &http.Client{Timeout: 15 * time.Second}}
-	call := func(port int, method, path, tok string, body any) response {
+	call = func(port int, method, path, tok string, body any) response {
 		return a.doAt(fmt.Sprintf("http://localhost:%d", port), method, path, tok, body)
 	}
+	return call, second, sink
+}
+
+// Two instances behind a balancer share Redis and PostgreSQL: a code sent
+// by one verifies on the other, and of many concurrent verifies split
+// across both, exactly one succeeds.
+func TestTwoInstancesShareRedisAndPostgres(t *testing.T) {
+	call, second, sink := twoInstances(t)
 
 	u := uniqueUser(t, "lb")
 	tok := token(t, u)
@@ -102,5 +110,30 @@ func TestTwoInstancesShareRedisAndPostgres(t *testing.T) {
 	wg.Wait()
 	if wins != 1 {
 		t.Fatalf("%d verifies succeeded across two instances, want exactly 1", wins)
+	}
+}
+
+// SPEC §9: a read on any instance shows every change that completed
+// before it began. Instance A has read (and could have cached) the user
+// before B changes it: A's GET /phone and its require_verified gate show
+// B's change at once; only inject_headers may lag.
+func TestReadsFreshAcrossInstances(t *testing.T) {
+	call, second, sink := twoInstances(t)
+	u := uniqueUser(t, "fresh")
+	tok := token(t, u)
+	if st := call(httpPort, "GET", "/phone", tok, nil).want(t, 200, ""); st.body["phone_number"] != nil {
+		t.Fatal(st.raw)
+	}
+	call(httpPort, "GET", "/gated/x", tok, nil).want(t, 403, "phone_not_verified")
+
+	call(second, "POST", "/phone/update", tok, map[string]any{"phone_number": "+14155552671"}).want(t, 200, "")
+	call(second, "POST", "/phone/verify", tok, map[string]any{"code": sink.last(u).Code}).want(t, 200, "")
+
+	st := call(httpPort, "GET", "/phone", tok, nil).want(t, 200, "")
+	if st.body["phone_number"] != "+14155552671" || st.body["verified"] != true {
+		t.Fatalf("GET /phone on the other instance right after the verify: %s", st.raw)
+	}
+	if r := call(httpPort, "GET", "/gated/x", tok, nil); r.status != 200 {
+		t.Fatalf("require_verified on the other instance right after the verify: %d %s", r.status, r.raw)
 	}
 }

@@ -112,9 +112,6 @@ type Deps struct {
 	Numbers Numbers
 	Clock   Clock     // default SystemClock
 	Rand    io.Reader // default crypto/rand
-	// ReadUsers, when set, serves Status: a read-only view that may be a
-	// few seconds stale (a read cache). The rules themselves always use Users.
-	ReadUsers Users
 	// Events, when set, receives phone.updated, phone.pending,
 	// phone.verified and phone.removed.
 	Events Events
@@ -127,7 +124,6 @@ type Deps struct {
 type Service struct {
 	cfg     Config
 	users   Users
-	read    Users
 	cache   Cache
 	sender  Sender
 	numbers Numbers
@@ -175,10 +171,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if d.Rand == nil {
 		d.Rand = rand.Reader
 	}
-	if d.ReadUsers == nil {
-		d.ReadUsers = d.Users
-	}
-	s := &Service{cfg: cfg, users: d.Users, read: d.ReadUsers, cache: d.Cache, sender: d.Sender,
+	s := &Service{cfg: cfg, users: d.Users, cache: d.Cache, sender: d.Sender,
 		numbers: d.Numbers, clock: d.Clock, rand: d.Rand, events: d.Events, logger: d.Logger}
 	s.locks.seed = maphash.MakeSeed()
 	return s, nil
@@ -193,7 +186,7 @@ type Status struct {
 
 // Status returns the user's number and any pending change.
 func (s *Service) Status(ctx context.Context, userID string) (Status, error) {
-	u, err := s.read.Get(ctx, userID)
+	u, err := s.users.Get(ctx, userID)
 	if err != nil {
 		return Status{}, err
 	}
