@@ -131,9 +131,6 @@ const pgNumbersBackfill = `INSERT INTO {numbers}
 	       (extract(epoch FROM updated_at) * 1000)::bigint, (extract(epoch FROM updated_at) * 1000)::bigint
 	FROM {users} ORDER BY updated_at`
 
-const pgNumberColumns = `id, user_id, phone_number, verified, strategy, is_primary, reserved,
-	default_second_factor, created_at, updated_at`
-
 // pgNumbers is the PhoneNumbers backend of a PostgresUsers.
 type pgNumbers struct {
 	s              *PostgresUsers
@@ -417,7 +414,7 @@ func (tx *pgNumbersTx) list(ctx context.Context) ([]PhoneNumber, error) {
 }
 
 func (tx *pgNumbersTx) listRows(ctx context.Context) ([]PhoneNumber, error) {
-	rows, err := tx.tx.Query(ctx, `SELECT `+pgNumberColumns+` FROM `+tx.b.numbers+`
+	rows, err := tx.tx.Query(ctx, `SELECT `+numberColumns+` FROM `+tx.b.numbers+`
 		WHERE user_id = $1::text ORDER BY seq`, tx.userID)
 	if err != nil {
 		return nil, err
@@ -425,13 +422,10 @@ func (tx *pgNumbersTx) listRows(ctx context.Context) ([]PhoneNumber, error) {
 	defer rows.Close()
 	var out []PhoneNumber
 	for rows.Next() {
-		var n PhoneNumber
-		var created, updated int64
-		if err := rows.Scan(&n.ID, &n.UserID, &n.PhoneNumber, &n.Verified, &n.Strategy, &n.Primary,
-			&n.ReservedForSecondFactor, &n.DefaultSecondFactor, &created, &updated); err != nil {
+		n, err := scanNumber(rows.Scan)
+		if err != nil {
 			return nil, err
 		}
-		n.CreatedAt, n.UpdatedAt = time.UnixMilli(created), time.UnixMilli(updated)
 		out = append(out, n)
 	}
 	return out, rows.Err()
@@ -451,7 +445,7 @@ func (tx *pgNumbersTx) heldByOther(ctx context.Context, number string) (bool, er
 }
 
 func (tx *pgNumbersTx) put(ctx context.Context, n PhoneNumber) error {
-	_, err := tx.tx.Exec(ctx, `INSERT INTO `+tx.b.numbers+` (`+pgNumberColumns+`)
+	_, err := tx.tx.Exec(ctx, `INSERT INTO `+tx.b.numbers+` (`+numberColumns+`)
 		VALUES ($1::text, $2::text, $3::text, $4::boolean, $5::text, $6::boolean, $7::boolean, $8::boolean, $9::bigint, $10::bigint)
 		ON CONFLICT (id) DO UPDATE SET
 			verified              = EXCLUDED.verified,
@@ -460,8 +454,7 @@ func (tx *pgNumbersTx) put(ctx context.Context, n PhoneNumber) error {
 			reserved              = EXCLUDED.reserved,
 			default_second_factor = EXCLUDED.default_second_factor,
 			updated_at            = EXCLUDED.updated_at`,
-		n.ID, n.UserID, n.PhoneNumber, n.Verified, n.Strategy, n.Primary, n.ReservedForSecondFactor,
-		n.DefaultSecondFactor, n.CreatedAt.UnixMilli(), n.UpdatedAt.UnixMilli())
+		numberArgs(n)...)
 	return pgNumbersResult(err)
 }
 

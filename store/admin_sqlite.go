@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"strings"
-	"time"
 )
 
 // sqliteNowMs is the current time in Unix milliseconds, in SQL.
@@ -97,9 +96,6 @@ const sqliteNumbersBackfill = `INSERT INTO phone_numbers
 	       CASE WHEN verified = 1 THEN 'phone_code' ELSE '' END, 1, updated_at, updated_at
 	FROM phone_users`
 
-const sqliteNumberColumns = `id, user_id, phone_number, verified, strategy, is_primary, reserved,
-	default_second_factor, created_at, updated_at`
-
 // openNumbers creates the admin API's table and triggers when missing.
 func (s *SQLiteUsers) openNumbers(ctx context.Context) (numbersBackend, error) {
 	if err := s.lockWrites(ctx); err != nil {
@@ -186,7 +182,7 @@ type sqliteNumbersTx struct {
 }
 
 func (tx *sqliteNumbersTx) list(ctx context.Context) ([]PhoneNumber, error) {
-	rows, err := tx.q.QueryContext(ctx, `SELECT `+sqliteNumberColumns+` FROM phone_numbers
+	rows, err := tx.q.QueryContext(ctx, `SELECT `+numberColumns+` FROM phone_numbers
 		WHERE user_id = ? ORDER BY rowid`, tx.userID)
 	if err != nil {
 		return nil, tx.s.fail("phone numbers: list", err)
@@ -194,13 +190,10 @@ func (tx *sqliteNumbersTx) list(ctx context.Context) ([]PhoneNumber, error) {
 	defer rows.Close()
 	var out []PhoneNumber
 	for rows.Next() {
-		var n PhoneNumber
-		var created, updated int64
-		if err := rows.Scan(&n.ID, &n.UserID, &n.PhoneNumber, &n.Verified, &n.Strategy, &n.Primary,
-			&n.ReservedForSecondFactor, &n.DefaultSecondFactor, &created, &updated); err != nil {
+		n, err := scanNumber(rows.Scan)
+		if err != nil {
 			return nil, tx.s.fail("phone numbers: list", err)
 		}
-		n.CreatedAt, n.UpdatedAt = time.UnixMilli(created), time.UnixMilli(updated)
 		out = append(out, n)
 	}
 	if err := rows.Err(); err != nil {
@@ -222,7 +215,7 @@ func (tx *sqliteNumbersTx) heldByOther(ctx context.Context, number string) (bool
 }
 
 func (tx *sqliteNumbersTx) put(ctx context.Context, n PhoneNumber) error {
-	_, err := tx.q.ExecContext(ctx, `INSERT INTO phone_numbers (`+sqliteNumberColumns+`)
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO phone_numbers (`+numberColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET
 			verified              = excluded.verified,
@@ -231,8 +224,7 @@ func (tx *sqliteNumbersTx) put(ctx context.Context, n PhoneNumber) error {
 			reserved              = excluded.reserved,
 			default_second_factor = excluded.default_second_factor,
 			updated_at            = excluded.updated_at`,
-		n.ID, n.UserID, n.PhoneNumber, n.Verified, n.Strategy, n.Primary, n.ReservedForSecondFactor,
-		n.DefaultSecondFactor, n.CreatedAt.UnixMilli(), n.UpdatedAt.UnixMilli())
+		numberArgs(n)...)
 	return tx.result("phone numbers: put", err)
 }
 

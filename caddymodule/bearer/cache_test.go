@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/caddy-phone/caddy-phone/caddymodule/internal/fake"
 )
 
 func TestCacheHitAndExpiry(t *testing.T) {
@@ -32,7 +34,7 @@ func TestCacheHitAndExpiry(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			clock := newClock(t0)
+			clock := fake.NewClock(t0)
 			v, err := New(t.Context(), Config{Secret: testSecret, Leeway: tc.leeway, Now: clock.Now})
 			if err != nil {
 				t.Fatal(err)
@@ -152,7 +154,7 @@ func TestCacheHashCollisionIsAMiss(t *testing.T) {
 }
 
 func TestVerifyConcurrent(t *testing.T) {
-	clock := newClock(t0)
+	clock := fake.NewClock(t0)
 	v, err := New(t.Context(), Config{Secret: testSecret, Now: clock.Now, CacheEntries: 64})
 	if err != nil {
 		t.Fatal(err)

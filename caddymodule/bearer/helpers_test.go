@@ -136,26 +136,6 @@ func claimsAt(now time.Time, extra jwt.MapClaims) jwt.MapClaims {
 	return c
 }
 
-// fakeClock is a settable clock safe for concurrent use.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock(t time.Time) *fakeClock { return &fakeClock{t: t} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 
 func mustPKCS8(t testing.TB, key any) []byte {

@@ -19,6 +19,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
+
+	"github.com/caddy-phone/caddy-phone/caddymodule/internal/fake"
 )
 
 // jwksServer serves a settable JWKS and counts requests.
@@ -98,7 +100,7 @@ func TestJWKS(t *testing.T) {
 		func() map[string]any { m := rsaJWK("enc", &k.rsa2.PublicKey); m["use"] = "enc"; return m }(),
 		map[string]any{"kty": "oct", "kid": "sym", "k": b64("secret")},
 	)
-	clock := newClock(t0)
+	clock := fake.NewClock(t0)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	v, err := New(ctx, Config{JWKSURL: srv.URL, Now: clock.Now, CacheEntries: -1})
@@ -150,7 +152,7 @@ func TestJWKS(t *testing.T) {
 func TestJWKSRotationAndOutage(t *testing.T) {
 	k := keysOnce()
 	srv := newJWKSServer(t, rsaJWK("old", &k.rsa.PublicKey))
-	clock := newClock(t0)
+	clock := fake.NewClock(t0)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	v, err := New(ctx, Config{JWKSURL: srv.URL, Now: clock.Now, CacheEntries: -1})

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-phone/caddy-phone/caddymodule/internal/fake"
 	"github.com/caddy-phone/caddy-phone/caddymodule/numbers"
 	"github.com/caddy-phone/caddy-phone/sms"
 	"github.com/caddy-phone/caddy-phone/store"
@@ -36,7 +37,7 @@ func BenchmarkUpdateVerify(b *testing.B) {
 			cfg.Limits = Limits{PerNumber: big, PerUser: big, PerIP: big, Global: big, VerifyPerUser: big}
 			snk := &sink{}
 			svc, err := New(cfg, Deps{Users: store.NewMemoryUsers(), Cache: newCache(b), Sender: snk,
-				Numbers: bc.nums, Clock: newFakeClock()})
+				Numbers: bc.nums, Clock: fake.NewClock(t0)})
 			if err != nil {
 				b.Fatal(err)
 			}

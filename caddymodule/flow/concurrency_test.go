@@ -7,8 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/caddy-phone/caddy-phone/caddymodule/internal/fake"
 	"github.com/caddy-phone/caddy-phone/caddymodule/numbers"
-	"github.com/caddy-phone/caddy-phone/sms"
 	"github.com/caddy-phone/caddy-phone/store"
 )
 
@@ -166,7 +166,7 @@ func TestConcurrentUpdatesConsistent(t *testing.T) {
 // Many users at once through one Service: no cross-talk.
 func TestConcurrentManyUsers(t *testing.T) {
 	h := newHarness(t)
-	codes := &codeBook{m: map[string]string{}}
+	codes := &fake.Sender{}
 	svc, err := New(h.cfg, Deps{Users: h.users, Cache: h.cache, Sender: codes,
 		Numbers: numbers.Policy{}, Clock: h.clock})
 	if err != nil {
@@ -183,29 +183,11 @@ func TestConcurrentManyUsers(t *testing.T) {
 				t.Errorf("Update: %v", err)
 				return
 			}
-			u, err := svc.Verify(ctx, VerifyRequest{UserID: user, Code: codes.get(user)})
+			u, err := svc.Verify(ctx, VerifyRequest{UserID: user, Code: codes.LastFor(user).Code})
 			if err != nil || u.PhoneNumber != frNumber(i) || !u.Verified {
 				t.Errorf("Verify %s: %+v, %v", user, u, err)
 			}
 		}(i)
 	}
 	wg.Wait()
-}
-
-type codeBook struct {
-	mu sync.Mutex
-	m  map[string]string
-}
-
-func (c *codeBook) Send(_ context.Context, m sms.Message) error {
-	c.mu.Lock()
-	c.m[m.UserID] = m.Code
-	c.mu.Unlock()
-	return nil
-}
-
-func (c *codeBook) get(user string) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.m[user]
 }

@@ -5,14 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/caddy-phone/caddy-phone/caddymodule/internal/fake"
 	"github.com/caddy-phone/caddy-phone/caddymodule/numbers"
-	"github.com/caddy-phone/caddy-phone/sms"
 	"github.com/caddy-phone/caddy-phone/store"
 )
 
@@ -30,109 +29,8 @@ const (
 // (+336123456 00..99).
 func frNumber(i int) string { return fmt.Sprintf("+336123456%02d", i%100) }
 
-// ---------------------------------------------------------------- clock
-
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-// ---------------------------------------------------------------- sender
-
-// sent is one delivery attempt seen by the fake sender.
-type sent struct {
-	Msg    sms.Message
-	Failed bool
-}
-
-type fakeSender struct {
-	mu       sync.Mutex
-	log      []sent
-	failAll  bool
-	failNext int
-}
-
-var errProviderDown = fmt.Errorf("%w: fake provider down", sms.ErrDeliveryFailed)
-
-func (s *fakeSender) Send(ctx context.Context, m sms.Message) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	fail := s.failAll || s.failNext > 0
-	if s.failNext > 0 {
-		s.failNext--
-	}
-	s.log = append(s.log, sent{Msg: m, Failed: fail})
-	if fail {
-		return errProviderDown
-	}
-	return nil
-}
-
-// FailAll makes every later Send fail (or succeed again).
-func (s *fakeSender) FailAll(on bool) {
-	s.mu.Lock()
-	s.failAll = on
-	s.mu.Unlock()
-}
-
-// FailNext makes the next n Sends fail.
-func (s *fakeSender) FailNext(n int) {
-	s.mu.Lock()
-	s.failNext = n
-	s.mu.Unlock()
-}
-
-// Attempts returns every delivery attempt, failed ones included.
-func (s *fakeSender) Attempts() []sent {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]sent(nil), s.log...)
-}
-
-// Count returns the number of delivery attempts.
-func (s *fakeSender) Count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.log)
-}
-
-// Last returns the last delivery attempt's message.
-func (s *fakeSender) Last(t testing.TB) sms.Message {
-	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.log) == 0 {
-		t.Fatal("no SMS was sent")
-	}
-	return s.log[len(s.log)-1].Msg
-}
-
-// LastCode returns the code of the last message, after checking its body
-// carries it.
-func (s *fakeSender) LastCode(t testing.TB) string {
-	t.Helper()
-	m := s.Last(t)
-	if m.Code == "" || !strings.Contains(m.Body, m.Code) {
-		t.Fatalf("last message body %q does not carry its code %q", m.Body, m.Code)
-	}
-	return m.Code
-}
+// t0 is where every harness's clock starts.
+var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
 // ---------------------------------------------------------------- users
 
@@ -218,8 +116,8 @@ type harness struct {
 	t      testing.TB
 	svc    *Service
 	cfg    Config
-	clock  *fakeClock
-	sender *fakeSender
+	clock  *fake.Clock
+	sender *fake.Sender
 	users  *fakeUsers
 	cache  *spyCache
 	bc     *store.BigCache
@@ -262,8 +160,8 @@ func newHarness(t testing.TB, mutate ...func(*Config)) *harness {
 	h := &harness{
 		t:      t,
 		cfg:    cfg,
-		clock:  newFakeClock(),
-		sender: &fakeSender{},
+		clock:  fake.NewClock(t0),
+		sender: &fake.Sender{},
 		users:  &fakeUsers{MemoryUsers: store.NewMemoryUsers()},
 		cache:  &spyCache{Cache: bc},
 		bc:     bc,

@@ -9,29 +9,10 @@ import (
 	"time"
 
 	"github.com/caddy-phone/caddy-phone/caddymodule/flow"
+	"github.com/caddy-phone/caddy-phone/caddymodule/internal/fake"
 	"github.com/caddy-phone/caddy-phone/caddymodule/numbers"
-	"github.com/caddy-phone/caddy-phone/sms"
 	"github.com/caddy-phone/caddy-phone/store"
 )
-
-// codeSink keeps the last code sent to each number.
-type codeSink struct {
-	mu    sync.Mutex
-	codes map[string]string
-}
-
-func (s *codeSink) Send(_ context.Context, m sms.Message) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.codes[m.To] = m.Code
-	return nil
-}
-
-func (s *codeSink) code(n string) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.codes[n]
-}
 
 // interleavedCache runs `between` once, right after the first Get: what
 // another instance does between this one's read and its write.
@@ -60,7 +41,7 @@ func TestResendKeepsAnotherInstancesAttempts(t *testing.T) {
 	}
 	defer shared.Close()
 	users := store.NewMemoryUsers()
-	sink := &codeSink{codes: map[string]string{}}
+	sink := &fake.Sender{}
 	cfg := flow.Config{Verification: true, CodeLength: 6, TTL: 10 * time.Minute, MaxAttempts: 5,
 		Secret: []byte("0123456789abcdef0123")}
 	other, err := flow.New(cfg, flow.Deps{Users: users, Cache: shared, Sender: sink, Numbers: numbers.Policy{}})
@@ -93,7 +74,7 @@ func TestResendKeepsAnotherInstancesAttempts(t *testing.T) {
 	if !errors.As(err, &ce) || ce.AttemptsLeft != 1 {
 		t.Fatalf("after 3 wrong codes on the other instance and a resend, a 4th: %v; want 1 attempt left", err)
 	}
-	if _, err := other.Verify(ctx, flow.VerifyRequest{UserID: "u", Code: sink.code("+33612345678")}); err != nil {
+	if _, err := other.Verify(ctx, flow.VerifyRequest{UserID: "u", Code: sink.LastTo("+33612345678").Code}); err != nil {
 		t.Fatalf("the resent code: %v", err)
 	}
 }
@@ -107,7 +88,7 @@ func TestVerifyPerIPStopsGuessingAcrossUsers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cache.Close()
-	sink := &codeSink{codes: map[string]string{}}
+	sink := &fake.Sender{}
 	cfg := flow.Config{Verification: true, CodeLength: 6, TTL: 10 * time.Minute, MaxAttempts: 5,
 		Limits: flow.Limits{VerifyPerIP: flow.Limit{Count: 3, Window: time.Hour}}, Secret: []byte("0123456789abcdef0123")}
 	svc, err := flow.New(cfg, flow.Deps{Users: store.NewMemoryUsers(), Cache: cache, Sender: sink, Numbers: numbers.Policy{}})
@@ -137,7 +118,7 @@ func TestVerifyPerIPStopsGuessingAcrossUsers(t *testing.T) {
 	if !errors.As(err, &ce) || ce.AttemptsLeft != 4 {
 		t.Fatalf("the owner's first wrong code: %v, want 4 attempts left", err)
 	}
-	if _, err := svc.Verify(ctx, flow.VerifyRequest{UserID: "v4", Code: sink.code("+33612345673"), ClientIP: "198.51.100.1"}); err != nil {
+	if _, err := svc.Verify(ctx, flow.VerifyRequest{UserID: "v4", Code: sink.LastTo("+33612345673").Code, ClientIP: "198.51.100.1"}); err != nil {
 		t.Fatalf("the owner's right code: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-phone/caddy-phone/caddymodule/internal/fake"
 	"github.com/caddy-phone/caddy-phone/caddymodule/numbers"
 	"github.com/caddy-phone/caddy-phone/sms"
 	"github.com/caddy-phone/caddy-phone/store"
@@ -12,7 +13,7 @@ import (
 
 func TestNewValidatesConfig(t *testing.T) {
 	bc := newCache(t)
-	deps := Deps{Users: store.NewMemoryUsers(), Cache: bc, Sender: &fakeSender{}, Numbers: numbers.Policy{}}
+	deps := Deps{Users: store.NewMemoryUsers(), Cache: bc, Sender: &fake.Sender{}, Numbers: numbers.Policy{}}
 	cases := []struct {
 		name   string
 		mutate func(*Config, *Deps)

@@ -1,4 +1,6 @@
-// Package fake holds test doubles shared by the packages' tests.
+// Package fake holds test doubles shared by the packages' tests: Clock
+// (clock.go), a clock that moves only when told to, and Sender (sender.go),
+// an sms.Sender that records what it is given and fails on demand.
 package fake
 
 import (
@@ -14,7 +16,8 @@ import (
 // during Advance, never on their own. It is safe for concurrent use.
 //
 // It has the methods of the clocks it stands in for (Now for
-// caddymodule/flow, Now and AfterFunc for the events dispatcher), and
+// caddymodule/flow and bearer's Config.Now, Now and AfterFunc for the
+// events dispatcher), and
 // Pending and Wait let a test see what waits on it: a goroutine that sets a
 // timer each time it goes idle is idle while that timer is pending.
 type Clock struct {
