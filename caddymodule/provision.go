@@ -213,7 +213,7 @@ func (p *Phone) open(ctx caddy.Context, c checked) error {
 	c.rules.Secret = p.cache.secret // the pooled cache's key
 	p.flowCache = namespaced(p.cache.cache, cacheNamespaceOf(p.storeID))
 	p.service, err = flow.New(c.rules, flow.Deps{Users: p.users, Cache: p.flowCache, Sender: c.sender, Numbers: c.numbers,
-		Events: emitter, Logger: p.logger})
+		Events: emitter, Logger: p.logger, SharedCache: c.cacheMod.Shared()})
 	if err != nil {
 		return err
 	}

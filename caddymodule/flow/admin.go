@@ -30,7 +30,11 @@ const adminFinishTimeout = 5 * time.Second
 // (fail safe), no event is emitted, and the failure is logged: the write
 // is made already, so AdminChange still returns nil.
 func (s *Service) AdminChange(ctx context.Context, userID string, write func(ctx context.Context) error) error {
-	defer s.locks.lock(userID)()
+	unlock, err := s.lockUser(ctx, userID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	before, err := s.users.Get(ctx, userID)
 	if err != nil {
 		before = store.User{ID: userID}

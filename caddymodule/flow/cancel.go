@@ -11,7 +11,11 @@ import (
 
 // Cancel drops the open challenge (and so any pending change).
 func (s *Service) Cancel(ctx context.Context, userID string) error {
-	defer s.locks.lock(userID)()
+	unlock, err := s.lockUser(ctx, userID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	now := s.clock.Now()
 	return cacheErr(s.cache.Update(ctx, challengeKey(userID), func(old []byte, found bool) ([]byte, time.Duration, error) {
 		if _, err := s.openChallenge(old, found, now); err != nil {
@@ -28,7 +32,11 @@ func (s *Service) Cancel(ctx context.Context, userID string) error {
 // change must not bring a number back) and emits phone.removed. It returns
 // the user as they were; removing no number is a no-op without an event.
 func (s *Service) Remove(ctx context.Context, userID string) (store.User, error) {
-	defer s.locks.lock(userID)()
+	unlock, err := s.lockUser(ctx, userID)
+	if err != nil {
+		return store.User{}, err
+	}
+	defer unlock()
 	u, err := s.users.Get(ctx, userID)
 	if err != nil {
 		return store.User{}, err

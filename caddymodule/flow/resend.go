@@ -30,7 +30,11 @@ type ResendResult struct {
 // answers ErrNoPending, unless r.OpenForUnverified asks it to open one for
 // an unverified current number (ReachFive's first send).
 func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, error) {
-	defer s.locks.lock(r.UserID)()
+	unlock, err := s.lockUser(ctx, r.UserID)
+	if err != nil {
+		return ResendResult{}, err
+	}
+	defer unlock()
 	now := s.clock.Now()
 	var c *challenge
 	b, err := s.cache.Get(ctx, challengeKey(r.UserID))

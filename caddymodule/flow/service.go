@@ -118,6 +118,9 @@ type Deps struct {
 	// Logger gets what must not fail a request: a failed event or
 	// notify_previous SMS. Default: none.
 	Logger *zap.Logger
+	// SharedCache: other processes (Caddy instances) share Cache, so a
+	// user's calls are serialised by a lease in it too (locks.go).
+	SharedCache bool
 }
 
 // Service applies the rules.
@@ -132,7 +135,12 @@ type Service struct {
 	events  Events
 	logger  *zap.Logger
 	locks   userLocks
+	// sharedCache: serialise each user's calls across instances too.
+	sharedCache bool
 
+	// leaseWaiting, set by tests, runs each time a call finds another
+	// instance's lease on its user and is about to wait.
+	leaseWaiting func(userID string)
 	// afterAdminWrite, set by tests, runs in AdminChange between the
 	// write and what follows it, under the user's lock.
 	afterAdminWrite func()
@@ -172,7 +180,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		d.Rand = rand.Reader
 	}
 	s := &Service{cfg: cfg, users: d.Users, cache: d.Cache, sender: d.Sender,
-		numbers: d.Numbers, clock: d.Clock, rand: d.Rand, events: d.Events, logger: d.Logger}
+		numbers: d.Numbers, clock: d.Clock, rand: d.Rand, events: d.Events, logger: d.Logger, sharedCache: d.SharedCache}
 	s.locks.seed = maphash.MakeSeed()
 	return s, nil
 }

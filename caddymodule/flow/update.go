@@ -54,7 +54,11 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	if err != nil {
 		return UpdateResult{}, err
 	}
-	defer s.locks.lock(r.UserID)()
+	unlock, err := s.lockUser(ctx, r.UserID)
+	if err != nil {
+		return UpdateResult{}, err
+	}
+	defer unlock()
 	u, err := s.users.Get(ctx, r.UserID)
 	if err != nil {
 		return UpdateResult{}, err

@@ -40,7 +40,11 @@ func (s *Service) Verify(ctx context.Context, r VerifyRequest) (store.User, erro
 		}
 		number = n
 	}
-	defer s.locks.lock(r.UserID)()
+	unlock, err := s.lockUser(ctx, r.UserID)
+	if err != nil {
+		return store.User{}, err
+	}
+	defer unlock()
 	failKey, ipFailKey := "vf:"+r.UserID, ""
 	if r.ClientIP != "" {
 		ipFailKey = "v" + ipKey(r.ClientIP)
@@ -57,7 +61,7 @@ func (s *Service) Verify(ctx context.Context, r VerifyRequest) (store.User, erro
 	now := s.clock.Now()
 	var won *challenge
 	wrongLeft := -1 // set when this call counted a wrong code
-	err := s.cache.Update(ctx, challengeKey(r.UserID), func(old []byte, found bool) ([]byte, time.Duration, error) {
+	err = s.cache.Update(ctx, challengeKey(r.UserID), func(old []byte, found bool) ([]byte, time.Duration, error) {
 		won, wrongLeft = nil, -1
 		c, err := s.openChallenge(old, found, now)
 		if err != nil {
