@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"net/url"
 	"sync"
 	"time"
 
@@ -29,26 +28,15 @@ const (
 	redisMaxBackoff  = 20 * time.Millisecond
 )
 
-// RedisConfig points a RedisCache at a server. Zero fields take the
-// defaults.
-type RedisConfig struct {
-	// URL is redis://[user:pass@]host:port/db, or rediss:// for TLS, as
-	// go-redis's ParseURL reads it. Required.
-	URL string
-	// KeyPrefix goes before every key (default "phone:"), so one Redis
-	// database can serve other applications too.
-	KeyPrefix string
-	// Timeout bounds every command (default 2s): it is the dial, read,
-	// write and pool-wait timeout, and the context deadline of each Get,
-	// each Delete and each attempt of an Update. It overrides timeouts
-	// given in the URL's query.
-	Timeout time.Duration
-}
-
 // RedisCache is a Cache in Redis, shared by every Caddy instance that
-// points at the same server and KeyPrefix: a challenge written by one
-// instance verifies on another. Entries expire through Redis's own PX
-// expiry.
+// points at the same server (or Cluster, or Sentinel master) and
+// KeyPrefix: a challenge written by one instance verifies on another.
+// Entries expire through Redis's own PX expiry.
+//
+// Every operation touches one key, so a Cluster needs nothing more; still,
+// on a Cluster each key carries a hash tag (see clusterKey) that puts all
+// the keys of one user in one slot, so a transaction over several of them
+// stays possible.
 //
 // Update is a WATCH/MULTI/EXEC optimistic transaction, so it is atomic
 // across processes. Updates of one key in one process also queue on a
@@ -63,8 +51,9 @@ type RedisConfig struct {
 // Values are never logged nor put in errors; keys are kept out of errors
 // too, since they hold user IDs and phone numbers.
 type RedisCache struct {
-	client  *redis.Client
+	client  redis.UniversalClient
 	prefix  string
+	cluster bool // keys get hash tags
 	timeout time.Duration
 	locks   keyLocks
 
@@ -72,46 +61,21 @@ type RedisCache struct {
 	closeErr  error
 }
 
-// NewRedisCache connects to cfg.URL and pings it once, bounded by
-// cfg.Timeout and ctx; ctx does not outlive the call. An unreachable
-// server is an error wrapping ErrUnavailable. The caller must Close the
-// cache.
+// NewRedisCache connects to the server, Cluster or Sentinel master of
+// cfg and pings it once, bounded by cfg.Timeout and ctx; ctx does not
+// outlive the call. An unreachable server is an error wrapping
+// ErrUnavailable. The caller must Close the cache.
 func NewRedisCache(ctx context.Context, cfg RedisConfig) (*RedisCache, error) {
-	switch {
-	case cfg.URL == "":
-		return nil, errors.New("store: redis: url is required")
-	case cfg.Timeout < 0:
-		return nil, fmt.Errorf("store: redis: timeout must be positive, got %s", cfg.Timeout)
+	opt, err := cfg.options()
+	if err != nil {
+		return nil, err
 	}
 	if cfg.KeyPrefix == "" {
 		cfg.KeyPrefix = DefaultRedisKeyPrefix
 	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultRedisTimeout
-	}
-	opt, err := redis.ParseURL(cfg.URL)
-	if err != nil {
-		// A *url.Error repeats the whole URL, password included.
-		if ue, ok := errors.AsType[*url.Error](err); ok {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("store: redis: url: %w", err)
-	}
-	opt.DialTimeout = cfg.Timeout
-	opt.ReadTimeout = cfg.Timeout
-	opt.WriteTimeout = cfg.Timeout
-	opt.PoolTimeout = cfg.Timeout
-	// One dial per attempt: go-redis already retries a failed command
-	// (three times, with backoff, on a new connection), and five dials per
-	// attempt would spend the whole Timeout on a refused port and report
-	// a bare deadline instead of the refusal.
-	opt.DialerRetries = 1
-	// Our per-command deadlines, and a caller's cancellation, reach the
-	// socket only with this on.
-	opt.ContextTimeoutEnabled = true
-
-	c := &RedisCache{client: redis.NewClient(opt), prefix: cfg.KeyPrefix, timeout: cfg.Timeout}
-	pctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	c := &RedisCache{client: redis.NewUniversalClient(opt), prefix: cfg.KeyPrefix,
+		timeout: opt.ReadTimeout, cluster: cfg.cluster()}
+	pctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	if err := c.client.Ping(pctx).Err(); err != nil {
 		c.client.Close()
@@ -120,12 +84,20 @@ func NewRedisCache(ctx context.Context, cfg RedisConfig) (*RedisCache, error) {
 	return c, nil
 }
 
+// key is k as stored: prefixed, and tagged on a Cluster.
+func (c *RedisCache) key(k string) string {
+	if c.cluster {
+		return c.prefix + clusterKey(k)
+	}
+	return c.prefix + k
+}
+
 // Get returns the entry, or ErrNotFound (unwrapped) when it is missing or
 // expired.
 func (c *RedisCache) Get(ctx context.Context, key string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	v, err := c.client.Get(ctx, c.prefix+key).Bytes()
+	v, err := c.client.Get(ctx, c.key(key)).Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return nil, ErrNotFound
@@ -145,7 +117,7 @@ func (c *RedisCache) Get(ctx context.Context, key string) ([]byte, error) {
 // An error from Redis wraps ErrUnavailable; when it comes after EXEC was
 // sent (a lost reply), the write may have landed anyway.
 func (c *RedisCache) Update(ctx context.Context, key string, fn UpdateFunc) error {
-	k := c.prefix + key
+	k := c.key(key)
 	unlock, err := c.locks.lock(ctx, k)
 	if err != nil {
 		return redisErr("update", err)
@@ -214,7 +186,7 @@ func (c *RedisCache) updateOnce(ctx context.Context, k string, fn UpdateFunc) er
 func (c *RedisCache) Delete(ctx context.Context, key string) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	if err := c.client.Del(ctx, c.prefix+key).Err(); err != nil {
+	if err := c.client.Del(ctx, c.key(key)).Err(); err != nil {
 		return redisErr("delete", err)
 	}
 	return nil

@@ -99,6 +99,12 @@ func TestRedisTwoInstances(t *testing.T) {
 	prefix := redisPrefix(t, url)
 	a := newRedisCache(t, store.RedisConfig{URL: url, KeyPrefix: prefix})
 	b := newRedisCache(t, store.RedisConfig{URL: url, KeyPrefix: prefix})
+	testRedisTwoInstances(t, a, b)
+}
+
+// testRedisTwoInstances plays two Caddy instances, a and b, sharing one
+// Redis (a server, a Cluster or a Sentinel master).
+func testRedisTwoInstances(t *testing.T, a, b *store.RedisCache) {
 	ctx := t.Context()
 
 	t.Run("ReadOther", func(t *testing.T) {
