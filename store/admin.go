@@ -133,6 +133,9 @@ type numbersTx interface {
 	remove(ctx context.Context, id string) error
 	// setUser replaces the user's primary number; "" removes it.
 	setUser(ctx context.Context, u User) error
+	// addEvent adds e to the events outbox; ErrNoOutbox when the store
+	// keeps none.
+	addEvent(ctx context.Context, e OutboxEvent) error
 }
 
 // numbersService applies the rules of PhoneNumbers over a backend.
@@ -188,6 +191,7 @@ func (s *numbersService) CreatePhoneNumber(ctx context.Context, n NewPhoneNumber
 	}
 	var out PhoneNumber
 	err := s.b.inUser(ctx, n.UserID, n.PhoneNumber, true, func(tx numbersTx) error {
+		startAttempt(ctx)
 		before, err := tx.list(ctx)
 		if err != nil {
 			return err
@@ -299,6 +303,7 @@ func (s *numbersService) byID(ctx context.Context, id string, write bool,
 		return err
 	}
 	return s.b.inUser(ctx, owner, number, write, func(tx numbersTx) error {
+		startAttempt(ctx)
 		rows, err := tx.list(ctx)
 		if err != nil {
 			return err
@@ -379,10 +384,13 @@ func commitNumbers(ctx context.Context, tx numbersTx, userID string, before, aft
 			}
 		}
 	}
-	if oldU, newU := primaryUser(userID, before), primaryUser(userID, after); oldU != newU {
-		return tx.setUser(ctx, newU)
+	oldU, newU := primaryUser(userID, before), primaryUser(userID, after)
+	if oldU != newU {
+		if err := tx.setUser(ctx, newU); err != nil {
+			return err
+		}
 	}
-	return nil
+	return addChangeEvent(ctx, tx, oldU, newU)
 }
 
 // primaryUser is the Users view of a user's numbers: the primary one.

@@ -39,8 +39,22 @@ func (s *Service) AdminChange(ctx context.Context, userID string, write func(ctx
 	if err != nil {
 		before = store.User{ID: userID}
 	}
+	// With an outbox in the store, the store writes the event in the
+	// write's own transaction (SPEC §9); otherwise it is emitted below.
+	var inTx *store.ChangeEvent
+	if tx, ok := s.events.(TxEvents); ok {
+		inTx = &store.ChangeEvent{Make: func(before, after store.User) (store.OutboxEvent, error) {
+			return tx.OutboxEvent(*s.event(adminEventType(after), userID, after.PhoneNumber, before.PhoneNumber, nil))
+		}}
+		ctx = store.WithChangeEvent(ctx, inTx)
+	}
 	if err := write(ctx); err != nil {
 		return err
+	}
+	if inTx != nil && inTx.Written {
+		if tx, ok := s.events.(TxEvents); ok {
+			tx.Poke()
+		}
 	}
 	if s.afterAdminWrite != nil {
 		s.afterAdminWrite()
@@ -60,15 +74,21 @@ func (s *Service) AdminChange(ctx context.Context, userID string, write func(ctx
 		return nil
 	}
 	s.dropChallenge(ctx, userID)
-	typ := events.TypeUpdated
+	if inTx == nil || !inTx.Written {
+		s.emit(ctx, adminEventType(after), userID, after.PhoneNumber, before.PhoneNumber, nil)
+	}
+	return nil
+}
+
+// adminEventType tells what an admin change made of the user's number.
+func adminEventType(after store.User) string {
 	switch {
 	case after.PhoneNumber == "":
-		typ = events.TypeRemoved
+		return events.TypeRemoved
 	case after.Verified:
-		typ = events.TypeVerified
+		return events.TypeVerified
 	}
-	s.emit(ctx, typ, userID, after.PhoneNumber, before.PhoneNumber, nil)
-	return nil
+	return events.TypeUpdated
 }
 
 // dropChallenge deletes the user's challenge, open or not, logging a
