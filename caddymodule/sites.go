@@ -98,10 +98,14 @@ func (p *Phone) joinSites(ctx caddy.Context, c checked) error {
 	byStore := sites.byConfig[gen]
 	for _, o := range byStore[p.storeID] {
 		if !o.tokens.sameProvider(c.tokens) {
-			return fmt.Errorf("jwt: the phone handler at %s trusts tokens of %s, another one of this config (at %s) trusts tokens of %s, "+
-				"and both keep their users in %s: a user of one would be the user of the same ID of the other. "+
-				"Give each its own store (e.g. another `store sqlite` file or a `store postgres` schema), or have both trust one issuer",
-				p.Prefix, c.tokens.label, o.p.Prefix, o.tokens.label, storeLabel(c.storeMod))
+			which := o.tokens.label + "; " + c.tokens.label
+			if o.tokens.label == c.tokens.label {
+				which = o.tokens.label + " each, not the same"
+			}
+			return fmt.Errorf("jwt: the phone handlers at %s and %s of this config trust different identity providers (%s) "+
+				"but keep their users in one store, %s: a user of one would be the other's user of the same ID. "+
+				"Give each its own store (another `store sqlite` file, or another `store postgres` schema), or have both trust one issuer",
+				o.p.Prefix, p.Prefix, which, storeLabel(c.storeMod))
 		}
 	}
 	if byStore == nil {
