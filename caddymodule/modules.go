@@ -30,13 +30,12 @@ const (
 // StoreModule is a user-store backend (`store <backend> …`).
 type StoreModule interface {
 	caddy.Module
-	// Identity names the data the backend reaches (a file, a database, an
-	// app). Handlers, on one instance or several, whose stores have the
-	// same identity share challenges and counters in a shared cache; two
-	// with different identities never see each other's.
-	Identity() string
 	// OpenStore connects, creating tables when needed, and says what the
-	// backend can do.
+	// backend can do. Its Namespace names the data it reached (an id kept
+	// in the database): handlers, on one instance or several, whose stores
+	// have the same Namespace share challenges and counters in a shared
+	// cache; two with different ones never see each other's. A module may
+	// also be a fmt.Stringer, naming its data for messages (no secrets).
 	OpenStore(ctx caddy.Context) (store.Backend, error)
 }
 
@@ -111,11 +110,4 @@ func withDefault(raw json.RawMessage, key, def string) (json.RawMessage, error) 
 	}
 	obj[key], _ = json.Marshal(def)
 	return json.Marshal(obj)
-}
-
-// storeIdentity is the identity formula the stores have used since the
-// first release: a cache namespace derives from it, so keeping it keeps
-// the codes open in a shared cache valid across an upgrade.
-func storeIdentity(backend, path, dsn, schema, url string) string {
-	return backend + "\x00" + path + "\x00" + dsn + "\x00" + schema + "\x00" + url
 }

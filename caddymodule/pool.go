@@ -2,9 +2,13 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -92,3 +96,40 @@ func (c namespacedCache) Delete(ctx context.Context, k string) error {
 
 // globalBudgetKey is flow's key for the deployment-wide send budget.
 const globalBudgetKey = "lg"
+
+// The secret's fingerprint in a shared cache, beside the store's entries:
+// an HMAC of a constant under the secret, never the secret. Kept for a
+// year from the last start of an instance.
+const (
+	secretFingerprintKey = "m:secret"
+	secretFingerprintTTL = 365 * 24 * time.Hour
+)
+
+// checkSecretFingerprint refuses a secret other than the one the other
+// instances sharing this store's entries hash codes with (SPEC §9): their
+// codes would all be wrong here, and this one's there. A cache that cannot
+// be reached now is no reason to refuse: the handler answers 503 until it
+// can, and the check is made at the next start.
+func checkSecretFingerprint(ctx context.Context, c store.Cache, ns, secret string, logger *zap.Logger) error {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte("caddy-phone secret fingerprint v1"))
+	fp := hex.EncodeToString(mac.Sum(nil))
+	errOther := fmt.Errorf("secret: differs from the secret of the other instances whose store shares this cache's entries "+
+		"(its fingerprint is kept in the cache under key %q, after the cache's key_prefix): give every instance the same `secret`; "+
+		"to change it, stop them all and delete that key (the codes then open become void)", ns+secretFingerprintKey)
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err := c.Update(cctx, secretFingerprintKey, func(old []byte, found bool) ([]byte, time.Duration, error) {
+		if found && !hmac.Equal(old, []byte(fp)) {
+			return nil, 0, errOther
+		}
+		return []byte(fp), secretFingerprintTTL, nil
+	})
+	if errors.Is(err, errOther) {
+		return err
+	}
+	if err != nil {
+		logger.Warn("cannot check the secret against the shared cache's; checked at the next start", zap.Error(err))
+	}
+	return nil
+}

@@ -34,6 +34,7 @@ type checked struct {
 	numbers   *numbers.Checker
 	sender    *sms.Chain
 	storeMod  StoreModule
+	tokens    tokenSource // who issues the tokens jwt trusts
 	cacheMod  CacheModule
 	secret    string // expanded; "" for a random per-process key
 	adminKey  string // expanded
@@ -71,6 +72,7 @@ func (p *Phone) check(ctx caddy.Context) (c checked, err error) {
 	if p.verifier, err = p.newVerifier(ctx, repl); err != nil {
 		return c, err
 	}
+	c.tokens = newTokenSource(repl, p.JWT)
 	policy := numbers.Policy{}
 	if n := p.Numbers; n != nil {
 		policy = numbers.Policy{DefaultRegion: n.DefaultRegion, Allow: n.AllowCountries, Deny: n.DenyCountries, Types: n.Types}
@@ -193,9 +195,16 @@ func (p *Phone) open(ctx caddy.Context, c checked) error {
 	if p.cache, err = loadCache(ctx, c.cacheMod, c.secret, p.logger); err != nil {
 		return err
 	}
-	p.storeID = c.storeMod.Identity()
 	if p.backend, err = c.storeMod.OpenStore(ctx); err != nil {
 		return fmt.Errorf("store %s: %w", c.storeMod.CaddyModule().ID.Name(), err)
+	}
+	p.storeID = p.backend.Namespace
+	if p.storeID == "" {
+		// A backend that cannot name its data: its config does.
+		p.storeID = string(c.storeMod.CaddyModule().ID) + "\x00" + string(p.StoreRaw)
+	}
+	if err := p.joinSites(ctx, c); err != nil {
+		return err
 	}
 	var cached *store.CachedUsers
 	if p.backend.Local {
@@ -211,7 +220,13 @@ func (p *Phone) open(ctx caddy.Context, c checked) error {
 		return err
 	}
 	c.rules.Secret = p.cache.secret // the pooled cache's key
-	p.flowCache = namespaced(p.cache.cache, cacheNamespaceOf(p.storeID))
+	ns := cacheNamespaceOf(p.storeID)
+	p.flowCache = namespaced(p.cache.cache, ns)
+	if c.cacheMod.Shared() {
+		if err := checkSecretFingerprint(ctx, p.flowCache, ns, c.secret, p.logger); err != nil {
+			return err
+		}
+	}
 	p.service, err = flow.New(c.rules, flow.Deps{Users: p.users, Cache: p.flowCache, Sender: c.sender, Numbers: c.numbers,
 		Events: emitter, Logger: p.logger, SharedCache: c.cacheMod.Shared()})
 	if err != nil {
@@ -285,6 +300,7 @@ func (p *Phone) Validate() error {
 
 // Cleanup releases the store and this config's hold on the shared cache.
 func (p *Phone) Cleanup() error {
+	leaveSites(p)
 	// The dispatcher first: its outbox lives in the store.
 	errs := []error{p.stopEvents()}
 	if p.users != nil {

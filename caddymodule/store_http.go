@@ -20,6 +20,7 @@ func init() { caddy.RegisterModule(HTTPStore{}) }
 //	    phone_field    <field>
 //	    verified_field <field>
 //	    timeout        <duration>
+//	    namespace      <name>
 //	}
 type HTTPStore struct {
 	// The legacy app's base URL.
@@ -36,8 +37,13 @@ type HTTPStore struct {
 	VerifiedField string `json:"verified_field,omitempty"`
 	// Bound on one call; default 5s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// Names the app's data in the shared cache: instances whose `store
+	// http` have the same namespace share challenges and counters, however
+	// they reach the app. Default: the base URL, as written.
+	Namespace string `json:"namespace,omitempty"`
 
-	cfg store.HTTPConfig // expanded
+	cfg       store.HTTPConfig // expanded
+	namespace string           // expanded
 }
 
 // HTTPEndpoint is a method and a path template with {user_id}.
@@ -91,6 +97,7 @@ func (s *HTTPStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"phone_field":    str(&s.PhoneField),
 		"verified_field": str(&s.VerifiedField),
 		"timeout":        dur(&s.Timeout),
+		"namespace":      str(&s.Namespace),
 	}, "header")
 }
 
@@ -108,21 +115,30 @@ func (s *HTTPStore) Provision(caddy.Context) error {
 	for k, v := range s.Headers {
 		s.cfg.Headers[k] = repl.ReplaceKnown(v, "")
 	}
+	s.namespace = repl.ReplaceKnown(s.Namespace, "")
 	// NewHTTPUsers makes no request: it only checks.
 	_, err := store.NewHTTPUsers(s.cfg)
 	return err
 }
 
-// Identity is the app's base URL.
-func (s *HTTPStore) Identity() string { return storeIdentity("http", "", "", "", s.cfg.BaseURL) }
+// String names the app, for messages.
+func (s *HTTPStore) String() string { return "store http " + s.cfg.BaseURL }
 
-// OpenStore returns the store; the app may start after Caddy.
+// OpenStore returns the store; the app may start after Caddy. The app's
+// API cannot name its data, so the namespace is the configured one, or
+// else the base URL as written (the formula of the first releases, so
+// that codes open in a shared cache survive an upgrade).
 func (s *HTTPStore) OpenStore(caddy.Context) (store.Backend, error) {
 	u, err := store.NewHTTPUsers(s.cfg)
 	if err != nil {
 		return store.Backend{}, err
 	}
-	return u.Backend(), nil
+	b := u.Backend()
+	b.Namespace = "http:" + s.namespace
+	if s.namespace == "" {
+		b.Namespace = "http\x00\x00\x00\x00" + s.cfg.BaseURL
+	}
+	return b, nil
 }
 
 var (

@@ -32,8 +32,8 @@ func (*MemoryStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return parseBlock(d, 0, "store memory", nil)
 }
 
-// Identity is the process: every handler of it shares the one memory store.
-func (MemoryStore) Identity() string { return storeIdentity("memory", "", "", "", "") }
+// String names the store, for messages.
+func (MemoryStore) String() string { return "store memory" }
 
 var (
 	sharedMemoryOnce sync.Once
@@ -41,6 +41,8 @@ var (
 )
 
 // OpenStore returns the process's memory store; closing it is a no-op.
+// Its namespace is the process's: every handler of it shares the one
+// memory store, and another process's is other data.
 func (MemoryStore) OpenStore(caddy.Context) (store.Backend, error) {
 	sharedMemoryOnce.Do(func() { sharedMemory = store.NewMemoryUsers() })
 	b := sharedMemory.Backend()

@@ -72,10 +72,17 @@ func (s *PostgresStore) Provision(caddy.Context) error {
 	return nil
 }
 
-// Identity is the database and schema, as the DSN names them.
-func (s *PostgresStore) Identity() string { return storeIdentity("postgres", "", s.dsn, s.Schema, "") }
+// String names the store for messages: not the DSN, which may hold a
+// password.
+func (s *PostgresStore) String() string {
+	if s.Schema != "" {
+		return "store postgres (schema " + s.Schema + ")"
+	}
+	return "store postgres"
+}
 
-// OpenStore connects and creates or migrates the tables.
+// OpenStore connects and creates or migrates the tables; the namespace is
+// the id kept in the database, whatever DSN reached it.
 func (s *PostgresStore) OpenStore(ctx caddy.Context) (store.Backend, error) {
 	u, err := store.OpenPostgres(ctx, store.PostgresConfig{DSN: s.dsn, Schema: s.Schema, UsersTable: s.UsersTable,
 		IDColumn: s.IDColumn, PhoneColumn: s.PhoneColumn, VerifiedColumn: s.VerifiedColumn,

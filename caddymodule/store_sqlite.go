@@ -48,10 +48,11 @@ func (s *SQLiteStore) Provision(caddy.Context) error {
 	return nil
 }
 
-// Identity is the file's path.
-func (s *SQLiteStore) Identity() string { return storeIdentity("sqlite", s.path, "", "", "") }
+// String names the file, for messages.
+func (s *SQLiteStore) String() string { return "store sqlite " + s.path }
 
-// OpenStore opens the file, creating or migrating its tables.
+// OpenStore opens the file, creating or migrating its tables; the
+// namespace is the id kept in the file.
 func (s *SQLiteStore) OpenStore(ctx caddy.Context) (store.Backend, error) {
 	u, err := store.OpenSQLite(ctx, s.path)
 	if err != nil {

@@ -1,6 +1,10 @@
 package store
 
-import "context"
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+)
 
 // Backend says what a user-store backend can do. The Caddy side asks for
 // it once, when it opens the store, instead of guessing from types; a nil
@@ -17,6 +21,14 @@ type Backend struct {
 	// the store's EventSetter writes a change and its event in one
 	// transaction. Nil: the backend keeps no outbox.
 	Outbox func(ctx context.Context, stream string) (Outbox, error)
+	// Namespace names the data the store reaches, not the config that
+	// reaches it: sqlite and postgres keep a random id in the database
+	// (written on first start), so every DSN or path that reaches one
+	// database gives the same Namespace and two databases never do. Stores
+	// with one Namespace share challenges and counters in a shared cache.
+	// Empty: the backend cannot tell, and the handler derives one from its
+	// config.
+	Namespace string
 	// Local: reads cost no I/O and every writer is in this process, so
 	// the handler keeps no read cache in front of the store.
 	Local bool
@@ -24,14 +36,14 @@ type Backend struct {
 
 // Backend describes the memory store: users and numbers, no outbox.
 func (m *MemoryUsers) Backend() Backend {
-	return Backend{Users: m, Local: true, Numbers: func(context.Context) (PhoneNumbers, error) {
+	return Backend{Users: m, Local: true, Namespace: m.namespace, Numbers: func(context.Context) (PhoneNumbers, error) {
 		return &numbersService{b: m.numbersBackend()}, nil
 	}}
 }
 
 // Backend describes the sqlite store: users, numbers and an outbox.
 func (s *SQLiteUsers) Backend() Backend {
-	return Backend{Users: s,
+	return Backend{Users: s, Namespace: s.namespace,
 		Numbers: func(ctx context.Context) (PhoneNumbers, error) {
 			nb, err := s.openNumbers(ctx)
 			if err != nil {
@@ -46,7 +58,7 @@ func (s *SQLiteUsers) Backend() Backend {
 // Backend describes the postgres store: users, numbers (one per user when
 // a legacy users table is mapped) and an outbox.
 func (s *PostgresUsers) Backend() Backend {
-	return Backend{Users: s,
+	return Backend{Users: s, Namespace: s.namespace,
 		Numbers: func(ctx context.Context) (PhoneNumbers, error) {
 			nb, err := s.openNumbers(ctx)
 			if err != nil {
@@ -59,7 +71,8 @@ func (s *PostgresUsers) Backend() Backend {
 }
 
 // Backend describes the http store: the legacy app's API keeps one
-// number per user and no outbox.
+// number per user and no outbox. It has no Namespace: nothing in the app's
+// API names its data, so the handler derives one from the config.
 func (h *HTTPUsers) Backend() Backend { return Backend{Users: h} }
 
 // ForgetOnWrite wraps pn so that each of its writes drops the user's
@@ -67,4 +80,14 @@ func (h *HTTPUsers) Backend() Backend { return Backend{Users: h} }
 // change at once.
 func (c *CachedUsers) ForgetOnWrite(pn PhoneNumbers) PhoneNumbers {
 	return forgetfulNumbers{pn, []*CachedUsers{c}}
+}
+
+// newNamespaceID is the id a store writes in its database on first start:
+// 16 random bytes, hex.
+func newNamespaceID() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
 }

@@ -15,11 +15,17 @@ type MemoryUsers struct {
 	mu      sync.RWMutex
 	users   map[string]User   // by user ID; only users with a number
 	holders map[string]string // verified number -> user ID
+	// namespace is random per store: its data is this process's alone.
+	namespace string
 }
 
 // NewMemoryUsers returns an empty in-memory user store.
 func NewMemoryUsers() *MemoryUsers {
-	return &MemoryUsers{users: map[string]User{}, holders: map[string]string{}}
+	ns, err := newNamespaceID()
+	if err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return &MemoryUsers{users: map[string]User{}, holders: map[string]string{}, namespace: "memory:" + ns}
 }
 
 // Get returns the user's phone state; an unknown user has no number.

@@ -102,6 +102,8 @@ type PostgresUsers struct {
 	schema  string    // PostgresConfig.Schema, for the outbox's table
 	// outboxAdd is the outbox's insert, set once Outbox created its table.
 	outboxAdd atomic.Pointer[string]
+	// namespace is the id in phone_meta (Backend.Namespace).
+	namespace string
 }
 
 // pgQueries is every statement the store runs, built once at open from
@@ -149,6 +151,10 @@ func OpenPostgres(ctx context.Context, cfg PostgresConfig) (*PostgresUsers, erro
 	octx, cancel := context.WithTimeout(ctx, 3*cfg.QueryTimeout)
 	defer cancel()
 	if err := s.migrate(octx, cfg.Schema); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if s.namespace, err = s.readNamespace(octx, cfg.Schema); err != nil {
 		pool.Close()
 		return nil, err
 	}

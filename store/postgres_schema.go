@@ -93,3 +93,45 @@ func (s *PostgresUsers) migrate(ctx context.Context, schema string) error {
 	}
 	return nil
 }
+
+// readNamespace returns the id of the module's tables (Backend.Namespace):
+// one per database and schema, written by the first instance to start and
+// read by every other, whatever DSN reached it. Outside the numbered
+// migrations, so any build may add the table; under the migration lock,
+// and the insert keeps an id already there, so instances starting
+// together read one id.
+func (s *PostgresUsers) readNamespace(ctx context.Context, schema string) (string, error) {
+	id, err := newNamespaceID()
+	if err != nil {
+		return "", err
+	}
+	meta := pgIdent(schema, "phone_meta")
+	err = s.run(ctx, func(ctx context.Context) error {
+		tx, err := s.pool.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(ctx)
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, pgMigrateLockKey); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+meta+` (
+			key   text NOT NULL PRIMARY KEY,
+			value text NOT NULL
+		)`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO `+meta+` (key, value) VALUES ('namespace', $1)
+			ON CONFLICT (key) DO NOTHING`, id); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, `SELECT value FROM `+meta+` WHERE key = 'namespace'`).Scan(&id); err != nil {
+			return err
+		}
+		return tx.Commit(ctx)
+	})
+	if err != nil {
+		return "", s.fail("namespace", err)
+	}
+	return "postgres:" + id, nil
+}

@@ -48,6 +48,8 @@ type SQLiteUsers struct {
 	wmu chan struct{}
 	// outbox is set once Outbox has created the outbox table.
 	outbox atomic.Bool
+	// namespace is the id in phone_meta (Backend.Namespace).
+	namespace string
 }
 
 // OpenSQLite opens (creating if needed) the database file at path and
@@ -133,10 +135,37 @@ func (s *SQLiteUsers) init(ctx context.Context) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE phone_schema_version SET version = ?`, v); err != nil {
 		return s.fail("migrate", err)
 	}
+	if s.namespace, err = sqliteNamespace(ctx, tx); err != nil {
+		return s.fail("namespace", err)
+	}
 	if err := tx.Commit(); err != nil {
 		return s.fail("migrate", err)
 	}
 	return nil
+}
+
+// sqliteNamespace returns the file's id, writing a new one on first start.
+// The table is outside the numbered migrations: any build may add it. The
+// caller's transaction holds the write lock (BEGIN IMMEDIATE), and the
+// insert keeps an id already there, so two processes starting together
+// read one id.
+func sqliteNamespace(ctx context.Context, tx *sql.Tx) (string, error) {
+	id, err := newNamespaceID()
+	if err != nil {
+		return "", err
+	}
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS phone_meta (
+		key   TEXT NOT NULL PRIMARY KEY,
+		value TEXT NOT NULL
+	)`); err != nil {
+		return "", err
+	}
+	if _, err := tx.ExecContext(ctx,
+		`INSERT INTO phone_meta (key, value) VALUES ('namespace', ?) ON CONFLICT (key) DO NOTHING`, id); err != nil {
+		return "", err
+	}
+	err = tx.QueryRowContext(ctx, `SELECT value FROM phone_meta WHERE key = 'namespace'`).Scan(&id)
+	return "sqlite:" + id, err
 }
 
 // Get returns the user's phone state; an unknown user has no number.
