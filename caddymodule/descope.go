@@ -85,6 +85,9 @@ func (p *Phone) descopeUpdate(w http.ResponseWriter, r *http.Request, id *bearer
 		return errForbidden("loginId is not the signed-in user.")
 	}
 	opts := templateOptions(req.TemplateOptions)
+	if err := flow.CheckTemplateOptions("templateOptions", opts); err != nil {
+		return err
+	}
 	// addToLoginIDs / onMergeUseExisting travel in the events (SPEC §8).
 	res, err := p.update(r, flow.UpdateRequest{UserID: id.UserID, PhoneNumber: *req.Phone,
 		Locale: req.Locale, TemplateOptions: opts, ProviderID: req.ProviderID,

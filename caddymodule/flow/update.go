@@ -11,9 +11,11 @@ import (
 
 // UpdateRequest asks to change a user's number.
 type UpdateRequest struct {
-	UserID          string
-	PhoneNumber     string // as typed; normalised by the rules
-	Locale          string
+	UserID      string
+	PhoneNumber string // as typed; normalised by the rules
+	Locale      string
+	// TemplateOptions reach the template and the webhook body; over the
+	// bounds (MaxTemplateOptions, …): ErrInvalidRequest.
 	TemplateOptions map[string]string
 	ProviderID      string
 	ClientIP        string
@@ -48,6 +50,9 @@ type UpdateResult struct {
 func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, error) {
 	attrs, err := checkAttrs(r.Attributes)
 	if err != nil {
+		return UpdateResult{}, err
+	}
+	if err := CheckTemplateOptions("template_options", r.TemplateOptions); err != nil {
 		return UpdateResult{}, err
 	}
 	number, err := s.numbers.Normalize(r.PhoneNumber)
