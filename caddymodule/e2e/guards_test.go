@@ -59,3 +59,29 @@ func TestFlowTemplateOptionsBounded(t *testing.T) {
 		t.Fatalf("options at the bounds: %v", got)
 	}
 }
+
+// The resend cooldown binds the user and the number (SPEC §4): DELETE
+// /phone/pending, or an update to another number, then the same update
+// again within resend_after is 429 rate_limited with Retry-After, and no
+// SMS goes out. Before, the cancel reset it.
+func TestResendCooldownSurvivesCancel(t *testing.T) {
+	e := newEnv(t, site{})
+	u := uniqueUser(t, "u")
+	tok := token(t, u)
+	e.do("POST", "/phone/update", tok, map[string]any{"phone_number": "+14155552671"}).want(t, 200, "")
+	e.do("DELETE", "/phone/pending", tok, nil).want(t, 200, "")
+	r := e.do("POST", "/phone/update", tok, map[string]any{"phone_number": "+14155552671"}).want(t, 429, "rate_limited")
+	if r.header.Get("Retry-After") == "" || r.body["retry_after"] == nil {
+		t.Fatalf("429 without its wait: %v %s", r.header, r.raw)
+	}
+	// Another number is not held; coming back to the first one is.
+	e.do("POST", "/phone/update", tok, map[string]any{"phone_number": "+33612345678"}).want(t, 200, "")
+	e.do("DELETE", "/phone/pending", tok, nil).want(t, 200, "")
+	e.do("POST", "/phone/update", tok, map[string]any{"phone_number": "+14155552671"}).want(t, 429, "rate_limited")
+	if n := e.sink.count(u); n != 2 {
+		t.Fatalf("%d SMS, want 2", n)
+	}
+	// Another user asking for that number is not held by u's cooldown.
+	v := uniqueUser(t, "v")
+	e.do("POST", "/phone/update", token(t, v), map[string]any{"phone_number": "+14155552671"}).want(t, 200, "")
+}

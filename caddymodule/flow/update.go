@@ -2,7 +2,6 @@ package flow
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/caddy-phone/caddy-phone/caddymodule/events"
@@ -98,6 +97,15 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	if err := s.checkBudgets(ctx, budgets); err != nil {
 		return UpdateResult{}, err
 	}
+	if err := s.startCooldown(ctx, r.UserID, number, now); err != nil {
+		return UpdateResult{}, err
+	}
+	sent := false
+	defer func() {
+		if !sent { // no code went out: asking again need not wait
+			s.endCooldown(ctx, r.UserID, number, now)
+		}
+	}()
 	pending := u.Verified // rule 3; otherwise rule 2
 	res := UpdateResult{Status: StatusUpdated, User: u, SentTo: number,
 		ExpiresIn: s.cfg.TTL, ResendAfter: s.cfg.ResendAfter}
@@ -140,24 +148,6 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 		res.ResendAfter = 0
 		return res, err
 	}
+	sent = true
 	return res, nil
-}
-
-// cooldown refuses an update to the number of the open challenge before
-// resend_after: repeating the update must not be a way around it.
-func (s *Service) cooldown(ctx context.Context, userID, number string, now time.Time) error {
-	c, err := s.loadChallenge(ctx, userID)
-	if errors.Is(err, ErrNoPending) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if c.Number != number || c.SentAt.IsZero() || !now.Before(c.ExpiresAt) {
-		return nil
-	}
-	if wait := c.SentAt.Add(s.cfg.ResendAfter).Sub(now); wait > 0 {
-		return &RetryError{After: wait, Err: ErrRateLimited, Limit: "resend_after"}
-	}
-	return nil
 }
