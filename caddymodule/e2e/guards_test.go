@@ -85,3 +85,45 @@ func TestResendCooldownSurvivesCancel(t *testing.T) {
 	v := uniqueUser(t, "v")
 	e.do("POST", "/phone/update", token(t, v), map[string]any{"phone_number": "+14155552671"}).want(t, 200, "")
 }
+
+// Descope's verify with the project ID alone (SPEC §6): a stranger who
+// knows a loginId spends the challenge's token-less budget (max_attempts,
+// 5) but never the owner's — the owner's POST /phone/verify still has
+// all its attempts and its code works — and polls for users with no open
+// challenge count against verify_per_ip like wrong codes do.
+func TestDescopeTokenlessVerifyGuard(t *testing.T) {
+	e := newEnv(t, descopeSite("limits {\n\t\tverify_per_ip 10 1h\n\t}"))
+	u := uniqueUser(t, "u")
+	tok := token(t, u)
+	e.do("POST", "/phone/update", tok, map[string]any{"phone_number": "+14155552671"}).want(t, 200, "")
+	code := e.sink.last(u).Code
+	wrong := code[:len(code)-1] + string('0'+(code[len(code)-1]-'0'+1)%10)
+
+	project := map[string]string{"Authorization": "Bearer " + descopeProject}
+	guess := func(login, c string) response {
+		return e.doRaw("POST", "/v1/auth/otp/verify/sms", project, []byte(`{"loginId":"`+login+`","code":"`+c+`"}`))
+	}
+	for left := 4; left >= 0; left-- { // IP: 1..5
+		r := guess(u, wrong).want(t, 400, "invalid_code")
+		if r.body["attempts_left"] != float64(left) {
+			t.Fatalf("attempts_left: %s", r.raw)
+		}
+	}
+	guess(u, code).want(t, 429, "too_many_attempts") // IP: 6
+
+	// The owner, with a token: untouched by all that.
+	r := e.do("POST", "/phone/verify", tok, map[string]any{"code": wrong}).want(t, 400, "invalid_code") // IP: 7
+	if r.body["attempts_left"] != float64(4) {
+		t.Fatalf("owner's attempts_left after the stranger's guesses: %s", r.raw)
+	}
+	e.do("POST", "/phone/verify", tok, map[string]any{"code": code}).want(t, 200, "")
+
+	// Polls for users with no open challenge count too.
+	for i := range 3 { // IP: 8..10
+		guess(uniqueUser(t, "nobody")+string(rune('a'+i)), "123456").want(t, 409, "no_pending_verification")
+	}
+	r = guess(uniqueUser(t, "nobody"), "123456").want(t, 429, "rate_limited")
+	if r.header.Get("Retry-After") == "" {
+		t.Fatalf("429 without Retry-After: %s", r.raw)
+	}
+}
