@@ -127,3 +127,22 @@ func TestDescopeTokenlessVerifyGuard(t *testing.T) {
 		t.Fatalf("429 without Retry-After: %s", r.raw)
 	}
 }
+
+// An admin change drops the open challenge; the cooldown of the number
+// its code went to holds all the same.
+func TestResendCooldownSurvivesAdminChange(t *testing.T) {
+	e := newEnv(t, clerkSite(""))
+	u := uniqueUser(t, "u")
+	tok := token(t, u)
+	e.do("POST", "/phone/update", tok, map[string]any{"phone_number": "+14155552671"}).want(t, 200, "")
+	e.doAdmin("POST", "/phone/v1/phone_numbers", map[string]any{"user_id": u, "phone_number": "+33612345678",
+		"verified": true, "primary": true}).want(t, 200, "")
+	if st := e.do("GET", "/phone", tok, nil).want(t, 200, ""); st.body["pending_phone_number"] != nil ||
+		st.body["phone_number"] != "+33612345678" {
+		t.Fatalf("after the admin change: %s", st.raw)
+	}
+	e.do("POST", "/phone/update", tok, map[string]any{"phone_number": "+14155552671"}).want(t, 429, "rate_limited")
+	if n := e.sink.count(u); n != 1 {
+		t.Fatalf("%d SMS, want 1", n)
+	}
+}
