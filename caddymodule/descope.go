@@ -85,6 +85,9 @@ func (p *Phone) descopeUpdate(w http.ResponseWriter, r *http.Request, id *bearer
 		return errForbidden("loginId is not the signed-in user.")
 	}
 	opts := templateOptions(req.TemplateOptions)
+	if err := flow.CheckTemplateOptions("templateOptions", opts); err != nil {
+		return err
+	}
 	// addToLoginIDs / onMergeUseExisting travel in the events (SPEC §8).
 	res, err := p.update(r, flow.UpdateRequest{UserID: id.UserID, PhoneNumber: *req.Phone,
 		Locale: req.Locale, TemplateOptions: opts, ProviderID: req.ProviderID,
@@ -142,7 +145,7 @@ type descopeVerifyRequest struct {
 
 // descopeVerify is POST /v1/auth/otp/verify/sms. The SDK sends only
 // "Bearer <project_id>" here: the code proves possession for loginId, and
-// the attempt limits guard it. A full "<project_id>:<jwt>" is accepted too,
+// the token-less guard of flow.VerifyRequest.Tokenless bounds the guesses. A full "<project_id>:<jwt>" is accepted too,
 // for its own user only.
 func (p *Phone) descopeVerify(w http.ResponseWriter, r *http.Request, _ *bearer.Identity) error {
 	var id *bearer.Identity
@@ -167,7 +170,9 @@ func (p *Phone) descopeVerify(w http.ResponseWriter, r *http.Request, _ *bearer.
 		return errForbidden("loginId is not the signed-in user.")
 	}
 	user := *req.LoginID
-	u, err := p.verify(r, flow.VerifyRequest{UserID: user, Code: *req.Code}, "descope")
+	// With the project alone the caller proved nothing: its guesses have
+	// a budget of their own and never lock the owner out (SPEC §6).
+	u, err := p.verify(r, flow.VerifyRequest{UserID: user, Code: *req.Code, Tokenless: id == nil}, "descope")
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,8 @@ var flowTests = []struct {
 	{"LockoutAfterMaxAttempts", TestLockoutAfterMaxAttempts},
 	{"ExpiredCode", TestExpiredCode},
 	{"ResendCooldown", TestResendCooldown},
+	{"ResendCooldownSurvivesCancel", TestResendCooldownSurvivesCancel},
+	{"DescopeTokenlessVerifyGuard", TestDescopeTokenlessVerifyGuard},
 	{"CancelPending", TestCancelPending},
 	{"PhoneNumberInUse", TestPhoneNumberInUse},
 	{"DeliveryFailure", TestDeliveryFailure},

@@ -18,6 +18,7 @@ type challenge struct {
 	Number       string // E.164 number the code went to
 	Pending      bool   // rule 3: a change held until verified
 	Attempts     int    // wrong codes so far; resend keeps it
+	OpenAttempts int    // wrong codes of token-less verifies (SPEC §6): a budget of their own; resend keeps it
 	ExpiresAt    time.Time
 	SentAt       time.Time // zero after a failed delivery: resend at once
 	ClaimedUntil time.Time // a verify is writing to the store until then
@@ -34,6 +35,8 @@ type challenge struct {
 //	   8 bytes each), MAC, then number and locale (a length byte each).
 //	2: version 1's layout, then the attributes: a count byte (1..MaxAttributes),
 //	   and for each a length byte and the name, a length byte and the value.
+//	3: version 1's layout, then the token-less attempts (a byte, 1..255),
+//	   then the attributes as in version 2, if any.
 //
 // An entry without attributes is written as version 1, so its size is
 // what it was before attributes, and the release before them (which reads
@@ -41,10 +44,12 @@ type challenge struct {
 // cache. That release wrote Descope's two options into bits 1..4 of the
 // flags byte: decoding maps them to the attributes compat_descope.go now
 // passes, so a code sent before an upgrade still verifies, and its events
-// still carry them.
+// still carry them. Likewise an entry is written as version 3 only once
+// a token-less verify counted a wrong code in it.
 const (
 	challengeVersion      = 1
 	challengeVersionAttrs = 2
+	challengeVersionOpen  = 3
 )
 
 // Bits of the flags byte; bits 5..7 are free and ignored when read.
@@ -62,8 +67,14 @@ var errCorrupt = errors.New("corrupt challenge entry")
 func (c *challenge) encode() []byte {
 	n := 64 + len(c.Number) + len(c.Locale)
 	version := byte(challengeVersion)
+	if c.OpenAttempts > 0 {
+		version = challengeVersionOpen
+		n++
+	}
 	if len(c.Attrs) > 0 {
-		version = challengeVersionAttrs
+		if version == challengeVersion {
+			version = challengeVersionAttrs
+		}
 		n++
 		for _, a := range c.Attrs {
 			n += 2 + len(a.Name) + len(a.Value)
@@ -84,6 +95,9 @@ func (c *challenge) encode() []byte {
 	b = append(b, c.Number...)
 	b = append(b, byte(len(c.Locale)))
 	b = append(b, c.Locale...)
+	if version == challengeVersionOpen {
+		b = append(b, byte(min(c.OpenAttempts, 255)))
+	}
 	if len(c.Attrs) > 0 {
 		// checkAttrs bounds them before any is kept: the lengths fit a byte.
 		b = append(b, byte(len(c.Attrs)))
@@ -99,7 +113,7 @@ func (c *challenge) encode() []byte {
 
 func decodeChallenge(b []byte) (*challenge, error) {
 	const fixed = 3 + 3*8 + sha256.Size
-	if len(b) < fixed+2 || (b[0] != challengeVersion && b[0] != challengeVersionAttrs) {
+	if len(b) < fixed+2 || b[0] < challengeVersion || b[0] > challengeVersionOpen {
 		return nil, errCorrupt
 	}
 	c := &challenge{Pending: b[1]&flagPending != 0, Attempts: int(b[2])}
@@ -126,6 +140,15 @@ func decodeChallenge(b []byte) (*challenge, error) {
 		}
 		c.Attrs = legacyAttrs(b[1])
 		return c, nil
+	}
+	if b[0] == challengeVersionOpen {
+		if len(rest) == 0 || rest[0] == 0 {
+			return nil, errCorrupt
+		}
+		c.OpenAttempts, rest = int(rest[0]), rest[1:]
+		if len(rest) == 0 {
+			return c, nil
+		}
 	}
 	attrs, err := decodeAttrs(rest)
 	if err != nil {

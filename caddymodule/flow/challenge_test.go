@@ -31,7 +31,7 @@ func sampleChallenge() *challenge {
 }
 
 func sameChallenge(a, b *challenge) bool {
-	return a.Number == b.Number && a.Pending == b.Pending && a.Attempts == b.Attempts &&
+	return a.Number == b.Number && a.Pending == b.Pending && a.Attempts == b.Attempts && a.OpenAttempts == b.OpenAttempts &&
 		a.ExpiresAt.Equal(b.ExpiresAt) && a.SentAt.Equal(b.SentAt) &&
 		a.ClaimedUntil.Equal(b.ClaimedUntil) && a.MAC == b.MAC && a.Locale == b.Locale && sameAttrs(a.Attrs, b.Attrs)
 }
@@ -57,6 +57,9 @@ func TestChallengeRoundtrip(t *testing.T) {
 		{"attributes", func(c *challenge) { c.Attrs = descopeAttrs(ptr(true), ptr(false)) }},
 		{"largest attributes", func(c *challenge) { c.Attrs = largestAttrs() }},
 		{"attributes, no locale", func(c *challenge) { c.Locale, c.Attrs = "", []Attr{{Name: "a", Value: []byte("1")}} }},
+		{"token-less attempts", func(c *challenge) { c.OpenAttempts = 3 }},
+		{"255 token-less attempts", func(c *challenge) { c.OpenAttempts = 255 }},
+		{"token-less attempts and attributes", func(c *challenge) { c.OpenAttempts, c.Attrs = 1, largestAttrs() }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -110,7 +113,9 @@ func TestChallengeCorrupt(t *testing.T) {
 		{"fixed part only", valid[:fixed]},
 		{"fixed part + 1", valid[:fixed+1]},
 		{"version 2 without attributes", with(func(b []byte) []byte { b[0] = 2; return b })},
-		{"wrong version", with(func(b []byte) []byte { b[0] = 3; return b })},
+		{"version 3 without token-less attempts", with(func(b []byte) []byte { b[0] = 3; return b })},
+		{"version 3 with zero token-less attempts", with(func(b []byte) []byte { b[0] = 3; return append(b, 0) })},
+		{"wrong version", with(func(b []byte) []byte { b[0] = 4; return b })},
 		{"version 0", with(func(b []byte) []byte { b[0] = 0; return b })},
 		{"number length too long", with(func(b []byte) []byte { b[fixed] = 200; return b })},
 		{"number length 255", with(func(b []byte) []byte { b[fixed] = 255; return b })},
@@ -354,6 +359,8 @@ func FuzzDecodeChallenge(f *testing.F) {
 	f.Add([]byte{challengeVersion, 0, 0})
 	withAttrs := sampleChallenge()
 	withAttrs.Attrs = descopeAttrs(ptr(true), ptr(false))
+	f.Add(withAttrs.encode())
+	withAttrs.OpenAttempts = 2
 	f.Add(withAttrs.encode())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := decodeChallenge(b)

@@ -83,7 +83,7 @@ func (s *Service) take(ctx context.Context, name, key string, lim Limit) error {
 // check refuses when the budget under key is already spent, without
 // spending it.
 func (s *Service) check(ctx context.Context, name, key string, lim Limit) error {
-	if lim.Count <= 0 {
+	if lim.Count <= 0 || key == "" {
 		return nil
 	}
 	b, err := s.cache.Get(ctx, key)

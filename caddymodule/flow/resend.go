@@ -70,6 +70,18 @@ func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, er
 	if err := s.checkBudgets(ctx, budgets); err != nil {
 		return ResendResult{}, err
 	}
+	// The cooldown of the user and number, which outlives challenges: a
+	// first send for an unverified number (ReachFive) after a cancel waits
+	// it out too.
+	if err := s.startCooldown(ctx, r.UserID, c.Number, now); err != nil {
+		return ResendResult{}, err
+	}
+	sent, number := false, c.Number
+	defer func() {
+		if !sent {
+			s.endCooldown(ctx, r.UserID, number, now)
+		}
+	}()
 	if err := s.spendBudgets(ctx, budgets); err != nil {
 		return ResendResult{}, err
 	}
@@ -109,5 +121,6 @@ func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, er
 		s.allowResendNow(ctx, r.UserID, c.MAC)
 		return res, err
 	}
+	sent = true
 	return res, nil
 }

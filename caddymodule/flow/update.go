@@ -2,7 +2,6 @@ package flow
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/caddy-phone/caddy-phone/caddymodule/events"
@@ -11,9 +10,11 @@ import (
 
 // UpdateRequest asks to change a user's number.
 type UpdateRequest struct {
-	UserID          string
-	PhoneNumber     string // as typed; normalised by the rules
-	Locale          string
+	UserID      string
+	PhoneNumber string // as typed; normalised by the rules
+	Locale      string
+	// TemplateOptions reach the template and the webhook body; over the
+	// bounds (MaxTemplateOptions, …): ErrInvalidRequest.
 	TemplateOptions map[string]string
 	ProviderID      string
 	ClientIP        string
@@ -48,6 +49,9 @@ type UpdateResult struct {
 func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, error) {
 	attrs, err := checkAttrs(r.Attributes)
 	if err != nil {
+		return UpdateResult{}, err
+	}
+	if err := CheckTemplateOptions("template_options", r.TemplateOptions); err != nil {
 		return UpdateResult{}, err
 	}
 	number, err := s.numbers.Normalize(r.PhoneNumber)
@@ -97,6 +101,15 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	if err := s.checkBudgets(ctx, budgets); err != nil {
 		return UpdateResult{}, err
 	}
+	if err := s.startCooldown(ctx, r.UserID, number, now); err != nil {
+		return UpdateResult{}, err
+	}
+	sent := false
+	defer func() {
+		if !sent { // no code went out: asking again need not wait
+			s.endCooldown(ctx, r.UserID, number, now)
+		}
+	}()
 	pending := u.Verified // rule 3; otherwise rule 2
 	res := UpdateResult{Status: StatusUpdated, User: u, SentTo: number,
 		ExpiresIn: s.cfg.TTL, ResendAfter: s.cfg.ResendAfter}
@@ -139,24 +152,6 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 		res.ResendAfter = 0
 		return res, err
 	}
+	sent = true
 	return res, nil
-}
-
-// cooldown refuses an update to the number of the open challenge before
-// resend_after: repeating the update must not be a way around it.
-func (s *Service) cooldown(ctx context.Context, userID, number string, now time.Time) error {
-	c, err := s.loadChallenge(ctx, userID)
-	if errors.Is(err, ErrNoPending) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if c.Number != number || c.SentAt.IsZero() || !now.Before(c.ExpiresAt) {
-		return nil
-	}
-	if wait := c.SentAt.Add(s.cfg.ResendAfter).Sub(now); wait > 0 {
-		return &RetryError{After: wait, Err: ErrRateLimited, Limit: "resend_after"}
-	}
-	return nil
 }

@@ -310,7 +310,12 @@ func TestUpdateSameNumberWithinCooldown(t *testing.T) {
 			wantRetry(t, err, "resend_after", 18*time.Second)
 			// Another number is a new challenge, not a resend.
 			h.mustUpdate("u", numUS, want)
-			h.mustUpdate("u", numFR, want) // numFR is no longer the open challenge
+			// But the cooldown binds the user and the number, not the
+			// challenge (SPEC §4): numFR still waits it out.
+			_, err = h.update("u", numFR)
+			wantRetry(t, err, "resend_after", 18*time.Second)
+			h.clock.Advance(18 * time.Second)
+			h.mustUpdate("u", numFR, want)
 			h.clock.Advance(h.cfg.ResendAfter)
 			h.mustUpdate("u", numFR, want)
 			latest := h.sender.LastCode(t)

@@ -22,6 +22,13 @@ type VerifyRequest struct {
 	Code        string
 	PhoneNumber string
 	ClientIP    string // for verify_per_ip
+	// Tokenless says the caller proved no user (Descope's verify with the
+	// project ID alone, SPEC §6): anyone who knows the user ID can send
+	// it. Its wrong codes count in the challenge's token-less budget
+	// (max_attempts of its own) and verify_per_ip, never in the owner's
+	// attempts or verify_per_user; a call that finds no open challenge
+	// still spends verify_per_ip.
+	Tokenless bool
 }
 
 // Verify checks a code. The right one makes the challenged number the
@@ -49,6 +56,9 @@ func (s *Service) Verify(ctx context.Context, r VerifyRequest) (store.User, erro
 	if r.ClientIP != "" {
 		ipFailKey = "v" + ipKey(r.ClientIP)
 	}
+	if r.Tokenless {
+		failKey = "" // a stranger's guesses never spend the owner's budget
+	}
 	if err := s.check(ctx, "verify_per_user", failKey, s.cfg.Limits.VerifyPerUser); err != nil {
 		return store.User{}, cacheErr(err)
 	}
@@ -70,13 +80,17 @@ func (s *Service) Verify(ctx context.Context, r VerifyRequest) (store.User, erro
 		if number != "" && number != c.Number {
 			return nil, 0, ErrNoPending
 		}
-		if c.Attempts >= s.cfg.MaxAttempts {
+		attempts := &c.Attempts
+		if r.Tokenless {
+			attempts = &c.OpenAttempts
+		}
+		if *attempts >= s.cfg.MaxAttempts {
 			return nil, 0, ErrTooManyAttempts
 		}
 		mac := codeMAC(s.cfg.Secret, r.UserID, c.Number, r.Code)
 		if !hmac.Equal(mac[:], c.MAC[:]) {
-			c.Attempts++
-			wrongLeft = s.cfg.MaxAttempts - c.Attempts
+			*attempts++
+			wrongLeft = s.cfg.MaxAttempts - *attempts
 			return c.encode(), s.entryTTL(), nil
 		}
 		// Claimed at least until the code would expire anyway: if the
@@ -90,6 +104,13 @@ func (s *Service) Verify(ctx context.Context, r VerifyRequest) (store.User, erro
 		return c.encode(), s.entryTTL(), nil
 	})
 	if err != nil {
+		if r.Tokenless && !errors.Is(cacheErr(err), ErrUnavailable) {
+			// Nothing to guess at (no challenge, expired, locked): a poll
+			// for whom has one still costs the caller.
+			if lerr := s.take(ctx, "verify_per_ip", ipFailKey, s.cfg.Limits.VerifyPerIP); lerr != nil && !errors.Is(lerr, ErrRateLimited) {
+				return store.User{}, cacheErr(lerr)
+			}
+		}
 		return store.User{}, cacheErr(err)
 	}
 	if wrongLeft >= 0 {

@@ -1,0 +1,105 @@
+package flow
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/caddy-phone/caddy-phone/store"
+)
+
+// The resend cooldown binds the user and the number (SPEC §4): whatever
+// became of the challenge — canceled, replaced by an update to another
+// number, dropped by an admin change — an update to the same number
+// within resend_after is refused, and so is a first send for an
+// unverified number (ReachFive's resend with OpenForUnverified). Another
+// user asking for that number is not held, and the cooldown ends on time.
+func TestCooldownBindsUserAndNumber(t *testing.T) {
+	cases := []struct {
+		name  string
+		after func(h *harness) // run 10 s after the first code went out
+	}{
+		{"cancel", func(h *harness) {
+			if err := h.svc.Cancel(h.ctx, "u"); err != nil {
+				h.t.Fatal(err)
+			}
+		}},
+		{"update to another number", func(h *harness) { h.mustUpdate("u", numUS, StatusPending) }},
+		{"update to another number, then cancel", func(h *harness) {
+			h.mustUpdate("u", numUS, StatusPending)
+			if err := h.svc.Cancel(h.ctx, "u"); err != nil {
+				h.t.Fatal(err)
+			}
+		}},
+		{"admin change", func(h *harness) {
+			if err := h.svc.AdminChange(h.ctx, "u", func(ctx context.Context) error {
+				return h.users.Set(ctx, store.User{ID: "u", PhoneNumber: numES, Verified: true})
+			}); err != nil {
+				h.t.Fatal(err)
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.seedVerified("u", numDE)
+			h.clock.Advance(time.Hour)
+			h.mustUpdate("u", numFR, StatusPending)
+			n := h.sender.Count()
+			h.clock.Advance(10 * time.Second)
+			tc.after(h)
+			n2 := h.sender.Count()
+			_, err := h.update("u", numFR)
+			wantRetry(t, err, "resend_after", 20*time.Second)
+			if h.sender.Count() != n2 {
+				t.Fatal("a refused update sent a code")
+			}
+			// Another user is not held by u's cooldown.
+			h.mustUpdate("v", numFR, StatusUpdated)
+			h.clock.Advance(20 * time.Second)
+			h.mustUpdate("u", numFR, StatusPending)
+			if h.sender.Count() < n+1 {
+				t.Fatal("no code after the cooldown")
+			}
+			h.mustVerify("u", h.sender.LastCode(t))
+			h.wantUser("u", numFR, true)
+		})
+	}
+}
+
+// A rule-2 number canceled, then sent a first code by ReachFive's
+// send-phone-number-verification (a resend that opens a challenge for an
+// unverified number): the cooldown holds that too.
+func TestCooldownHoldsFirstSendAfterCancel(t *testing.T) {
+	h := newHarness(t)
+	h.mustUpdate("u", numFR, StatusUpdated)
+	h.clock.Advance(5 * time.Second)
+	if err := h.svc.Cancel(h.ctx, "u"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := h.svc.Resend(h.ctx, ResendRequest{UserID: "u", OpenForUnverified: true})
+	wantRetry(t, err, "resend_after", 25*time.Second)
+	h.clock.Advance(25 * time.Second)
+	if _, err := h.svc.Resend(h.ctx, ResendRequest{UserID: "u", OpenForUnverified: true}); err != nil {
+		t.Fatal(err)
+	}
+	// The resend started a cooldown of its own.
+	h.clock.Advance(time.Second)
+	_, err = h.update("u", numFR)
+	wantRetry(t, err, "resend_after", 29*time.Second)
+	h.mustVerify("u", h.sender.LastCode(t))
+}
+
+// A code that did not go out holds nothing back: after a failed delivery
+// (502), a cancel and the same update go through at once.
+func TestCooldownLiftedWhenNothingWasSent(t *testing.T) {
+	h := newHarness(t)
+	h.sender.FailNext(1)
+	_, err := h.update("u", numFR)
+	wantErr(t, err, ErrDeliveryFailed)
+	if err := h.svc.Cancel(h.ctx, "u"); err != nil {
+		t.Fatal(err)
+	}
+	h.mustUpdate("u", numFR, StatusUpdated)
+	h.mustVerify("u", h.sender.LastCode(t))
+}
