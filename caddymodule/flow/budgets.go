@@ -3,6 +3,7 @@ package flow
 import (
 	"context"
 	"net/netip"
+	"time"
 )
 
 // budget is one send budget and the cache key of its counter.
@@ -47,6 +48,28 @@ func (s *Service) spendBudgets(ctx context.Context, budgets []budget) error {
 		}
 	}
 	return nil
+}
+
+// refundBudgets gives back the unit spendBudgets took, when what it paid
+// for did not happen. Best effort, even if the client has gone: a failure
+// leaves the unit spent.
+func (s *Service) refundBudgets(ctx context.Context, budgets []budget) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), restoreTimeout)
+	defer cancel()
+	now := s.clock.Now()
+	for _, b := range budgets {
+		if b.key == "" || b.lim.Count <= 0 {
+			continue
+		}
+		_ = s.cache.Update(ctx, b.key, func(old []byte, found bool) ([]byte, time.Duration, error) {
+			c, ok := decodeCounter(old)
+			if !found || !ok || c.count == 0 || now.Sub(c.start) >= b.lim.Window {
+				return nil, 0, errNotMine // another window: nothing of ours to give back
+			}
+			c.count--
+			return c.encode(), c.start.Add(b.lim.Window).Sub(now), nil
+		})
+	}
 }
 
 // ipKey is the per_ip counter of a client address. IPv6 clients are

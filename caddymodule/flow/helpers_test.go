@@ -69,6 +69,9 @@ type spyCache struct {
 	written [][]byte
 	keys    []string
 	fail    atomic.Bool
+	// failOn, when set (before the calls it concerns), fails the Updates
+	// of the keys it picks.
+	failOn func(key string) bool
 }
 
 var errCacheDown = errors.New("fake cache down")
@@ -81,7 +84,7 @@ func (c *spyCache) Get(ctx context.Context, key string) ([]byte, error) {
 }
 
 func (c *spyCache) Update(ctx context.Context, key string, fn store.UpdateFunc) error {
-	if c.fail.Load() {
+	if c.fail.Load() || (c.failOn != nil && c.failOn(key)) {
 		return errCacheDown
 	}
 	return c.Cache.Update(ctx, key, func(old []byte, found bool) ([]byte, time.Duration, error) {

@@ -1,11 +1,14 @@
 package flow
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"time"
 
 	"github.com/caddy-phone/caddy-phone/caddymodule/events"
 	"github.com/caddy-phone/caddy-phone/store"
+	"go.uber.org/zap"
 )
 
 // UpdateRequest asks to change a user's number.
@@ -115,19 +118,6 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 		ExpiresIn: s.cfg.TTL, ResendAfter: s.cfg.ResendAfter}
 	if pending {
 		res.Status, res.PendingNumber = StatusPending, number
-	} else {
-		nu := store.User{ID: r.UserID, PhoneNumber: number}
-		if u != nu {
-			ev := s.event(events.TypeUpdated, r.UserID, number, u.PhoneNumber, attrs)
-			if err := s.setAndEmit(ctx, nu, ev); err != nil {
-				return UpdateResult{}, err
-			}
-		}
-		res.User = nu
-	}
-	// Spent only now: a store failure above sent nothing, so it costs nothing.
-	if err := s.spendBudgets(ctx, budgets); err != nil {
-		return UpdateResult{}, err
 	}
 	code, err := s.newCode()
 	if err != nil {
@@ -136,11 +126,39 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	c := &challenge{Number: number, Pending: pending, ExpiresAt: now.Add(s.cfg.TTL),
 		SentAt: now, MAC: codeMAC(s.cfg.Secret, r.UserID, number, code), Locale: storedLocale(r.Locale),
 		Attrs: attrs}
-	// One open challenge per user: this replaces any other, attempts and all.
-	if err := s.cache.Update(ctx, challengeKey(r.UserID), func([]byte, bool) ([]byte, time.Duration, error) {
+	// The writes go in the order that lets a failure at any step leave the
+	// old state (issue 9, item 4): the challenge first (the one it replaces
+	// kept aside), then the budgets, then, for rule 2, the number; a
+	// failure puts the old challenge back, so it can neither be lost nor
+	// later switch a number that was never stored. One open challenge per
+	// user: this replaces any other, attempts and all.
+	var replaced []byte
+	if err := s.cache.Update(ctx, challengeKey(r.UserID), func(old []byte, found bool) ([]byte, time.Duration, error) {
+		replaced = nil
+		if found {
+			replaced = append([]byte(nil), old...)
+		}
 		return c.encode(), s.entryTTL(), nil
 	}); err != nil {
 		return UpdateResult{}, cacheErr(err)
+	}
+	// Budgets are spent before the store write, so a refused budget leaves
+	// nothing changed; a store failure gives them back: it sent nothing.
+	if err := s.spendBudgets(ctx, budgets); err != nil {
+		s.restoreChallenge(ctx, r.UserID, c, replaced)
+		return UpdateResult{}, err
+	}
+	if !pending {
+		nu := store.User{ID: r.UserID, PhoneNumber: number}
+		if u != nu {
+			ev := s.event(events.TypeUpdated, r.UserID, number, u.PhoneNumber, attrs)
+			if err := s.setAndEmit(ctx, nu, ev); err != nil {
+				s.restoreChallenge(ctx, r.UserID, c, replaced)
+				s.refundBudgets(ctx, budgets)
+				return UpdateResult{}, err
+			}
+		}
+		res.User = nu
 	}
 	if pending {
 		// The change waits for its code, whether or not the SMS goes out:
@@ -155,3 +173,31 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	sent = true
 	return res, nil
 }
+
+// restoreChallenge puts back the challenge an update replaced (old, nil
+// when there was none), if the update's own c is still the one in place.
+// It runs after a failure, even if the client has gone; failing, it logs:
+// the update's challenge then stays, for a number no code was sent to.
+func (s *Service) restoreChallenge(ctx context.Context, userID string, c *challenge, old []byte) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), restoreTimeout)
+	defer cancel()
+	mine := c.encode()
+	err := s.cache.Update(ctx, challengeKey(userID), func(cur []byte, found bool) ([]byte, time.Duration, error) {
+		if !found || !bytes.Equal(cur, mine) {
+			return nil, 0, errNotMine
+		}
+		if old == nil {
+			return nil, 0, nil
+		}
+		return old, s.entryTTL(), nil
+	})
+	if err != nil && !errors.Is(err, errNotMine) {
+		s.logger.Warn("update failed and its challenge could not be withdrawn", zap.String("user_id", userID), zap.Error(err))
+	}
+}
+
+// restoreTimeout bounds restoreChallenge.
+const restoreTimeout = 5 * time.Second
+
+// errNotMine keeps a challenge another call wrote since.
+var errNotMine = errors.New("flow: challenge replaced since")

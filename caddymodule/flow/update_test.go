@@ -2,6 +2,7 @@ package flow
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -443,5 +444,36 @@ func TestStoreFailureDuringUpdateSpendsNoSendBudget(t *testing.T) {
 	h.users.failSet.Store(false)
 	if _, err := h.update("u", numFR); err != nil {
 		t.Fatalf("retry after the store came back: %v (the failed update spent the send budget though no SMS went out)", err)
+	}
+}
+
+// Issue 9, item 4: an update whose later step fails leaves the old state,
+// and says so: the number is not changed, and the challenge it was to
+// replace is back, its code still good (a challenge for a number never
+// stored cannot switch it later).
+func TestFailedUpdateLeavesTheOldState(t *testing.T) {
+	for _, step := range []string{"budget", "store"} {
+		t.Run(step, func(t *testing.T) {
+			h := newHarness(t, func(c *Config) { c.Limits.PerUser = Limit{Count: 10, Window: time.Hour} })
+			first, second := frNumber(11), frNumber(12)
+			h.mustUpdate("u", first, StatusUpdated) // rule 2: stored unverified, a code sent
+			code := h.sender.LastCode(t)
+			switch step {
+			case "budget":
+				h.cache.failOn = func(k string) bool { return strings.HasPrefix(k, "lu:") }
+			case "store":
+				h.users.failSet.Store(true)
+			}
+			_, err := h.update("u", second)
+			wantErr(t, err, ErrUnavailable)
+			h.cache.failOn = nil
+			h.users.failSet.Store(false)
+			h.wantUser("u", first, false)
+			if c := h.challenge("u"); c == nil || c.Number != first {
+				t.Fatalf("challenge after the failed update: %+v, want the one for %s back", c, first)
+			}
+			h.mustVerify("u", code)
+			h.wantUser("u", first, true)
+		})
 	}
 }
