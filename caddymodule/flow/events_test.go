@@ -436,3 +436,25 @@ func TestNotifyTemplate(t *testing.T) {
 func storeUser(id, number string, verified bool) store.User {
 	return store.User{ID: id, PhoneNumber: number, Verified: verified}
 }
+
+// Issue 9, item 7: phone.pending is recorded before the answer, before the
+// challenge even: one that cannot be recorded stops the change (503),
+// with no challenge opened and no code sent.
+func TestPendingRecordedBeforeTheChallenge(t *testing.T) {
+	h := newEventsHarness(t)
+	h.seedVerified("u", numFR)
+	h.rec.take()
+	sent := h.sender.Count()
+	h.rec.fail = true
+	_, err := h.update("u", numUS)
+	wantErr(t, err, ErrUnavailable)
+	if c := h.challenge("u"); c != nil {
+		t.Fatalf("a challenge was opened: %+v", c)
+	}
+	if h.sender.Count() != sent {
+		t.Fatal("a code was sent though phone.pending was not recorded")
+	}
+	h.rec.fail = false
+	h.mustUpdate("u", numUS, StatusPending)
+	h.wantEvents(events.Event{Type: events.TypePending, UserID: "u", PhoneNumber: numUS, PreviousPhoneNumber: numFR})
+}

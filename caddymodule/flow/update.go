@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/caddy-phone/caddy-phone/caddymodule/events"
@@ -132,6 +133,17 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	// failure puts the old challenge back, so it can neither be lost nor
 	// later switch a number that was never stored. One open challenge per
 	// user: this replaces any other, attempts and all.
+	if pending {
+		// phone.pending tells of the challenge, which lives in the cache,
+		// not the store: it is recorded before the challenge is written,
+		// and a change it told of may then fail (SPEC §9: advisory). An
+		// event that cannot be recorded stops the change.
+		if e := s.event(events.TypePending, r.UserID, number, u.PhoneNumber, attrs); e != nil {
+			if err := s.events.Emit(ctx, *e); err != nil {
+				return UpdateResult{}, fmt.Errorf("%w: phone.pending not recorded: %w", ErrUnavailable, err)
+			}
+		}
+	}
 	var replaced []byte
 	if err := s.cache.Update(ctx, challengeKey(r.UserID), func(old []byte, found bool) ([]byte, time.Duration, error) {
 		replaced = nil
@@ -159,11 +171,6 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 			}
 		}
 		res.User = nu
-	}
-	if pending {
-		// The change waits for its code, whether or not the SMS goes out:
-		// the challenge is open either way.
-		s.emit(ctx, events.TypePending, r.UserID, number, u.PhoneNumber, attrs)
 	}
 	if err := s.send(ctx, r.UserID, number, code, "update", r.Locale, r.TemplateOptions, r.ProviderID); err != nil {
 		s.allowResendNow(ctx, r.UserID, c.MAC)
