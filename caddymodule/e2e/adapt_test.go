@@ -195,25 +195,11 @@ func TestAdaptBackends(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var cfg struct {
-				Apps struct {
-					HTTP struct {
-						Servers map[string]struct {
-							Routes []struct {
-								Handle []map[string]any `json:"handle"`
-							} `json:"routes"`
-						} `json:"servers"`
-					} `json:"http"`
-				} `json:"apps"`
-			}
-			if err := json.Unmarshal(out, &cfg); err != nil {
-				t.Fatal(err)
-			}
 			var want any
 			if err := json.Unmarshal([]byte(c.want), &want); err != nil {
 				t.Fatal(err)
 			}
-			got := cfg.Apps.HTTP.Servers["srv0"].Routes[0].Handle[0][c.key]
+			got := phoneHandler(t, out)[c.key]
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("%s adapted to %v, want %v", c.key, got, want)
 			}
@@ -334,4 +320,25 @@ func TestInvalidConfigRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// phoneHandler is the phone handler's JSON in an adapted config (the
+// first handler of the first route of srv0).
+func phoneHandler(t *testing.T, out []byte) map[string]any {
+	t.Helper()
+	var cfg struct {
+		Apps struct {
+			HTTP struct {
+				Servers map[string]struct {
+					Routes []struct {
+						Handle []map[string]any `json:"handle"`
+					} `json:"routes"`
+				} `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Apps.HTTP.Servers["srv0"].Routes[0].Handle[0]
 }
