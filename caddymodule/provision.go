@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-phone/caddy-phone/caddymodule/bearer"
+	"github.com/caddy-phone/caddy-phone/caddymodule/events"
 	"github.com/caddy-phone/caddy-phone/caddymodule/flow"
 	"github.com/caddy-phone/caddy-phone/caddymodule/numbers"
 	"github.com/caddy-phone/caddy-phone/sms"
@@ -92,8 +93,8 @@ func (p *Phone) check(ctx caddy.Context) (c checked, err error) {
 	}
 	if p.Events != nil {
 		c.eventsURL = repl.ReplaceKnown(p.Events.URL, "")
-		if !strings.HasPrefix(c.eventsURL, "https://") && !strings.HasPrefix(c.eventsURL, "http://") {
-			return c, errors.New("events: url must be an absolute http:// or https:// URL")
+		if err := events.CheckURL(c.eventsURL); err != nil {
+			return c, err
 		}
 	}
 	if len(p.RequireVerified) > 0 {

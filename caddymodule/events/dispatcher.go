@@ -110,12 +110,20 @@ type idleWait struct {
 
 func (w *idleWait) end() { w.once.Do(func() { close(w.wake) }) }
 
-// NewDispatcher checks cfg and fills its defaults. Call Start to deliver.
-func NewDispatcher(cfg Config) (*Dispatcher, error) {
-	u, err := url.Parse(cfg.URL)
+// CheckURL checks a receiver URL (`events <url>`).
+func CheckURL(raw string) error {
+	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		// The URL may hold credentials: do not echo it.
-		return nil, errors.New("events: url must be an absolute http:// or https:// URL")
+		return errors.New("events: url must be an absolute http:// or https:// URL")
+	}
+	return nil
+}
+
+// NewDispatcher checks cfg and fills its defaults. Call Start to deliver.
+func NewDispatcher(cfg Config) (*Dispatcher, error) {
+	if err := CheckURL(cfg.URL); err != nil {
+		return nil, err
 	}
 	if cfg.Outbox == nil {
 		return nil, errors.New("events: an outbox is required")
