@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -22,6 +23,17 @@ func init() { caddy.RegisterModule(BigCache{}) }
 type BigCache struct {
 	// Memory bound in bytes; default 256 MiB, at least 1 MiB.
 	MaxSize int64 `json:"max_size,omitempty"`
+
+	// lifeWindow is the longest life of an entry the handler's rules
+	// write, whole seconds (set by the handler; 0: bigcache's default).
+	// A full cache refuses writes until what was written in it this long
+	// ago ages out, so it is as short as the rules allow.
+	lifeWindow time.Duration
+}
+
+// setLifeWindow is told the longest entry life of the rules using it.
+func (c *BigCache) setLifeWindow(d time.Duration) {
+	c.lifeWindow = max((d + time.Second - 1).Truncate(time.Second), time.Second)
 }
 
 const defaultCacheSize = 256 << 20
@@ -67,15 +79,17 @@ func (c *BigCache) Validate() error {
 	return nil
 }
 
-// PoolKey is the size: configs asking for the same size share a cache.
-func (c *BigCache) PoolKey() string { return fmt.Sprintf("bigcache/%d", c.MaxSize) }
+// PoolKey is the size and the life window: configs asking for the same
+// share a cache (one whose window is too short for a config's entries
+// would refuse its writes).
+func (c *BigCache) PoolKey() string { return fmt.Sprintf("bigcache/%d/%s", c.MaxSize, c.lifeWindow) }
 
 // Shared is false: no other process sees this memory.
 func (*BigCache) Shared() bool { return false }
 
 // OpenCache allocates the cache.
 func (c *BigCache) OpenCache(caddy.Context, *zap.Logger) (ClosingCache, error) {
-	return store.NewBigCache(store.BigCacheConfig{MaxSizeMB: int(c.MaxSize >> 20)})
+	return store.NewBigCache(store.BigCacheConfig{MaxSizeMB: int(c.MaxSize >> 20), LifeWindow: c.lifeWindow})
 }
 
 var (

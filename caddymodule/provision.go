@@ -193,6 +193,9 @@ func (p *Phone) loadBackends(ctx caddy.Context, c *checked) error {
 // open opens the cache and the store and builds the rules.
 func (p *Phone) open(ctx caddy.Context, c checked) error {
 	var err error
+	if m, ok := c.cacheMod.(interface{ setLifeWindow(time.Duration) }); ok {
+		m.setLifeWindow(c.rules.LongestEntryLife())
+	}
 	if p.cache, err = loadCache(ctx, c.cacheMod, c.secret, p.logger); err != nil {
 		return err
 	}

@@ -20,9 +20,10 @@ const (
 	DefaultBigCacheLifeWindow = 24 * time.Hour
 
 	// bigcacheCleanWindow is how often bigcache drops entries older than
-	// the life window. Our own per-entry expiry is checked on read, so this
-	// only bounds how long dead bytes linger.
-	bigcacheCleanWindow = time.Minute
+	// the life window. Our own per-entry expiry is checked on read; this
+	// bounds how long written bytes linger past the life window, and so
+	// how long a full cache refuses writes (bigcache_admit.go).
+	bigcacheCleanWindow = time.Second
 	// minShardBytes keeps the default shard count from slicing a small
 	// cache so thin that one shard cannot hold a handful of entries.
 	minShardBytes = 64 << 10
@@ -38,17 +39,19 @@ const (
 
 // BigCacheConfig sizes a BigCache. Zero fields take the defaults.
 type BigCacheConfig struct {
-	// MaxSizeMB caps the entry storage, in MiB (default 256). When full,
-	// the oldest writes are dropped first, live or not. Every write adds
-	// a copy (old copies are reclaimed after LifeWindow), and the per-key
-	// index comes on top of it.
+	// MaxSizeMB is the entry storage, in MiB (default 256), allocated up
+	// front. Every write adds a copy (old copies are reclaimed after
+	// LifeWindow); a write that could make bigcache evict a live entry
+	// for room is refused with ErrCacheFull instead. The per-key index
+	// comes on top of it.
 	MaxSizeMB int
 	// Shards is the number of independently locked shards, a power of
 	// two (default 256, fewer when MaxSizeMB is small).
 	Shards int
 	// LifeWindow is the longest ttl an entry may have (default 24h),
 	// and how long a rewritten or deleted entry's old bytes may stay
-	// before bigcache reclaims them. Set it to the longest ttl in use.
+	// before bigcache reclaims them: after a flood, a full cache refuses
+	// writes for up to this long. Set it to the longest ttl in use.
 	LifeWindow time.Duration
 }
 
@@ -66,6 +69,11 @@ type BigCache struct {
 	stripes    [updateStripes]stripe
 	closed     atomic.Bool
 	closeOnce  sync.Once
+	admit      *admission
+	shardMask  uint64
+	// noSpace counts entries bigcache evicted for room: admission makes
+	// it impossible, so it stays 0.
+	noSpace atomic.Int64
 }
 
 type stripe struct {
@@ -110,16 +118,27 @@ func NewBigCache(cfg BigCacheConfig) (*BigCache, error) {
 	}
 	// bigcache truncates the window to whole seconds; check ttls against
 	// what it will really keep.
-	b := &BigCache{lifeWindow: cfg.LifeWindow.Truncate(time.Second), hash: seededHash{maphash.MakeSeed()}}
+	b := &BigCache{lifeWindow: cfg.LifeWindow.Truncate(time.Second), hash: seededHash{maphash.MakeSeed()},
+		shardMask: uint64(cfg.Shards - 1)}
+	// bigcache's own arithmetic for a shard's queue size.
+	shardBytes := cfg.MaxSizeMB * 1024 * 1024 / cfg.Shards
+	maxEntrySize, beforeLast := bigcacheQueue(shardBytes)
+	b.admit = newAdmission(cfg.Shards, shardBytes, beforeLast, b.lifeWindow, bigcacheCleanWindow)
 	c, err := bigcache.New(context.Background(), bigcache.Config{
 		Shards:      cfg.Shards,
 		LifeWindow:  cfg.LifeWindow,
 		CleanWindow: bigcacheCleanWindow,
-		// Only sizes the first allocation of each shard (10 entries); a
-		// large guess would pin memory an idle cache never uses.
-		MaxEntrySize:     256,
+		// Only sizes each shard's first queue (10 entries of it; the queue
+		// doubles as needed): chosen so that admission knows the size of
+		// the queue before its last growth (bigcache_admit.go).
+		MaxEntrySize:     maxEntrySize,
 		HardMaxCacheSize: cfg.MaxSizeMB,
 		Hasher:           b.hash,
+		OnRemoveWithReason: func(_ string, _ []byte, reason bigcache.RemoveReason) {
+			if reason == bigcache.NoSpace {
+				b.noSpace.Add(1)
+			}
+		},
 		// Verbose would log keys, which hold phone numbers.
 		Verbose: false,
 	})
@@ -183,15 +202,22 @@ func (b *BigCache) Update(ctx context.Context, key string, fn UpdateFunc) error 
 	buf := s.scratch[:n]
 	binary.LittleEndian.PutUint64(buf, uint64(now.Add(ttl).UnixNano()))
 	copy(buf[expirySize:], v)
-	err = b.c.Set(key, buf)
+	err = b.admit.write(b.hash.Sum64(key)&b.shardMask, queueBytes(key, n), present, func() error { return b.c.Set(key, buf) })
 	if cap(s.scratch) > maxScratch {
 		s.scratch = nil // one huge value should not stay pinned
+	}
+	if errors.Is(err, ErrCacheFull) {
+		return err
 	}
 	if err != nil {
 		return fmt.Errorf("%w: bigcache set: %w", ErrUnavailable, err)
 	}
 	return nil
 }
+
+// NoSpaceEvictions is how many entries bigcache has dropped for room
+// (reason NoSpace): admission keeps it at 0. Any other count is a bug.
+func (b *BigCache) NoSpaceEvictions() int64 { return b.noSpace.Load() }
 
 // Delete removes the entry; a missing one is not an error.
 func (b *BigCache) Delete(ctx context.Context, key string) error {

@@ -90,3 +90,13 @@ func (l *Limits) Slot(name string) *Limit {
 	}
 	return nil
 }
+
+// LongestEntryLife is the longest ttl the rules give a cache entry: the
+// challenge (2 × ttl), a limit counter (its window), the resend cooldown
+// and the user lease. A cache that forgets entries after a life window
+// (`cache bigcache`) needs at least this one.
+func (cfg Config) LongestEntryLife() time.Duration {
+	l := cfg.Limits
+	return max(2*cfg.TTL, min(cfg.ResendAfter, cfg.TTL), leaseFor, l.PerNumber.Window, l.PerUser.Window,
+		l.PerIP.Window, l.Global.Window, l.VerifyPerUser.Window, l.VerifyPerIP.Window)
+}

@@ -286,3 +286,19 @@ func TestIPKey(t *testing.T) {
 		}
 	}
 }
+
+// TestLongestEntryLife: every ttl the rules write is within it.
+func TestLongestEntryLife(t *testing.T) {
+	cfg := Config{TTL: 10 * time.Minute, ResendAfter: 30 * time.Second, Limits: Limits{PerNumber: Limit{Count: 1, Window: 90 * time.Minute}}}
+	if got := cfg.LongestEntryLife(); got != 90*time.Minute {
+		t.Fatalf("per_number 90m: %s", got)
+	}
+	cfg.Limits.PerNumber.Window = time.Minute
+	if got := cfg.LongestEntryLife(); got != 20*time.Minute {
+		t.Fatalf("2 × ttl: %s", got)
+	}
+	cfg.TTL = 30 * time.Second
+	if got := cfg.LongestEntryLife(); got != 2*time.Minute {
+		t.Fatalf("the user lease: %s", got)
+	}
+}
