@@ -70,6 +70,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    events <url> [{ secret <secret> }]
 //	    notify_previous
 //	    compat descope|reachfive ...             # repeatable, each vendor once
+//	    cors     <origin...>                     # scheme://host[:port]
 //	    admin {
 //	        api_key <key>
 //	        claim   <name> [<value>]
@@ -116,6 +117,7 @@ func (p *Phone) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"notify_previous": flag(&p.NotifyPrevious),
 		"compat":          p.parseCompat,
 		"admin":           p.parseAdmin,
+		"cors":            strs(&p.CORS),
 	}, "sms", "template", "compat", "require_verified")
 }
 

@@ -73,6 +73,9 @@ type Phone struct {
 	Compat []string `json:"compat,omitempty"`
 	// Clerk-shaped admin endpoints under <prefix>/v1/.
 	Admin *AdminConfig `json:"admin,omitempty"`
+	// Origins (scheme://host[:port]) whose browsers may call the user API
+	// and the compat routes (cors.go).
+	CORS []string `json:"cors,omitempty"`
 
 	logger   *zap.Logger
 	verifier *bearer.Verifier
@@ -95,6 +98,8 @@ type Phone struct {
 	vendors    []vendorDialect
 	routeAdmin string    // <prefix>/v1/
 	admin      *adminAPI // set by `admin`
+	// corsOrigins are the `cors` origins, normalised; nil without it.
+	corsOrigins map[string]struct{}
 	// eventsRT is what `events` started (events_glue.go); nil without it.
 	eventsRT *eventsRuntime
 }
@@ -116,6 +121,9 @@ func (p *Phone) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 		return p.passThrough(w, r, next)
 	}
 	stripPhoneHeaders(r.Header)
+	if _, admin := d.(clerk); !admin && p.cors(w, r) {
+		return nil
+	}
 	if err := d.serve(w, r); err != nil {
 		p.writeError(w, d, err)
 	}

@@ -70,6 +70,9 @@ func (p *Phone) check(ctx caddy.Context) (c checked, err error) {
 	if err := p.checkCompat(); err != nil {
 		return c, err
 	}
+	if p.corsOrigins, err = compileCORS(p.CORS); err != nil {
+		return c, err
+	}
 	if p.verifier, err = p.newVerifier(ctx, repl); err != nil {
 		return c, err
 	}
