@@ -44,12 +44,48 @@ func (d descope) serve(w http.ResponseWriter, r *http.Request) error {
 	return d.p.serveRoute(w, r, descopeRoutes, r.URL.Path)
 }
 
+// Descope's error codes (SPEC §6); the SDK exports most of them as
+// DescopeErrors (badRequest, missingArguments, invalidRequest,
+// wrongOTPCode, tooManyOTPAttempts, userNotFound).
+const (
+	descopeBadRequest       = "E011001"
+	descopeMissingArguments = "E011002"
+	descopeInvalidRequest   = "E011003"
+	descopeWrongOTPCode     = "E061102"
+	descopeTooManyAttempts  = "E061103"
+	descopeUserNotFound     = "E062108"
+	descopeRateLimited      = "E130429"
+)
+
+// descopeCodes are Descope's codes for ours; any other is badRequest.
+// A verify finds no open challenge for an unknown loginId as for a known
+// one without a challenge: both are Descope's userNotFound.
+var descopeCodes = map[string]string{
+	"invalid_request":         descopeInvalidRequest,
+	"invalid_phone_number":    descopeInvalidRequest,
+	"invalid_code":            descopeWrongOTPCode,
+	"too_many_attempts":       descopeTooManyAttempts,
+	"rate_limited":            descopeRateLimited,
+	"no_pending_verification": descopeUserNotFound,
+}
+
+// descopeCode is Descope's errorCode for e.
+func descopeCode(e *apiError) string {
+	if e.missing {
+		return descopeMissingArguments
+	}
+	if c, ok := descopeCodes[e.code]; ok {
+		return c
+	}
+	return descopeBadRequest
+}
+
 // errorBody adds the fields core-js-sdk hands to its caller as
-// SdkResponse.error: errorCode is our error code, the two texts our
-// message.
+// SdkResponse.error: errorCode is Descope's code for ours (SPEC §6), the
+// two texts our message; error keeps our code.
 func (descope) errorBody(e *apiError) (int, any) {
 	body := nativeErrorBody(e)
-	body["errorCode"] = e.code
+	body["errorCode"] = descopeCode(e)
 	body["errorDescription"] = e.message
 	body["errorMessage"] = e.message
 	return e.status, body
@@ -78,9 +114,9 @@ func (p *Phone) descopeUpdate(w http.ResponseWriter, r *http.Request, id *bearer
 	}
 	switch {
 	case req.LoginID == nil || *req.LoginID == "":
-		return errInvalid("loginId is required.", "loginId")
+		return errMissing("loginId")
 	case req.Phone == nil || *req.Phone == "":
-		return errInvalid("phone is required.", "phone")
+		return errMissing("phone")
 	case *req.LoginID != id.UserID:
 		return errForbidden("loginId is not the signed-in user.")
 	}
@@ -162,10 +198,12 @@ func (p *Phone) descopeVerify(w http.ResponseWriter, r *http.Request, _ *bearer.
 		return err
 	}
 	switch {
-	case req.LoginID == nil || !validLoginID(*req.LoginID):
-		return errInvalid("loginId is required.", "loginId")
+	case req.LoginID == nil || strings.TrimSpace(*req.LoginID) == "":
+		return errMissing("loginId")
+	case !validLoginID(*req.LoginID):
+		return errInvalid("loginId is not a valid login ID.", "loginId")
 	case req.Code == nil || *req.Code == "":
-		return errInvalid("code is required.", "code")
+		return errMissing("code")
 	case id != nil && id.UserID != *req.LoginID:
 		return errForbidden("loginId is not the signed-in user.")
 	}

@@ -144,12 +144,12 @@ func decoded(t *testing.T, rec *httptest.ResponseRecorder, status int) map[strin
 }
 
 // wantDescopeError checks an error answer in Descope's shape.
-func wantDescopeError(t *testing.T, rec *httptest.ResponseRecorder, status int, code string) map[string]any {
+func wantDescopeError(t *testing.T, rec *httptest.ResponseRecorder, status int, code, descopeCode string) map[string]any {
 	t.Helper()
 	body := decoded(t, rec, status)
 	msg, _ := body["message"].(string)
-	if body["error"] != code || msg == "" || body["errorCode"] != code || body["errorDescription"] != msg || body["errorMessage"] != msg {
-		t.Fatalf("want %s in Descope's shape, got %s", code, rec.Body)
+	if body["error"] != code || msg == "" || body["errorCode"] != descopeCode || body["errorDescription"] != msg || body["errorMessage"] != msg {
+		t.Fatalf("want %s (%s) in Descope's shape, got %s", code, descopeCode, rec.Body)
 	}
 	if rec.Header().Get("Content-Length") != fmt.Sprint(rec.Body.Len()) {
 		t.Fatalf("Content-Length %q for %d bytes", rec.Header().Get("Content-Length"), rec.Body.Len())
@@ -231,30 +231,31 @@ func TestDescopeErrors(t *testing.T) {
 	for _, c := range []struct {
 		name, method, path, auth, body string
 		status                         int
-		code                           string
+		code, descopeCode              string
 	}{
-		{"update without token", "POST", descopeUpdate, "", upd(u, "+33612345678"), 401, "unauthorized"},
-		{"update with the project only", "POST", descopeUpdate, "Bearer P2abc", upd(u, "+33612345678"), 401, "unauthorized"},
-		{"update with another project", "POST", descopeUpdate, "Bearer P2xyz:" + tok, upd(u, "+33612345678"), 401, "unauthorized"},
-		{"update for another loginId", "POST", descopeUpdate, "Bearer P2abc:" + tok, upd(other, "+33612345678"), 403, "forbidden"},
-		{"update without phone", "POST", descopeUpdate, "Bearer P2abc:" + tok, `{"loginId":"` + u + `"}`, 400, "invalid_request"},
-		{"update without loginId", "POST", descopeUpdate, "Bearer P2abc:" + tok, `{"phone":"+33612345678"}`, 400, "invalid_request"},
-		{"update with an unknown field", "POST", descopeUpdate, "Bearer P2abc:" + tok, `{"loginId":"` + u + `","phone":"+33612345678","x":1}`, 400, "invalid_request"},
-		{"update with a wrong type", "POST", descopeUpdate, "Bearer P2abc:" + tok, `{"loginId":"` + u + `","phone":5}`, 400, "invalid_request"},
-		{"update with a bad number", "POST", descopeUpdate, "Bearer P2abc:" + tok, upd(u, "+1"), 400, "invalid_phone_number"},
-		{"update body too large", "POST", descopeUpdate, "Bearer P2abc:" + tok, `{"loginId":"` + strings.Repeat("a", 17<<10) + `"}`, 413, "payload_too_large"},
-		{"update with GET", "GET", descopeUpdate, "Bearer P2abc:" + tok, "", 405, "method_not_allowed"},
-		{"verify without token", "POST", descopeVerify, "", `{"loginId":"` + u + `","code":"123456"}`, 401, "unauthorized"},
-		{"verify with another project", "POST", descopeVerify, "Bearer P2xyz", `{"loginId":"` + u + `","code":"123456"}`, 401, "unauthorized"},
-		{"verify with another user's token", "POST", descopeVerify, "Bearer P2abc:" + h.tok(other), `{"loginId":"` + u + `","code":"123456"}`, 403, "forbidden"},
-		{"verify without code", "POST", descopeVerify, "Bearer P2abc", `{"loginId":"` + u + `"}`, 400, "invalid_request"},
-		{"verify without loginId", "POST", descopeVerify, "Bearer P2abc", `{"code":"123456"}`, 400, "invalid_request"},
-		{"verify with nothing open", "POST", descopeVerify, "Bearer P2abc", `{"loginId":"` + u + `","code":"123456"}`, 409, "no_pending_verification"},
-		{"verify with PUT", "PUT", descopeVerify, "Bearer P2abc", "", 405, "method_not_allowed"},
+		{"update without token", "POST", descopeUpdate, "", upd(u, "+33612345678"), 401, "unauthorized", "E011001"},
+		{"update with the project only", "POST", descopeUpdate, "Bearer P2abc", upd(u, "+33612345678"), 401, "unauthorized", "E011001"},
+		{"update with another project", "POST", descopeUpdate, "Bearer P2xyz:" + tok, upd(u, "+33612345678"), 401, "unauthorized", "E011001"},
+		{"update for another loginId", "POST", descopeUpdate, "Bearer P2abc:" + tok, upd(other, "+33612345678"), 403, "forbidden", "E011001"},
+		{"update without phone", "POST", descopeUpdate, "Bearer P2abc:" + tok, `{"loginId":"` + u + `"}`, 400, "invalid_request", "E011002"},
+		{"update without loginId", "POST", descopeUpdate, "Bearer P2abc:" + tok, `{"phone":"+33612345678"}`, 400, "invalid_request", "E011002"},
+		{"update with an unknown field", "POST", descopeUpdate, "Bearer P2abc:" + tok, `{"loginId":"` + u + `","phone":"+33612345678","x":1}`, 400, "invalid_request", "E011003"},
+		{"update with a wrong type", "POST", descopeUpdate, "Bearer P2abc:" + tok, `{"loginId":"` + u + `","phone":5}`, 400, "invalid_request", "E011003"},
+		{"update with a bad number", "POST", descopeUpdate, "Bearer P2abc:" + tok, upd(u, "+1"), 400, "invalid_phone_number", "E011003"},
+		{"update body too large", "POST", descopeUpdate, "Bearer P2abc:" + tok, `{"loginId":"` + strings.Repeat("a", 17<<10) + `"}`, 413, "payload_too_large", "E011001"},
+		{"update with GET", "GET", descopeUpdate, "Bearer P2abc:" + tok, "", 405, "method_not_allowed", "E011001"},
+		{"verify without token", "POST", descopeVerify, "", `{"loginId":"` + u + `","code":"123456"}`, 401, "unauthorized", "E011001"},
+		{"verify with another project", "POST", descopeVerify, "Bearer P2xyz", `{"loginId":"` + u + `","code":"123456"}`, 401, "unauthorized", "E011001"},
+		{"verify with another user's token", "POST", descopeVerify, "Bearer P2abc:" + h.tok(other), `{"loginId":"` + u + `","code":"123456"}`, 403, "forbidden", "E011001"},
+		{"verify without code", "POST", descopeVerify, "Bearer P2abc", `{"loginId":"` + u + `"}`, 400, "invalid_request", "E011002"},
+		{"verify without loginId", "POST", descopeVerify, "Bearer P2abc", `{"code":"123456"}`, 400, "invalid_request", "E011002"},
+		{"verify with a control character in loginId", "POST", descopeVerify, "Bearer P2abc", `{"loginId":"a\u0001b","code":"123456"}`, 400, "invalid_request", "E011003"},
+		{"verify with nothing open", "POST", descopeVerify, "Bearer P2abc", `{"loginId":"` + u + `","code":"123456"}`, 409, "no_pending_verification", "E062108"},
+		{"verify with PUT", "PUT", descopeVerify, "Bearer P2abc", "", 405, "method_not_allowed", "E011001"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			rec := h.call(c.method, c.path, c.auth, c.body)
-			wantDescopeError(t, rec, c.status, c.code)
+			wantDescopeError(t, rec, c.status, c.code, c.descopeCode)
 			switch c.status {
 			case 401:
 				if !strings.HasPrefix(rec.Header().Get("WWW-Authenticate"), `Bearer realm="phone"`) {
@@ -284,19 +285,19 @@ func TestDescopeCodeErrors(t *testing.T) {
 	code := h.sink.last(t, u).Code
 	wrong := fmt.Sprintf("%06d", (atoi(code)+1)%1000000)
 
-	body := wantDescopeError(t, update(), 429, "rate_limited")
+	body := wantDescopeError(t, update(), 429, "rate_limited", "E130429")
 	if ra := update().Header().Get("Retry-After"); ra == "" || body["retry_after"] == nil {
 		t.Fatalf("429 without Retry-After: %q %v", ra, body)
 	}
 	verify := func(c string) *httptest.ResponseRecorder {
 		return h.call("POST", descopeVerify, "Bearer P2abc", `{"loginId":"`+u+`","code":"`+c+`"}`)
 	}
-	body = wantDescopeError(t, verify(wrong), 400, "invalid_code")
+	body = wantDescopeError(t, verify(wrong), 400, "invalid_code", "E061102")
 	if body["attempts_left"] != float64(1) {
 		t.Fatalf("attempts_left %v", body)
 	}
-	wantDescopeError(t, verify(wrong), 400, "invalid_code")
-	wantDescopeError(t, verify(code), 429, "too_many_attempts")
+	wantDescopeError(t, verify(wrong), 400, "invalid_code", "E061102")
+	wantDescopeError(t, verify(code), 429, "too_many_attempts", "E061103")
 }
 
 func atoi(s string) int {
@@ -316,7 +317,7 @@ func TestDescopeMaxAuthAge(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := h.call("POST", descopeUpdate, "Bearer P2abc:"+old, `{"loginId":"`+u+`","phone":"+33612345678"}`)
-	wantDescopeError(t, rec, 401, "reauthentication_required")
+	wantDescopeError(t, rec, 401, "reauthentication_required", "E011001")
 	if rec.Header().Get("WWW-Authenticate") != `Bearer realm="phone", error="invalid_token"` {
 		t.Fatalf("WWW-Authenticate %q", rec.Header().Get("WWW-Authenticate"))
 	}

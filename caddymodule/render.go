@@ -25,6 +25,9 @@ type apiError struct {
 	message string
 	// param names the request field at fault (Clerk's meta.param_name).
 	param string
+	// missing says the field param names was absent (Descope's
+	// missingArguments); code stays invalid_request.
+	missing bool
 	// fields go into the body beside error and message (attempts_left,
 	// retry_after).
 	fields map[string]any
@@ -39,6 +42,13 @@ func (e *apiError) Error() string { return e.code + ": " + e.message }
 
 func errInvalid(msg, param string) *apiError {
 	return &apiError{status: http.StatusBadRequest, code: "invalid_request", message: msg, param: param}
+}
+
+// errMissing refuses a request without the field param, which it needs.
+func errMissing(param string) *apiError {
+	e := errInvalid(param+" is required.", param)
+	e.missing = true
+	return e
 }
 
 // errTooLarge refuses a body over maxBody.

@@ -70,13 +70,16 @@ func needSDK(t *testing.T, packages ...string) string {
 
 // sdkResult is one line printed by a harness script.
 type sdkResult struct {
-	OK     bool           `json:"ok"`
-	Code   int            `json:"code"`  // Descope: the HTTP status
-	Data   map[string]any `json:"data"`  // the SDK's success value
-	Error  map[string]any `json:"error"` // the SDK's error object
-	Thrown string         `json:"thrown"`
-	Cause  string         `json:"cause"`
-	raw    string
+	OK    bool           `json:"ok"`
+	Code  int            `json:"code"`  // Descope: the HTTP status
+	Data  map[string]any `json:"data"`  // the SDK's success value
+	Error map[string]any `json:"error"` // the SDK's error object
+	// ErrorName is the SDK's DescopeErrors key for Error's errorCode
+	// (descope.mjs only; "" when none).
+	ErrorName string `json:"errorName"`
+	Thrown    string `json:"thrown"`
+	Cause     string `json:"cause"`
+	raw       string
 }
 
 // runSDK runs `node <script> <action> <params as JSON>` in the harness

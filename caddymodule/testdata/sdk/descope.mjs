@@ -3,7 +3,12 @@
 //     → sdk.otp.update.phone.sms(loginId, phone, token, options)
 //   node descope.mjs verify '{"baseUrl","projectId","loginId","code"}'
 //     → sdk.otp.verify.sms(loginId, code)
-// Prints the SdkResponse without its Response object: {ok, code, data?, error?}.
+//   node descope.mjs errors '{}'
+//     → the SDK's exported DescopeErrors, as data
+// Prints the SdkResponse without its Response object: {ok, code, data?, error?},
+// and, for an error, errorName: the DescopeErrors key whose value is its
+// errorCode (null if none), i.e. what `err.errorCode === DescopeErrors.<name>`
+// in app code would match.
 import DescopeClient from '@descope/node-sdk';
 import { args, print, fail } from './lib.mjs';
 
@@ -18,10 +23,17 @@ try {
     case 'verify':
       res = await sdk.otp.verify.sms(p.loginId, p.code);
       break;
+    case 'errors':
+      res = { ok: true, data: DescopeClient.DescopeErrors };
+      break;
     default:
       throw new Error(`unknown action ${action}`);
   }
   const { response, ...out } = res;
+  if (out.error) {
+    const errors = DescopeClient.DescopeErrors;
+    out.errorName = Object.keys(errors).find((k) => errors[k] === out.error.errorCode) ?? null;
+  }
   print(out);
 } catch (err) {
   fail(err);
