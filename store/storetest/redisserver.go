@@ -52,12 +52,40 @@ func freePort(t testing.TB) int {
 // returns its host:port once it answers.
 func StartRedis(t testing.TB, args ...string) string {
 	t.Helper()
-	return startRedis(t, func(port int) []string { return args })
+	return startRedis(t, func(port int) []string { return args }).Addr
+}
+
+// RedisNode is one redis-server started by the tests.
+type RedisNode struct {
+	Addr string
+	bin  string
+	dir  string
+	args []string
+	stop func()
+}
+
+// Restart stops the server (SIGTERM by PID, so that it writes its AOF and
+// its cluster config) and starts it again on the same port with the same
+// data directory and arguments; a cluster node rejoins its cluster. It
+// returns once the server answers PING again.
+func (n *RedisNode) Restart(t testing.TB) {
+	t.Helper()
+	n.stop()
+	var err error
+	for range 50 { // the port may linger for a moment
+		var stop func()
+		if stop, err = runRedis(t, n.bin, n.dir, n.args, n.Addr); err == nil {
+			n.stop = stop
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("restarting redis-server %s: %v", n.Addr, err)
 }
 
 // startRedis starts one server, trying new ports when one was taken in
 // the meantime. args gets the chosen port.
-func startRedis(t testing.TB, args func(port int) []string) string {
+func startRedis(t testing.TB, args func(port int) []string) *RedisNode {
 	t.Helper()
 	bin := redisServer(t)
 	var lastErr error
@@ -67,32 +95,38 @@ func startRedis(t testing.TB, args func(port int) []string) string {
 		all := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 			"--appendonly", "yes", "--maxmemory-policy", "noeviction", "--save", ""}, args(port)...)
 		addr := "127.0.0.1:" + strconv.Itoa(port)
-		if lastErr = runRedis(t, bin, dir, all, addr); lastErr == nil {
-			return addr
+		var stop func()
+		if stop, lastErr = runRedis(t, bin, dir, all, addr); lastErr == nil {
+			return &RedisNode{Addr: addr, bin: bin, dir: dir, args: all, stop: stop}
 		}
 	}
 	t.Fatalf("redis-server: %v", lastErr)
-	return ""
+	return nil
 }
 
 // runRedis starts bin with args and waits until addr answers PING; the
-// process is stopped at cleanup.
-func runRedis(t testing.TB, bin, dir string, args []string, addr string) error {
+// process is stopped at cleanup, or by the stop function returned.
+func runRedis(t testing.TB, bin, dir string, args []string, addr string) (func(), error) {
 	t.Helper()
 	logPath := filepath.Join(dir, "redis.log")
-	logf, err := os.Create(logPath)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return err
+		return nil, err
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); logf.Close(); close(exited) }()
 	stop := func() {
+		select {
+		case <-exited: // stopped already (a restart, then the cleanup)
+			return
+		default:
+		}
 		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
 		select {
 		case <-exited:
@@ -108,7 +142,7 @@ func runRedis(t testing.TB, bin, dir string, args []string, addr string) error {
 		select {
 		case <-exited:
 			b, _ := os.ReadFile(logPath)
-			return fmt.Errorf("exited at start: %s", tail(string(b)))
+			return nil, fmt.Errorf("exited at start: %s", tail(string(b)))
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -116,11 +150,11 @@ func runRedis(t testing.TB, bin, dir string, args []string, addr string) error {
 		cancel()
 		if err == nil {
 			t.Cleanup(stop)
-			return nil
+			return stop, nil
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return fmt.Errorf("%s does not answer PING after 10s: %v", addr, err)
+			return nil, fmt.Errorf("%s does not answer PING after 10s: %v", addr, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -136,14 +170,28 @@ func tail(s string) string {
 // addresses once every node reports cluster_state:ok.
 func StartRedisCluster(t testing.TB, masters int) []string {
 	t.Helper()
+	nodes := StartRedisClusterNodes(t, masters)
+	addrs := make([]string, len(nodes))
+	for i, n := range nodes {
+		addrs[i] = n.Addr
+	}
+	return addrs
+}
+
+// StartRedisClusterNodes is StartRedisCluster returning the nodes, which
+// can be restarted.
+func StartRedisClusterNodes(t testing.TB, masters int) []*RedisNode {
+	t.Helper()
+	nodes := make([]*RedisNode, masters)
 	addrs := make([]string, masters)
 	for i := range addrs {
-		addrs[i] = startRedis(t, func(int) []string {
+		nodes[i] = startRedis(t, func(int) []string {
 			// The bus port is given, not port+10000, which may be
 			// taken or past 65535.
 			return []string{"--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(freePort(t)),
 				"--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"}
 		})
+		addrs[i] = nodes[i].Addr
 	}
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
@@ -172,7 +220,7 @@ func StartRedisCluster(t testing.TB, masters int) []string {
 		}
 		rc.Close()
 	}
-	return addrs
+	return nodes
 }
 
 // StartRedisSentinel starts one redis-server --sentinel on loopback
@@ -196,7 +244,7 @@ func StartRedisSentinel(t testing.TB, master, masterAddr string) string {
 			t.Fatal(err)
 		}
 		addr := "127.0.0.1:" + strconv.Itoa(sport)
-		if lastErr = runRedis(t, bin, dir, []string{conf, "--sentinel"}, addr); lastErr != nil {
+		if _, lastErr = runRedis(t, bin, dir, []string{conf, "--sentinel"}, addr); lastErr != nil {
 			continue
 		}
 		sc := redis.NewSentinelClient(&redis.Options{Addr: addr})
