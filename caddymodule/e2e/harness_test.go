@@ -7,6 +7,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -241,6 +242,15 @@ func (e *env) doAt(site, method, path, tok string, body any) response {
 func (e *env) send(req *http.Request) response {
 	e.t.Helper()
 	res, err := e.client.Do(req)
+	if errors.Is(err, io.EOF) && req.GetBody != nil {
+		// Right after a reload, the previous config's server may close a
+		// connection it accepted while shutting down, unanswered: the
+		// request reached no handler, so it is sent once more.
+		e.t.Logf("%s %s: %v; sending it again", req.Method, req.URL.Path, err)
+		if req.Body, err = req.GetBody(); err == nil {
+			res, err = e.client.Do(req)
+		}
+	}
 	if err != nil {
 		e.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}
