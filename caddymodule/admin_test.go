@@ -67,8 +67,16 @@ func admin(t *testing.T, p *Phone, method, target, body string) adminAnswer {
 }
 
 // want checks the status, the exact Content-Type and, for errors, our
-// code both at the top and in Clerk's errors list.
+// code both at the top and in Clerk's errors list: for the errors Clerk
+// has no code of its own for (SPEC §7).
 func (a adminAnswer) want(t *testing.T, status int, code string) adminAnswer {
+	t.Helper()
+	return a.wantClerk(t, status, code, code)
+}
+
+// wantClerk is want with our code at the top and Clerk's, clerkCode, in
+// its errors list.
+func (a adminAnswer) wantClerk(t *testing.T, status int, code, clerkCode string) adminAnswer {
 	t.Helper()
 	if a.status != status {
 		t.Fatalf("status %d, want %d: %s", a.status, status, a.raw)
@@ -84,7 +92,7 @@ func (a adminAnswer) want(t *testing.T, status int, code string) adminAnswer {
 		t.Fatalf("error %v, want %q with one Clerk error: %s", a.body["error"], code, a.raw)
 	}
 	e := errs[0].(map[string]any)
-	if e["code"] != code || e["message"] != a.body["message"] || e["long_message"] == "" || e["meta"] == nil {
+	if e["code"] != clerkCode || e["message"] != a.body["message"] || e["long_message"] == "" || e["meta"] == nil {
 		t.Fatalf("Clerk error entry %v does not match %s", e, a.raw)
 	}
 	return a
@@ -213,8 +221,8 @@ func TestAdminPhoneNumbers(t *testing.T) {
 	if st.body["phone_number"] != nil || st.body["verified"] != false {
 		t.Fatalf("GET /phone after deleting the primary: %s", st.raw)
 	}
-	admin(t, p, "GET", "/phone/v1/phone_numbers/"+second, "").want(t, 404, "not_found")
-	admin(t, p, "DELETE", "/phone/v1/phone_numbers/"+second, "").want(t, 404, "not_found")
+	admin(t, p, "GET", "/phone/v1/phone_numbers/"+second, "").wantClerk(t, 404, "not_found", "resource_not_found")
+	admin(t, p, "DELETE", "/phone/v1/phone_numbers/"+second, "").wantClerk(t, 404, "not_found", "resource_not_found")
 	a = admin(t, p, "GET", "/phone/v1/users/"+esc+"/phone_numbers", "").want(t, 200, "")
 	if a.body["total_count"] != float64(1) {
 		t.Fatalf("list after delete: %s", a.raw)
@@ -243,7 +251,7 @@ func TestAdminFollowsUserAPI(t *testing.T) {
 	if len(data) != 1 || obj["phone_number"] != "+33612345670" || obj["primary"] != true || v["strategy"] != "phone_code" {
 		t.Fatalf("after the user verified a new number: %s", a.raw)
 	}
-	admin(t, p, "GET", "/phone/v1/phone_numbers/"+old, "").want(t, 404, "not_found")
+	admin(t, p, "GET", "/phone/v1/phone_numbers/"+old, "").wantClerk(t, 404, "not_found", "resource_not_found")
 }
 
 func TestAdminErrors(t *testing.T) {
@@ -255,32 +263,32 @@ func TestAdminErrors(t *testing.T) {
 	for _, c := range []struct {
 		name, method, path, body string
 		status                   int
-		code, param              string
+		code, clerk, param       string // our code, Clerk's in errors[0]
 	}{
-		{"not a number", "POST", create, `{"user_id":"u2","phone_number":"hello"}`, 400, "invalid_phone_number", "phone_number"},
-		{"country refused", "POST", create, `{"user_id":"u2","phone_number":"+14155552671"}`, 422, "phone_number_not_allowed", "phone_number"},
+		{"not a number", "POST", create, `{"user_id":"u2","phone_number":"hello"}`, 422, "invalid_phone_number", "form_param_format_invalid", "phone_number"},
+		{"country refused", "POST", create, `{"user_id":"u2","phone_number":"+14155552671"}`, 422, "phone_number_not_allowed", "phone_number_not_allowed", "phone_number"},
 		{"reserved unverified", "POST", create, `{"user_id":"u2","phone_number":"+33612345671","reserved_for_second_factor":true}`,
-			422, "phone_number_not_verified", "reserved_for_second_factor"},
+			422, "phone_number_not_verified", "phone_number_not_verified", "reserved_for_second_factor"},
 		{"reserve unverified", "PATCH", create + "/" + unverified, `{"reserved_for_second_factor":true}`,
-			422, "phone_number_not_verified", "reserved_for_second_factor"},
+			422, "phone_number_not_verified", "phone_number_not_verified", "reserved_for_second_factor"},
 		{"verified elsewhere", "POST", create, `{"user_id":"u2","phone_number":"+33612345678","verified":true}`,
-			409, "phone_number_in_use", "phone_number"},
-		{"same user twice", "POST", create, `{"user_id":"u1","phone_number":"+33 6 12 34 56 70"}`, 409, "phone_number_in_use", "phone_number"},
-		{"unprimary", "PATCH", create + "/" + primary, `{"primary":false}`, 400, "invalid_request", "primary"},
-		{"no user", "POST", create, `{"phone_number":"+33612345671"}`, 400, "invalid_request", "user_id"},
-		{"no number", "POST", create, `{"user_id":"u2"}`, 400, "invalid_request", "phone_number"},
-		{"no body", "POST", create, ``, 400, "invalid_request", ""},
-		{"unknown field", "POST", create, `{"user_id":"u2","phone_number":"+33612345671","nickname":"x"}`, 400, "invalid_request", ""},
-		{"wrong type", "PATCH", create + "/" + unverified, `{"verified":"yes"}`, 400, "invalid_request", "verified"},
-		{"not JSON", "PATCH", create + "/" + unverified, `{`, 400, "invalid_request", ""},
-		{"two objects", "PATCH", create + "/" + unverified, `{}{}`, 400, "invalid_request", ""},
-		{"too large", "POST", create, `{"user_id":"` + strings.Repeat("x", maxBody) + `"}`, 413, "payload_too_large", ""},
-		{"unknown id", "GET", create + "/idn_00000000000000000000000000000000", "", 404, "not_found", ""},
-		{"malformed id", "PATCH", create + "/usr_1", `{}`, 404, "not_found", ""},
-		{"long user", "GET", "/phone/v1/users/" + strings.Repeat("u", 300) + "/phone_numbers", "", 400, "invalid_request", "user_id"},
+			422, "phone_number_in_use", "form_identifier_exists", "phone_number"},
+		{"same user twice", "POST", create, `{"user_id":"u1","phone_number":"+33 6 12 34 56 70"}`, 422, "phone_number_in_use", "form_identifier_exists", "phone_number"},
+		{"unprimary", "PATCH", create + "/" + primary, `{"primary":false}`, 422, "invalid_request", "form_param_format_invalid", "primary"},
+		{"no user", "POST", create, `{"phone_number":"+33612345671"}`, 422, "invalid_request", "form_param_missing", "user_id"},
+		{"no number", "POST", create, `{"user_id":"u2"}`, 422, "invalid_request", "form_param_missing", "phone_number"},
+		{"no body", "POST", create, ``, 400, "invalid_request", "invalid_request", ""},
+		{"unknown field", "POST", create, `{"user_id":"u2","phone_number":"+33612345671","nickname":"x"}`, 400, "invalid_request", "invalid_request", ""},
+		{"wrong type", "PATCH", create + "/" + unverified, `{"verified":"yes"}`, 422, "invalid_request", "form_param_format_invalid", "verified"},
+		{"not JSON", "PATCH", create + "/" + unverified, `{`, 400, "invalid_request", "invalid_request", ""},
+		{"two objects", "PATCH", create + "/" + unverified, `{}{}`, 400, "invalid_request", "invalid_request", ""},
+		{"too large", "POST", create, `{"user_id":"` + strings.Repeat("x", maxBody) + `"}`, 413, "payload_too_large", "payload_too_large", ""},
+		{"unknown id", "GET", create + "/idn_00000000000000000000000000000000", "", 404, "not_found", "resource_not_found", ""},
+		{"malformed id", "PATCH", create + "/usr_1", `{}`, 404, "not_found", "resource_not_found", ""},
+		{"long user", "GET", "/phone/v1/users/" + strings.Repeat("u", 300) + "/phone_numbers", "", 422, "invalid_request", "form_param_format_invalid", "user_id"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			a := admin(t, p, c.method, c.path, c.body).want(t, c.status, c.code)
+			a := admin(t, p, c.method, c.path, c.body).wantClerk(t, c.status, c.code, c.clerk)
 			if got := a.param(); got != c.param {
 				t.Fatalf("param_name %q, want %q: %s", got, c.param, a.raw)
 			}
@@ -297,24 +305,24 @@ func TestAdminAuth(t *testing.T) {
 	for _, c := range []struct {
 		name, method, path, auth string
 		status                   int
-		code, allow              string
+		code, clerk, allow       string // our code, Clerk's in errors[0]
 	}{
-		{"unknown path", "GET", "/phone/v1/nothing", "", 404, "not_found", ""},
-		{"trailing slash", "GET", "/phone/v1/phone_numbers/", "Bearer " + adminKey, 404, "not_found", ""},
-		{"too deep", "GET", "/phone/v1/phone_numbers/a/b", "Bearer " + adminKey, 404, "not_found", ""},
-		{"wrong method", "GET", "/phone/v1/phone_numbers", "", 405, "method_not_allowed", "POST"},
-		{"wrong method on an id", "POST", "/phone/v1/phone_numbers/idn_x", userAuth, 405, "method_not_allowed", "GET, HEAD, PATCH, DELETE"},
-		{"wrong method on a list", "DELETE", "/phone/v1/users/u/phone_numbers", "", 405, "method_not_allowed", "GET, HEAD"},
-		{"no key", "GET", "/phone/v1/users/u/phone_numbers", "", 401, "unauthorized", ""},
-		{"wrong key", "GET", "/phone/v1/users/u/phone_numbers", "Bearer sk_test_wrong", 401, "unauthorized", ""},
-		{"key prefix", "GET", "/phone/v1/users/u/phone_numbers", "Bearer " + adminKey[:len(adminKey)-1], 401, "unauthorized", ""},
-		{"key with a tail", "GET", "/phone/v1/users/u/phone_numbers", "Bearer " + adminKey + " ", 401, "unauthorized", ""},
-		{"basic scheme", "GET", "/phone/v1/users/u/phone_numbers", "Basic " + adminKey, 401, "unauthorized", ""},
-		{"user token", "GET", "/phone/v1/users/someone/phone_numbers", userAuth, 401, "unauthorized", ""},
-		{"scheme in lower case", "GET", "/phone/v1/users/u/phone_numbers", "bearer " + adminKey, 200, "", ""},
+		{"unknown path", "GET", "/phone/v1/nothing", "", 404, "not_found", "resource_not_found", ""},
+		{"trailing slash", "GET", "/phone/v1/phone_numbers/", "Bearer " + adminKey, 404, "not_found", "resource_not_found", ""},
+		{"too deep", "GET", "/phone/v1/phone_numbers/a/b", "Bearer " + adminKey, 404, "not_found", "resource_not_found", ""},
+		{"wrong method", "GET", "/phone/v1/phone_numbers", "", 405, "method_not_allowed", "method_not_allowed", "POST"},
+		{"wrong method on an id", "POST", "/phone/v1/phone_numbers/idn_x", userAuth, 405, "method_not_allowed", "method_not_allowed", "GET, HEAD, PATCH, DELETE"},
+		{"wrong method on a list", "DELETE", "/phone/v1/users/u/phone_numbers", "", 405, "method_not_allowed", "method_not_allowed", "GET, HEAD"},
+		{"no key", "GET", "/phone/v1/users/u/phone_numbers", "", 401, "unauthorized", "authentication_invalid", ""},
+		{"wrong key", "GET", "/phone/v1/users/u/phone_numbers", "Bearer sk_test_wrong", 401, "unauthorized", "authentication_invalid", ""},
+		{"key prefix", "GET", "/phone/v1/users/u/phone_numbers", "Bearer " + adminKey[:len(adminKey)-1], 401, "unauthorized", "authentication_invalid", ""},
+		{"key with a tail", "GET", "/phone/v1/users/u/phone_numbers", "Bearer " + adminKey + " ", 401, "unauthorized", "authentication_invalid", ""},
+		{"basic scheme", "GET", "/phone/v1/users/u/phone_numbers", "Basic " + adminKey, 401, "unauthorized", "authentication_invalid", ""},
+		{"user token", "GET", "/phone/v1/users/someone/phone_numbers", userAuth, 401, "unauthorized", "authentication_invalid", ""},
+		{"scheme in lower case", "GET", "/phone/v1/users/u/phone_numbers", "bearer " + adminKey, 200, "", "", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			a := call(t, p, c.method, c.path, c.auth, "").want(t, c.status, c.code)
+			a := call(t, p, c.method, c.path, c.auth, "").wantClerk(t, c.status, c.code, c.clerk)
 			if got := a.header.Get("Allow"); got != c.allow {
 				t.Fatalf("Allow %q, want %q", got, c.allow)
 			}
@@ -351,7 +359,7 @@ func TestAdminAuth(t *testing.T) {
 func TestAdminNotSupported(t *testing.T) {
 	p := provisionPhone(t, adminConfig(`{"backend":"http","url":"http://127.0.0.1:9"}`, ""))
 	t.Cleanup(func() { p.Cleanup() })
-	call(t, p, "GET", "/phone/v1/phone_numbers/idn_x", "", "").want(t, 401, "unauthorized")
+	call(t, p, "GET", "/phone/v1/phone_numbers/idn_x", "", "").wantClerk(t, 401, "unauthorized", "authentication_invalid")
 	call(t, p, "PUT", "/phone/v1/phone_numbers", "", "").want(t, 405, "method_not_allowed")
 	for _, c := range []struct{ method, path, body string }{
 		{"POST", "/phone/v1/phone_numbers", `{"user_id":"u","phone_number":"+33612345678"}`},

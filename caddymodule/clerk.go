@@ -60,12 +60,51 @@ func (c clerk) serve(w http.ResponseWriter, r *http.Request) error {
 
 // errorBody is our error body (SPEC §5) with Clerk's errors list beside
 // it, which @clerk/backend turns into ClerkAPIResponseError.errors; a
-// field at fault is its meta.param_name.
+// field at fault is its meta.param_name. The top-level error stays our
+// code; the list's code and the HTTP status are Clerk's (clerkStatus).
 func (clerk) errorBody(e *apiError) (int, any) {
+	status, code := clerkStatus(e)
 	body := nativeErrorBody(e)
-	body["errors"] = []clerkError{{Code: e.code, Message: e.message, LongMessage: e.message,
+	body["errors"] = []clerkError{{Code: code, Message: e.message, LongMessage: e.message,
 		Meta: clerkErrorMeta{ParamName: e.param}}}
-	return e.status, body
+	return status, body
+}
+
+// Clerk's error codes (SPEC §7), as its Backend API answers them.
+const (
+	clerkNotFound       = "resource_not_found"
+	clerkFormatInvalid  = "form_param_format_invalid"
+	clerkParamMissing   = "form_param_missing"
+	clerkIdentifierUsed = "form_identifier_exists"
+	clerkUnauthorized   = "authentication_invalid"
+)
+
+// clerkStatus is the status and code Clerk states e with (SPEC §7): 404
+// resource_not_found, 422 form_param_missing for an absent field, 422
+// form_param_format_invalid for a bad number or another field at fault,
+// 422 form_identifier_exists for a number already held, 401
+// authentication_invalid. Our own refusals Clerk has no code for
+// (not_supported, phone_number_not_verified, a body that is not
+// one JSON object, 405, 413, 429, 503…) keep their status and our code.
+func clerkStatus(e *apiError) (int, string) {
+	switch e.code {
+	case "not_found":
+		return http.StatusNotFound, clerkNotFound
+	case "invalid_phone_number":
+		return http.StatusUnprocessableEntity, clerkFormatInvalid
+	case "invalid_request":
+		switch {
+		case e.missing:
+			return http.StatusUnprocessableEntity, clerkParamMissing
+		case e.param != "":
+			return http.StatusUnprocessableEntity, clerkFormatInvalid
+		}
+	case "phone_number_in_use":
+		return http.StatusUnprocessableEntity, clerkIdentifierUsed
+	case "unauthorized":
+		return http.StatusUnauthorized, clerkUnauthorized
+	}
+	return e.status, e.code
 }
 
 // Path segments of the admin routes.
@@ -167,11 +206,11 @@ func (a *adminAPI) create(w http.ResponseWriter, r *http.Request, _ string) erro
 	}
 	switch {
 	case req.UserID == nil || *req.UserID == "":
-		return errInvalid("user_id is required.", "user_id")
+		return errMissing("user_id")
 	case len(*req.UserID) > maxAdminUserID || !utf8.ValidString(*req.UserID):
 		return errInvalid("user_id is not a valid user ID.", "user_id")
 	case req.PhoneNumber == nil:
-		return errInvalid("phone_number is required.", "phone_number")
+		return errMissing("phone_number")
 	}
 	number, err := a.norm.Normalize(*req.PhoneNumber)
 	if err != nil {

@@ -26,7 +26,8 @@ type apiError struct {
 	// param names the request field at fault (Clerk's meta.param_name).
 	param string
 	// missing says the field param names was absent (Descope's
-	// missingArguments); code stays invalid_request.
+	// missingArguments, Clerk's form_param_missing); code stays
+	// invalid_request.
 	missing bool
 	// fields go into the body beside error and message (attempts_left,
 	// retry_after).

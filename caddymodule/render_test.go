@@ -45,7 +45,8 @@ var dialectsByName = map[string]dialect{"native": native{}, "descope": descope{}
 // Every domain error, in every dialect that can meet it, is answered with
 // the same bytes as before the one renderer: the table below was written
 // by the three routes it replaced (writeFlowError, errorExtender,
-// writeStoreError).
+// writeStoreError), but for Clerk's statuses and errors[].code, which SPEC
+// §7 now asks for (our code stays at the top).
 func TestRenderDomainErrors(t *testing.T) {
 	p := &Phone{logger: zap.NewNop()}
 	for _, c := range []struct {
@@ -60,7 +61,7 @@ func TestRenderDomainErrors(t *testing.T) {
 		{"native", "invalid", 400, "", "{\"error\":\"invalid_phone_number\",\"message\":\"The phone number is not valid.\"}"},
 		{"descope", "invalid", 400, "", "{\"error\":\"invalid_phone_number\",\"errorCode\":\"E011003\",\"errorDescription\":\"The phone number is not valid.\",\"errorMessage\":\"The phone number is not valid.\",\"message\":\"The phone number is not valid.\"}"},
 		{"reachfive", "invalid", 400, "", "{\"error\":\"invalid_phone_number\",\"error_description\":\"The phone number is not valid.\",\"error_user_msg\":\"The phone number is not valid.\",\"message\":\"The phone number is not valid.\"}"},
-		{"clerk", "invalid", 400, "", "{\"error\":\"invalid_phone_number\",\"errors\":[{\"code\":\"invalid_phone_number\",\"message\":\"The phone number is not valid.\",\"long_message\":\"The phone number is not valid.\",\"meta\":{\"param_name\":\"phone_number\"}}],\"message\":\"The phone number is not valid.\"}"},
+		{"clerk", "invalid", 422, "", "{\"error\":\"invalid_phone_number\",\"errors\":[{\"code\":\"form_param_format_invalid\",\"message\":\"The phone number is not valid.\",\"long_message\":\"The phone number is not valid.\",\"meta\":{\"param_name\":\"phone_number\"}}],\"message\":\"The phone number is not valid.\"}"},
 		{"native", "notallowed", 422, "", "{\"error\":\"phone_number_not_allowed\",\"message\":\"Phone number not allowed: country US is not allowed.\"}"},
 		{"descope", "notallowed", 422, "", "{\"error\":\"phone_number_not_allowed\",\"errorCode\":\"E011001\",\"errorDescription\":\"Phone number not allowed: country US is not allowed.\",\"errorMessage\":\"Phone number not allowed: country US is not allowed.\",\"message\":\"Phone number not allowed: country US is not allowed.\"}"},
 		{"reachfive", "notallowed", 422, "", "{\"error\":\"phone_number_not_allowed\",\"error_description\":\"Phone number not allowed: country US is not allowed.\",\"error_user_msg\":\"Phone number not allowed: country US is not allowed.\",\"message\":\"Phone number not allowed: country US is not allowed.\"}"},
@@ -83,7 +84,7 @@ func TestRenderDomainErrors(t *testing.T) {
 		{"native", "inuse", 409, "", "{\"error\":\"phone_number_in_use\",\"message\":\"This phone number is already in use by another account.\"}"},
 		{"descope", "inuse", 409, "", "{\"error\":\"phone_number_in_use\",\"errorCode\":\"E011001\",\"errorDescription\":\"This phone number is already in use by another account.\",\"errorMessage\":\"This phone number is already in use by another account.\",\"message\":\"This phone number is already in use by another account.\"}"},
 		{"reachfive", "inuse", 409, "", "{\"error\":\"phone_number_in_use\",\"error_description\":\"This phone number is already in use by another account.\",\"error_user_msg\":\"This phone number is already in use by another account.\",\"message\":\"This phone number is already in use by another account.\"}"},
-		{"clerk", "inuse", 409, "", "{\"error\":\"phone_number_in_use\",\"errors\":[{\"code\":\"phone_number_in_use\",\"message\":\"This phone number is already in use by another account.\",\"long_message\":\"This phone number is already in use by another account.\",\"meta\":{\"param_name\":\"phone_number\"}}],\"message\":\"This phone number is already in use by another account.\"}"},
+		{"clerk", "inuse", 422, "", "{\"error\":\"phone_number_in_use\",\"errors\":[{\"code\":\"form_identifier_exists\",\"message\":\"This phone number is already in use by another account.\",\"long_message\":\"This phone number is already in use by another account.\",\"meta\":{\"param_name\":\"phone_number\"}}],\"message\":\"This phone number is already in use by another account.\"}"},
 		{"native", "delivery", 502, "", "{\"error\":\"sms_delivery_failed\",\"message\":\"The code could not be sent; try again.\"}"},
 		{"descope", "delivery", 502, "", "{\"error\":\"sms_delivery_failed\",\"errorCode\":\"E011001\",\"errorDescription\":\"The code could not be sent; try again.\",\"errorMessage\":\"The code could not be sent; try again.\",\"message\":\"The code could not be sent; try again.\"}"},
 		{"reachfive", "delivery", 502, "", "{\"error\":\"sms_delivery_failed\",\"error_description\":\"The code could not be sent; try again.\",\"error_user_msg\":\"The code could not be sent; try again.\",\"message\":\"The code could not be sent; try again.\"}"},
@@ -95,10 +96,10 @@ func TestRenderDomainErrors(t *testing.T) {
 		{"descope", "boom", 500, "", "{\"error\":\"internal_error\",\"errorCode\":\"E011001\",\"errorDescription\":\"Something went wrong.\",\"errorMessage\":\"Something went wrong.\",\"message\":\"Something went wrong.\"}"},
 		{"reachfive", "boom", 500, "", "{\"error\":\"internal_error\",\"error_description\":\"Something went wrong.\",\"error_user_msg\":\"Something went wrong.\",\"message\":\"Something went wrong.\"}"},
 		{"clerk", "boom", 500, "", "{\"error\":\"internal_error\",\"errors\":[{\"code\":\"internal_error\",\"message\":\"Something went wrong.\",\"long_message\":\"Something went wrong.\",\"meta\":{}}],\"message\":\"Something went wrong.\"}"},
-		{"clerk", "notfound", 404, "", "{\"error\":\"not_found\",\"errors\":[{\"code\":\"not_found\",\"message\":\"No phone number has this ID.\",\"long_message\":\"No phone number has this ID.\",\"meta\":{}}],\"message\":\"No phone number has this ID.\"}"},
-		{"clerk", "exists", 409, "", "{\"error\":\"phone_number_in_use\",\"errors\":[{\"code\":\"phone_number_in_use\",\"message\":\"This user already has this phone number.\",\"long_message\":\"This user already has this phone number.\",\"meta\":{\"param_name\":\"phone_number\"}}],\"message\":\"This user already has this phone number.\"}"},
+		{"clerk", "notfound", 404, "", "{\"error\":\"not_found\",\"errors\":[{\"code\":\"resource_not_found\",\"message\":\"No phone number has this ID.\",\"long_message\":\"No phone number has this ID.\",\"meta\":{}}],\"message\":\"No phone number has this ID.\"}"},
+		{"clerk", "exists", 422, "", "{\"error\":\"phone_number_in_use\",\"errors\":[{\"code\":\"form_identifier_exists\",\"message\":\"This user already has this phone number.\",\"long_message\":\"This user already has this phone number.\",\"meta\":{\"param_name\":\"phone_number\"}}],\"message\":\"This user already has this phone number.\"}"},
 		{"clerk", "notverified", 422, "", "{\"error\":\"phone_number_not_verified\",\"errors\":[{\"code\":\"phone_number_not_verified\",\"message\":\"Only a verified phone number can be reserved for second factor authentication.\",\"long_message\":\"Only a verified phone number can be reserved for second factor authentication.\",\"meta\":{\"param_name\":\"reserved_for_second_factor\"}}],\"message\":\"Only a verified phone number can be reserved for second factor authentication.\"}"},
-		{"clerk", "keepprimary", 400, "", "{\"error\":\"invalid_request\",\"errors\":[{\"code\":\"invalid_request\",\"message\":\"A primary phone number stays primary until another number of the user is made primary.\",\"long_message\":\"A primary phone number stays primary until another number of the user is made primary.\",\"meta\":{\"param_name\":\"primary\"}}],\"message\":\"A primary phone number stays primary until another number of the user is made primary.\"}"},
+		{"clerk", "keepprimary", 422, "", "{\"error\":\"invalid_request\",\"errors\":[{\"code\":\"form_param_format_invalid\",\"message\":\"A primary phone number stays primary until another number of the user is made primary.\",\"long_message\":\"A primary phone number stays primary until another number of the user is made primary.\",\"meta\":{\"param_name\":\"primary\"}}],\"message\":\"A primary phone number stays primary until another number of the user is made primary.\"}"},
 		{"clerk", "notsupported", 501, "", "{\"error\":\"not_supported\",\"errors\":[{\"code\":\"not_supported\",\"message\":\"This user store keeps one phone number per user.\",\"long_message\":\"This user store keeps one phone number per user.\",\"meta\":{}}],\"message\":\"This user store keeps one phone number per user.\"}"},
 	} {
 		t.Run(c.dialect+"/"+c.err, func(t *testing.T) {
@@ -138,9 +139,13 @@ func TestRenderRequestErrors(t *testing.T) {
 		{"reachfive", "405", checkMethod(httptest.NewRequest("POST", "/x", nil), "GET"), 405, "", "GET, HEAD",
 			`{"error":"method_not_allowed","error_description":"Use GET on this route.","error_user_msg":"Use GET on this route.","message":"Use GET on this route."}`},
 		{"clerk", "401", errUnauthorized(false, "unauthorized", "A valid admin API key is required."), 401, `Bearer realm="phone"`, "",
-			`{"error":"unauthorized","errors":[{"code":"unauthorized","message":"A valid admin API key is required.","long_message":"A valid admin API key is required.","meta":{}}],"message":"A valid admin API key is required."}`},
-		{"clerk", "wrong type", errInvalid(`Field "verified" has the wrong type.`, "verified"), 400, "", "",
-			`{"error":"invalid_request","errors":[{"code":"invalid_request","message":"Field \"verified\" has the wrong type.","long_message":"Field \"verified\" has the wrong type.","meta":{"param_name":"verified"}}],"message":"Field \"verified\" has the wrong type."}`},
+			`{"error":"unauthorized","errors":[{"code":"authentication_invalid","message":"A valid admin API key is required.","long_message":"A valid admin API key is required.","meta":{}}],"message":"A valid admin API key is required."}`},
+		{"clerk", "wrong type", errInvalid(`Field "verified" has the wrong type.`, "verified"), 422, "", "",
+			`{"error":"invalid_request","errors":[{"code":"form_param_format_invalid","message":"Field \"verified\" has the wrong type.","long_message":"Field \"verified\" has the wrong type.","meta":{"param_name":"verified"}}],"message":"Field \"verified\" has the wrong type."}`},
+		{"clerk", "missing", errMissing("user_id"), 422, "", "",
+			`{"error":"invalid_request","errors":[{"code":"form_param_missing","message":"user_id is required.","long_message":"user_id is required.","meta":{"param_name":"user_id"}}],"message":"user_id is required."}`},
+		{"clerk", "no param", errInvalid("A JSON body is required.", ""), 400, "", "",
+			`{"error":"invalid_request","errors":[{"code":"invalid_request","message":"A JSON body is required.","long_message":"A JSON body is required.","meta":{}}],"message":"A JSON body is required."}`},
 		{"native", "param not shown", errInvalid("phone_number is required.", "phone_number"), 400, "", "",
 			`{"error":"invalid_request","message":"phone_number is required."}`},
 		{"native", "require_verified", errPhoneNotVerified(), 403, "", "",

@@ -70,8 +70,9 @@ func (r clerkResult) number(t *testing.T) map[string]any {
 	return r.Data
 }
 
-// apiError checks that the SDK threw a ClerkAPIResponseError with our
-// status and code in errors[0].
+// apiError checks that the SDK threw a ClerkAPIResponseError with
+// Clerk's status and code in errors[0] (SPEC §7): what app code compares
+// as err.status and err.errors[0].code.
 func (r clerkResult) apiError(t *testing.T, status int, code, param string) {
 	t.Helper()
 	errs, _ := r.Error["errors"].([]any)
@@ -136,7 +137,18 @@ func TestSDKClerkPhoneNumbers(t *testing.T) {
 		apiError(t, 422, "phone_number_not_verified", "reserved_for_second_factor")
 	// Verifying, for another user, a number this one holds verified.
 	clerk(t, node, "create", map[string]any{"args": map[string]any{"userId": uniqueUser(t, "v"), "phoneNumber": n[1], "verified": true}}).
-		apiError(t, 409, "phone_number_in_use", "phone_number")
+		apiError(t, 422, "form_identifier_exists", "phone_number")
+	// The same number twice for this user.
+	clerk(t, node, "create", map[string]any{"args": map[string]any{"userId": u, "phoneNumber": n[0]}}).
+		apiError(t, 422, "form_identifier_exists", "phone_number")
+	// A bad number, and no number at all.
+	clerk(t, node, "create", map[string]any{"args": map[string]any{"userId": u, "phoneNumber": "hello"}}).
+		apiError(t, 422, "form_param_format_invalid", "phone_number")
+	clerk(t, node, "create", map[string]any{"args": map[string]any{"userId": u}}).
+		apiError(t, 422, "form_param_missing", "phone_number")
+	// An ID no number has.
+	clerk(t, node, "update", map[string]any{"id": "idn_00000000000000000000000000000000", "args": map[string]any{"primary": true}}).
+		apiError(t, 404, "resource_not_found", "")
 
 	// Our list endpoint (the SDK has no method for it).
 	l := e.doAdmin("GET", "/phone/v1/users/"+url.PathEscape(u)+"/phone_numbers", nil).want(t, 200, "")
@@ -152,22 +164,22 @@ func TestSDKClerkPhoneNumbers(t *testing.T) {
 		t.Fatalf("delete: %s", del.raw)
 	}
 	status(nil, false)
-	clerk(t, node, "get", map[string]any{"id": second["id"]}).apiError(t, 404, "not_found", "")
+	clerk(t, node, "get", map[string]any{"id": second["id"]}).apiError(t, 404, "resource_not_found", "")
 	l = e.doAdmin("GET", "/phone/v1/users/"+url.PathEscape(u)+"/phone_numbers", nil).want(t, 200, "")
 	if l.body["total_count"] != float64(1) {
 		t.Fatalf("list after delete: %s", l.raw)
 	}
 }
 
-// The SDK with a wrong secret key, or a user's token as its key, gets our
-// 401 as a ClerkAPIResponseError.
+// The SDK with a wrong secret key, or a user's token as its key, gets
+// Clerk's 401 authentication_invalid as a ClerkAPIResponseError.
 func TestSDKClerkUnauthorized(t *testing.T) {
 	node := needSDK(t, "@clerk/backend", "@clerk/shared")
 	newEnv(t, clerkSite(""))
 	u := uniqueUser(t, "u")
 	for _, key := range []string{"sk_test_wrong_key_000000000", token(t, u)} {
 		clerk(t, node, "create", map[string]any{"secretKey": key, "args": map[string]any{"userId": u, "phoneNumber": clerkNumbers(1)[0]}}).
-			apiError(t, 401, "unauthorized", "")
+			apiError(t, 401, "authentication_invalid", "")
 	}
 }
 
@@ -180,6 +192,10 @@ func TestAdminKeyAndTokensKeptApart(t *testing.T) {
 	r := e.do("GET", "/phone/v1/users/"+url.PathEscape(u)+"/phone_numbers", tok, nil).want(t, 401, "unauthorized")
 	if r.header.Get("WWW-Authenticate") != `Bearer realm="phone", error="invalid_token"` || r.body["errors"] == nil {
 		t.Fatalf("user token on an admin route: %v %s", r.header, r.raw)
+	}
+	// Our code at the top, Clerk's in its list.
+	if errs, _ := r.body["errors"].([]any); len(errs) != 1 || errs[0].(map[string]any)["code"] != "authentication_invalid" {
+		t.Fatalf("Clerk's code on an admin route: %s", r.raw)
 	}
 	e.do("GET", "/phone", clerkKey, nil).want(t, 401, "unauthorized")
 	e.do("POST", "/phone/update", clerkKey, map[string]any{"phone_number": clerkNumbers(1)[0]}).want(t, 401, "unauthorized")
@@ -208,7 +224,7 @@ func TestSDKClerkPostgres(t *testing.T) {
 		t.Fatalf("GET /phone: %s", st.raw)
 	}
 	clerk(t, node, "delete", map[string]any{"id": a["id"]})
-	clerk(t, node, "get", map[string]any{"id": a["id"]}).apiError(t, 404, "not_found", "")
+	clerk(t, node, "get", map[string]any{"id": a["id"]}).apiError(t, 404, "resource_not_found", "")
 }
 
 // The http store keeps one number per user: 501 not_supported.
