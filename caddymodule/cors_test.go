@@ -154,6 +154,7 @@ func TestCORSAnswers(t *testing.T) {
 		{"POST", "/v1/auth/otp/verify/sms", "", "{}", 401},          // Descope's shape
 		{"POST", "/identity/v1/update-phone-number", "", "{}", 401}, // ReachFive's
 		{"GET", "/identity/v1/config?client_id=x", "", "", 200},
+		{"GET", "/identity/v1/userinfo?fields=phone_number", tok, "", 200}, // getUser
 	} {
 		rec := h.call(c.method, c.path, c.auth, c.body, origin...)
 		if rec.Code != c.status {
@@ -200,8 +201,8 @@ func TestCORSAdminPassThroughUntouched(t *testing.T) {
 	for _, c := range []struct{ method, path string }{
 		{"GET", "/phone/v1/phone_numbers/x"},
 		{"GET", "/api/anything"},
-		{"POST", "/v1/auth/otp/unknown"}, // under Descope's prefix, no route of ours
-		{"GET", "/identity/v1/userinfo"}, // under ReachFive's
+		{"POST", "/v1/auth/otp/unknown"},        // under Descope's prefix, no route of ours
+		{"POST", "/identity/v1/update-profile"}, // under ReachFive's
 	} {
 		for _, rec := range []*httptest.ResponseRecorder{
 			h.call(c.method, c.path, "Bearer "+adminKey, "", "Origin", corsApp),

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"crypto/rand"
 	"net/http"
 	"strings"
 
@@ -22,6 +23,7 @@ var reachfiveRoutes = map[string]route{
 	"/identity/v1/update-phone-number":            {method: http.MethodPost, fresh: true, handle: (*Phone).reachfiveUpdate},
 	"/identity/v1/send-phone-number-verification": {method: http.MethodPost, handle: (*Phone).reachfiveSend},
 	"/identity/v1/verify-phone-number":            {method: http.MethodPost, handle: (*Phone).reachfiveVerify},
+	"/identity/v1/userinfo":                       {method: http.MethodGet, handle: (*Phone).reachfiveUserinfo},
 }
 
 func init() {
@@ -33,13 +35,50 @@ func (d reachfive) serve(w http.ResponseWriter, r *http.Request) error {
 	return d.p.serveRoute(w, r, reachfiveRoutes, r.URL.Path)
 }
 
-// errorBody adds ReachFive's ErrorResponse texts (identity-core hands them
-// to the caller as errorDescription / errorUserMsg).
+// errorBody adds ReachFive's ErrorResponse fields (identity-core hands
+// them to the caller camelCased: errorId, errorDescription,
+// errorMessageKey, errorUserMsg). error_id is, as ReachFive's, a fresh
+// random ID per answer; error_message_key, the key the UI SDK localises
+// with, is "error." and our code in lowerCamelCase ("error.invalidCode").
 func (reachfive) errorBody(e *apiError) (int, any) {
 	body := nativeErrorBody(e)
+	body["error_id"] = reachfiveErrorID()
 	body["error_description"] = e.message
+	body["error_message_key"] = reachfiveMessageKey(e.code)
 	body["error_user_msg"] = e.message
 	return e.status, body
+}
+
+// reachfiveErrorID is a random ID of ten letters and digits, the shape of
+// ReachFive's own ("9z8h7JmIHU").
+func reachfiveErrorID() string {
+	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	var b [10]byte
+	_, _ = rand.Read(b[:]) // never fails (Go 1.24+: it panics rather than return an error)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b[:])
+}
+
+// reachfiveMessageKey is "error." and code (snake_case) in lowerCamelCase.
+func reachfiveMessageKey(code string) string {
+	var b strings.Builder
+	b.WriteString("error.")
+	upper := false
+	for _, c := range code {
+		switch {
+		case c == '_':
+			upper = true
+		case upper && c >= 'a' && c <= 'z':
+			b.WriteRune(c - 'a' + 'A')
+			upper = false
+		default:
+			b.WriteRune(c)
+			upper = false
+		}
+	}
+	return b.String()
 }
 
 // reachfiveConfig is GET /identity/v1/config?client_id=…: the remote
@@ -169,4 +208,57 @@ func (p *Phone) reachfiveVerify(w http.ResponseWriter, r *http.Request, id *bear
 	writeJSON(w, http.StatusOK, map[string]any{"status": "verified", "phone_number": u.PhoneNumber, "verified": true,
 		"phone_number_verified": true})
 	return nil
+}
+
+// reachfiveUserinfoFields are the profile fields userinfo knows; sub is
+// always given.
+var reachfiveUserinfoFields = []string{"phone_number", "phone_number_verified"}
+
+// reachfiveUserinfo is GET /identity/v1/userinfo?fields=… (identity-core's
+// getUser({accessToken, fields})): the token's user read afresh, as
+// {"sub","phone_number","phone_number_verified"}. fields, comma-separated
+// (snake_case or camelCase), keeps only the fields named, as ReachFive
+// does; fields it does not know are left out. A user without a number has
+// neither phone field; a pending change is not shown (ReachFive's profile
+// has no such thing).
+func (p *Phone) reachfiveUserinfo(w http.ResponseWriter, r *http.Request, id *bearer.Identity) error {
+	st, err := p.service.Status(r.Context(), id.UserID)
+	if err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	if q := r.URL.Query(); q.Has("fields") {
+		for _, f := range strings.Split(q.Get("fields"), ",") {
+			want[snakeCase(strings.TrimSpace(f))] = true
+		}
+	} else {
+		for _, f := range reachfiveUserinfoFields {
+			want[f] = true
+		}
+	}
+	body := map[string]any{"sub": id.UserID}
+	if st.User.PhoneNumber != "" {
+		if want["phone_number"] {
+			body["phone_number"] = st.User.PhoneNumber
+		}
+		if want["phone_number_verified"] {
+			body["phone_number_verified"] = st.User.Verified
+		}
+	}
+	writeJSON(w, http.StatusOK, body)
+	return nil
+}
+
+// snakeCase turns a camelCase field name into snake_case
+// ("phoneNumberVerified" → "phone_number_verified"); snake_case is kept.
+func snakeCase(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if c >= 'A' && c <= 'Z' {
+			b.WriteByte('_')
+			c += 'a' - 'A'
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }

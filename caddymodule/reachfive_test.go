@@ -2,7 +2,9 @@ package caddymodule
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -15,7 +17,11 @@ const (
 	r5Update = "/identity/v1/update-phone-number"
 	r5Send   = "/identity/v1/send-phone-number-verification"
 	r5Verify = "/identity/v1/verify-phone-number"
+	r5User   = "/identity/v1/userinfo"
 )
+
+// r5ErrorID is the shape of ReachFive's error_id.
+var r5ErrorID = regexp.MustCompile(`^[0-9A-Za-z]{10}$`)
 
 // identity-core's headers on a call with a body.
 var r5JSON = []string{"Content-Type", "application/json;charset=UTF-8"}
@@ -25,7 +31,9 @@ func wantReachFiveError(t *testing.T, rec *httptest.ResponseRecorder, status int
 	t.Helper()
 	body := decoded(t, rec, status)
 	msg, _ := body["message"].(string)
-	if body["error"] != code || msg == "" || body["error_description"] != msg || body["error_user_msg"] != msg {
+	id, _ := body["error_id"].(string)
+	if body["error"] != code || msg == "" || body["error_description"] != msg || body["error_user_msg"] != msg ||
+		!r5ErrorID.MatchString(id) || body["error_message_key"] != reachfiveMessageKey(code) {
 		t.Fatalf("want %s in ReachFive's shape, got %s", code, rec.Body)
 	}
 	return body
@@ -142,6 +150,9 @@ func TestReachFiveErrors(t *testing.T) {
 		{"send with nothing open", "POST", r5Send, auth, "", 409, "no_pending_verification"},
 		{"verify without code", "POST", r5Verify, auth, `{"phone_number":"+33612345678"}`, 400, "invalid_request"},
 		{"verify with nothing open", "POST", r5Verify, auth, `{"phone_number":"+33612345678","verification_code":"123456"}`, 409, "no_pending_verification"},
+		{"userinfo without token", "GET", r5User + "?fields=phone_number", "", "", 401, "unauthorized"},
+		{"userinfo with a bad token", "GET", r5User, "Bearer x.y.z", "", 401, "unauthorized"},
+		{"userinfo with POST", "POST", r5User, auth, "{}", 405, "method_not_allowed"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			rec := h.call(c.method, c.path, c.auth, c.body)
@@ -174,11 +185,73 @@ func TestReachFiveErrors(t *testing.T) {
 // go to the next handler untouched.
 func TestReachFivePassThrough(t *testing.T) {
 	h := newCompatHandler(t, compatConfig(""))
-	if rec := h.call("GET", "/identity/v1/userinfo", "Bearer "+h.tok("x"), ""); rec.Code != 299 {
-		t.Fatalf("userinfo: %d %s", rec.Code, rec.Body)
+	if rec := h.call("POST", "/identity/v1/update-profile", "Bearer "+h.tok("x"), "{}"); rec.Code != 299 {
+		t.Fatalf("update-profile: %d %s", rec.Code, rec.Body)
 	}
 	plain := newCompatHandler(t, compatConfig(`,"compat":["descope"]`))
 	if rec := plain.call("GET", r5Config+"?client_id=abc", "", ""); rec.Code != 299 || plain.nexted != 1 {
 		t.Fatalf("without compat: %d %s", rec.Code, rec.Body)
 	}
+}
+
+// The message key is our code in ReachFive's "error.lowerCamel" form; the
+// error ID is fresh on every answer.
+func TestReachFiveErrorFields(t *testing.T) {
+	for code, want := range map[string]string{"invalid_code": "error.invalidCode", "rate_limited": "error.rateLimited",
+		"unauthorized": "error.unauthorized", "phone_number_in_use": "error.phoneNumberInUse"} {
+		if got := reachfiveMessageKey(code); got != want {
+			t.Errorf("%s: %q, want %q", code, got, want)
+		}
+	}
+	seen := map[string]bool{}
+	for range 100 {
+		_, body := reachfive{}.errorBody(errNotFound())
+		id := body.(map[string]any)["error_id"].(string)
+		if !r5ErrorID.MatchString(id) || seen[id] {
+			t.Fatalf("error_id %q (seen before: %v)", id, seen[id])
+		}
+		seen[id] = true
+	}
+}
+
+// userinfo (getUser) reads the user afresh: sub always, the phone fields
+// that fields names (all without fields), none without a number.
+func TestReachFiveUserinfo(t *testing.T) {
+	h := newCompatHandler(t, compatConfig(""))
+	u, fr := compatUser(t, "u"), compatNumber()
+	auth := "Bearer " + h.tok(u)
+	if body := decoded(t, h.call("GET", r5User+"?fields=phone_number,phone_number_verified", auth, ""), 200); len(body) != 1 || body["sub"] != u {
+		t.Fatalf("userinfo without a number: %v", body)
+	}
+	decoded(t, h.call("POST", r5Update, auth, `{"phone_number":"`+fr+`"}`, r5JSON...), 200)
+	body := decoded(t, h.call("GET", r5User+"?fields=phone_number,phone_number_verified", auth, ""), 200)
+	if len(body) != 3 || body["sub"] != u || body["phone_number"] != fr || body["phone_number_verified"] != false {
+		t.Fatalf("userinfo before verify: %v", body)
+	}
+	code := h.sink.last(t, u).Code
+	decoded(t, h.call("POST", r5Verify, auth, `{"verification_code":"`+code+`"}`, r5JSON...), 200)
+	for _, c := range []struct {
+		query string
+		want  map[string]any
+	}{
+		{"?fields=phone_number,phone_number_verified", map[string]any{"sub": u, "phone_number": fr, "phone_number_verified": true}},
+		{"", map[string]any{"sub": u, "phone_number": fr, "phone_number_verified": true}},
+		{"?fields=phone_number_verified", map[string]any{"sub": u, "phone_number_verified": true}},
+		{"?fields=phoneNumber,%20email", map[string]any{"sub": u, "phone_number": fr}},
+		{"?fields=email", map[string]any{"sub": u}},
+	} {
+		body := decoded(t, h.call("GET", r5User+c.query, auth, ""), 200)
+		if fmt.Sprint(body) != fmt.Sprint(c.want) {
+			t.Errorf("userinfo%s: %v, want %v", c.query, body, c.want)
+		}
+	}
+	// Fresh: a change through the store shows at once.
+	if err := h.p.users.Set(context.Background(), store.User{ID: u, PhoneNumber: "+14155552671"}); err != nil {
+		t.Fatal(err)
+	}
+	body = decoded(t, h.call("GET", r5User+"?fields=phone_number,phone_number_verified", auth, ""), 200)
+	if body["phone_number"] != "+14155552671" || body["phone_number_verified"] != false {
+		t.Fatalf("userinfo after a store change: %v", body)
+	}
+	decoded(t, h.call("HEAD", r5User, auth, ""), 200)
 }

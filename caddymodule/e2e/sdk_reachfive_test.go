@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net/http"
+	"regexp"
 	"testing"
 	"time"
 
@@ -81,10 +82,23 @@ func TestSDKReachFiveUpdateVerify(t *testing.T) {
 	if st.body["phone_number"] != number || st.body["verified"] != true {
 		t.Fatalf("status after the SDK's verify: %s", st.raw)
 	}
+
+	// getUser({fields}) reads the number back (GET /identity/v1/userinfo).
+	r = reachfive(t, node, "user", map[string]any{"token": tok, "fields": "phone_number,phone_number_verified"})
+	if !r.OK || r.Data["sub"] != u || r.Data["phoneNumber"] != number || r.Data["phoneNumberVerified"] != true {
+		t.Fatalf("getUser: %s", r.raw)
+	}
 }
 
-// The SDK rejects with our error body, camelCased: error, errorDescription,
-// errorUserMsg and the fields of SPEC §5.
+// ReachFive's error_id, and the error_message_key of each code met below.
+var (
+	errorID     = regexp.MustCompile(`^[0-9A-Za-z]{10}$`)
+	messageKeys = map[string]string{"unauthorized": "error.unauthorized", "no_pending_verification": "error.noPendingVerification",
+		"invalid_phone_number": "error.invalidPhoneNumber", "invalid_code": "error.invalidCode", "rate_limited": "error.rateLimited"}
+)
+
+// The SDK rejects with our error body, camelCased: error, errorId,
+// errorDescription, errorMessageKey, errorUserMsg and the fields of SPEC §5.
 func TestSDKReachFiveErrors(t *testing.T) {
 	node := needSDK(t, "@reachfive/identity-core")
 	e := newTLSEnv(t, site{phone: "compat reachfive"})
@@ -94,11 +108,14 @@ func TestSDKReachFiveErrors(t *testing.T) {
 	wantErr := func(r sdkResult, code string) {
 		t.Helper()
 		desc, _ := r.Error["errorDescription"].(string)
-		if r.OK || r.Error["error"] != code || desc == "" || r.Error["errorUserMsg"] != desc {
+		id, _ := r.Error["errorId"].(string)
+		if r.OK || r.Error["error"] != code || desc == "" || r.Error["errorUserMsg"] != desc ||
+			!errorID.MatchString(id) || r.Error["errorMessageKey"] != messageKeys[code] {
 			t.Fatalf("want %s: %s", code, r.raw)
 		}
 	}
 	wantErr(reachfive(t, node, "update", map[string]any{"token": "not-a-jwt", "phone": number}), "unauthorized")
+	wantErr(reachfive(t, node, "user", map[string]any{"token": "not-a-jwt", "fields": "phone_number"}), "unauthorized")
 	wantErr(reachfive(t, node, "send", map[string]any{"token": tok}), "no_pending_verification")
 	wantErr(reachfive(t, node, "update", map[string]any{"token": tok, "phone": "12"}), "invalid_phone_number")
 

@@ -5,6 +5,7 @@
 //   node reachfive.mjs update '{"domain","token","phone"}'           → client.updatePhoneNumber({accessToken, phoneNumber})
 //   node reachfive.mjs send   '{"domain","token"}'                   → client.sendPhoneNumberVerification({accessToken})
 //   node reachfive.mjs verify '{"domain","token","phone","code"}'    → client.verifyPhoneNumber({accessToken, phoneNumber, verificationCode})
+//   node reachfive.mjs user   '{"domain","token","fields"?}'         → client.getUser({accessToken, fields})
 // createClient also takes "locale" (sent as Custom-Locale).
 // Prints {ok: true, data} or {ok: false, error} where error is the
 // camelCased error body the SDK rejects with.
@@ -36,6 +37,9 @@ try {
       break;
     case 'verify':
       call = client.verifyPhoneNumber({ accessToken: p.token, phoneNumber: p.phone, verificationCode: p.code });
+      break;
+    case 'user':
+      call = client.getUser({ accessToken: p.token, fields: p.fields });
       break;
     default:
       throw new Error(`unknown action ${action}`);
