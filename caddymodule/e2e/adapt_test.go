@@ -125,26 +125,7 @@ func TestAdaptEverySubdirective(t *testing.T) {
 	for _, w := range warnings {
 		t.Errorf("warning: %s", w.Message)
 	}
-	var cfg struct {
-		Apps struct {
-			HTTP struct {
-				Servers map[string]struct {
-					Routes []struct {
-						Handle []map[string]any `json:"handle"`
-					} `json:"routes"`
-				} `json:"servers"`
-			} `json:"http"`
-		} `json:"apps"`
-	}
-	if err := json.Unmarshal(out, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	var handlers []map[string]any
-	for _, srv := range cfg.Apps.HTTP.Servers {
-		for _, r := range srv.Routes {
-			handlers = append(handlers, r.Handle...)
-		}
-	}
+	handlers := adaptedHandlers(t, out)
 	// No `order` line needed: phone runs before reverse_proxy although it
 	// comes after it in the site block.
 	if len(handlers) != 2 || handlers[0]["handler"] != "phone" || handlers[1]["handler"] != "reverse_proxy" {
@@ -322,9 +303,8 @@ func TestInvalidConfigRefused(t *testing.T) {
 	}
 }
 
-// phoneHandler is the phone handler's JSON in an adapted config (the
-// first handler of the first route of srv0).
-func phoneHandler(t *testing.T, out []byte) map[string]any {
+// adaptedHandlers lists the handlers of an adapted config, route by route.
+func adaptedHandlers(t *testing.T, out []byte) []map[string]any {
 	t.Helper()
 	var cfg struct {
 		Apps struct {
@@ -340,5 +320,22 @@ func phoneHandler(t *testing.T, out []byte) map[string]any {
 	if err := json.Unmarshal(out, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	return cfg.Apps.HTTP.Servers["srv0"].Routes[0].Handle[0]
+	var handlers []map[string]any
+	for _, srv := range cfg.Apps.HTTP.Servers {
+		for _, r := range srv.Routes {
+			handlers = append(handlers, r.Handle...)
+		}
+	}
+	return handlers
+}
+
+// phoneHandler is the phone handler's JSON in an adapted config of one
+// site whose first handler it is.
+func phoneHandler(t *testing.T, out []byte) map[string]any {
+	t.Helper()
+	h := adaptedHandlers(t, out)
+	if len(h) == 0 {
+		t.Fatalf("no handler in %s", out)
+	}
+	return h[0]
 }

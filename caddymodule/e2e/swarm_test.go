@@ -740,24 +740,14 @@ func (p *caddyProc) restart() error {
 }
 
 // kill sends SIGKILL and waits until the process is gone.
-func (p *caddyProc) kill() {
-	p.mu.Lock()
-	cmd, exited := p.cmd, p.exited
-	p.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	select {
-	case <-exited:
-		return
-	default:
-	}
-	_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
-	<-exited
-}
+func (p *caddyProc) kill() { p.signal(syscall.SIGKILL, 0) }
 
 // stop ends the process: SIGTERM, then SIGKILL after 5 s.
-func (p *caddyProc) stop() {
+func (p *caddyProc) stop() { p.signal(syscall.SIGTERM, 5*time.Second) }
+
+// signal sends sig to a running process and waits for it to exit; after
+// grace (when not 0) it kills it.
+func (p *caddyProc) signal(sig syscall.Signal, grace time.Duration) {
 	p.mu.Lock()
 	cmd, exited := p.cmd, p.exited
 	p.mu.Unlock()
@@ -769,11 +759,16 @@ func (p *caddyProc) stop() {
 		return
 	default:
 	}
-	_ = syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
+	_ = syscall.Kill(cmd.Process.Pid, sig)
+	if grace == 0 {
+		<-exited
+		return
+	}
 	select {
 	case <-exited:
-	case <-time.After(5 * time.Second):
-		p.kill()
+	case <-time.After(grace):
+		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
 	}
 }
 
