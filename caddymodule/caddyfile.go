@@ -1,8 +1,10 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -158,6 +160,8 @@ func (p *Phone) parseTemplate(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+// parseCompat parses `compat <vendor>…` or, for one vendor with options,
+// `compat <vendor> { … }`.
 func (p *Phone) parseCompat(d *caddyfile.Dispenser) error {
 	var products []string
 	if err := strs(&products)(d); err != nil {
@@ -172,6 +176,28 @@ func (p *Phone) parseCompat(d *caddyfile.Dispenser) error {
 		}
 		p.Compat = append(p.Compat, c)
 	}
+	var opts any
+	settings := map[string]setting{}
+	if v := vendorDialects[products[0]]; len(products) == 1 && v.options != nil {
+		opts, settings = v.options()
+	}
+	// A vendor without options, or several on one line, take no block:
+	// parseBlock refuses any setting in one.
+	name := strings.Join(products, " ")
+	if err := parseBlock(d, d.Nesting(), "compat "+name, settings); err != nil {
+		return err
+	}
+	if opts == nil {
+		return nil
+	}
+	raw, err := json.Marshal(opts)
+	if err != nil {
+		return d.Errf("compat %s: %v", name, err)
+	}
+	if p.CompatOptions == nil {
+		p.CompatOptions = map[string]json.RawMessage{}
+	}
+	p.CompatOptions[name] = raw
 	return nil
 }
 

@@ -29,14 +29,13 @@ var descopeRoutes = map[string]route{
 
 func init() {
 	registerVendor(vendorDialect{name: "descope", prefix: "/v1/auth/otp/", routes: descopeRoutes,
-		of: func(p *Phone) dialect { return descope{p} },
-		check: func(p *Phone) error {
+		open: func(p *Phone, _ any) (dialect, error) {
 			// Descope's SDK sends "Bearer <project_id>[:<jwt>]": without a
 			// project_id every call would be a 401.
 			if p.JWT == nil || p.JWT.ProjectID == "" {
-				return errors.New("compat descope: needs jwt { project_id … }")
+				return nil, errors.New("compat descope: needs jwt { project_id … }")
 			}
-			return nil
+			return descope{p}, nil
 		}})
 }
 

@@ -52,7 +52,7 @@ func (p *Phone) dialectFor(path string) dialect {
 	for _, v := range p.vendors {
 		if strings.HasPrefix(path, v.prefix) {
 			if _, ok := v.routes[path]; ok {
-				return v.of(p)
+				return v.dialect
 			}
 		}
 	}
@@ -66,9 +66,20 @@ type vendorDialect struct {
 	name   string
 	prefix string           // where the SDK sends its calls
 	routes map[string]route // by path; other paths under prefix pass through
-	of     func(p *Phone) dialect
-	// check refuses settings the dialect cannot work with; nil: none.
-	check func(p *Phone) error
+	// options returns a new value of the vendor's options (a pointer to
+	// a struct with JSON tags) and the Caddyfile settings that fill it, for
+	// `compat <name> { … }`; nil: the vendor takes no options.
+	options func() (opts any, settings map[string]setting)
+	// open makes the dialect for p with its options (the value options
+	// returned, decoded from compat_options; nil without options),
+	// refusing settings it cannot work with.
+	open func(p *Phone, opts any) (dialect, error)
+}
+
+// activeVendor is a vendor dialect `compat` turned on, with its options.
+type activeVendor struct {
+	vendorDialect
+	dialect dialect
 }
 
 // vendorDialects are the registered vendors, by name.

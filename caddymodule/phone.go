@@ -69,8 +69,11 @@ type Phone struct {
 	Events *EventsConfig `json:"events,omitempty"`
 	// SMS the old number when a verified number is replaced.
 	NotifyPrevious bool `json:"notify_previous,omitempty"`
-	// The seed products' SDK shapes to serve: descope, reachfive.
+	// The seed products' SDK shapes to serve: descope, reachfive, ….
 	Compat []string `json:"compat,omitempty"`
+	// The options of the vendors in Compat that take any (`compat <name>
+	// { … }`), by vendor name; each vendor's file says what its hold.
+	CompatOptions map[string]json.RawMessage `json:"compat_options,omitempty"`
 	// Clerk-shaped admin endpoints under <prefix>/v1/.
 	Admin *AdminConfig `json:"admin,omitempty"`
 	// Origins (scheme://host[:port]) whose browsers may call the user API
@@ -95,7 +98,7 @@ type Phone struct {
 	maxAge    time.Duration
 	gate      caddyhttp.MatchPath
 	// vendors are the dialects `compat` turned on.
-	vendors    []vendorDialect
+	vendors    []activeVendor
 	routeAdmin string    // <prefix>/v1/
 	admin      *adminAPI // set by `admin`
 	// corsOrigins are the `cors` origins, normalised; nil without it.

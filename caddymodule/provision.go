@@ -1,10 +1,13 @@
 package caddymodule
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -115,20 +118,40 @@ func (p *Phone) check(ctx caddy.Context) (c checked, err error) {
 	return c, nil
 }
 
-// checkCompat turns on the vendor dialects `compat` names.
+// checkCompat turns on the vendor dialects `compat` names, each with its
+// options from compat_options.
 func (p *Phone) checkCompat() error {
 	p.vendors = nil
+	for name := range p.CompatOptions {
+		if !slices.Contains(p.Compat, name) {
+			return fmt.Errorf("compat_options: %q is not under compat", name)
+		}
+	}
 	for _, name := range p.Compat {
 		v, ok := vendorDialects[name]
 		if !ok {
 			return fmt.Errorf("compat: unknown product %q (%s)", name, vendorNames())
 		}
-		if v.check != nil {
-			if err := v.check(p); err != nil {
-				return err
+		var opts any
+		raw, given := p.CompatOptions[name]
+		switch {
+		case v.options != nil:
+			opts, _ = v.options()
+			if given {
+				dec := json.NewDecoder(bytes.NewReader(raw))
+				dec.DisallowUnknownFields()
+				if err := dec.Decode(opts); err != nil {
+					return fmt.Errorf("compat %s: options: %w", name, err)
+				}
 			}
+		case given:
+			return fmt.Errorf("compat %s: takes no options", name)
 		}
-		p.vendors = append(p.vendors, v)
+		d, err := v.open(p, opts)
+		if err != nil {
+			return err
+		}
+		p.vendors = append(p.vendors, activeVendor{vendorDialect: v, dialect: d})
 	}
 	return nil
 }

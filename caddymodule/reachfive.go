@@ -28,7 +28,7 @@ var reachfiveRoutes = map[string]route{
 
 func init() {
 	registerVendor(vendorDialect{name: "reachfive", prefix: "/identity/v1/", routes: reachfiveRoutes,
-		of: func(p *Phone) dialect { return reachfive{p} }})
+		open: func(p *Phone, _ any) (dialect, error) { return reachfive{p}, nil }})
 }
 
 func (d reachfive) serve(w http.ResponseWriter, r *http.Request) error {
