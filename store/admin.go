@@ -105,6 +105,11 @@ type PhoneNumbers interface {
 	UpdatePhoneNumber(ctx context.Context, id string, c PhoneNumberChange) (PhoneNumber, error)
 	// DeletePhoneNumber removes a number and returns it as it was.
 	DeletePhoneNumber(ctx context.Context, id string) (PhoneNumber, error)
+	// FindUsers returns the IDs of the users holding any of q's numbers,
+	// in q's order and page, through an index on the number.
+	FindUsers(ctx context.Context, q UserQuery) ([]string, error)
+	// CountUsers returns how many users hold any of numbers.
+	CountUsers(ctx context.Context, numbers []string) (int, error)
 }
 
 // numbersBackend is what a backend provides: finding the owner of an ID
@@ -118,6 +123,10 @@ type numbersBackend interface {
 	// primary ("" when none), which a shared backend locks first. fn may
 	// run again when the backend retries.
 	inUser(ctx context.Context, userID, number string, write bool, fn func(numbersTx) error) error
+	// findUsers and countUsers serve FindUsers and CountUsers; numbers
+	// is non-empty, without duplicates, and q's page is checked.
+	findUsers(ctx context.Context, q UserQuery) ([]string, error)
+	countUsers(ctx context.Context, numbers []string) (int, error)
 }
 
 // numbersTx is one user's numbers inside a transaction.
