@@ -110,6 +110,11 @@ type PhoneNumbers interface {
 	// unverified stores it verified (an admin's verification is never
 	// lowered), so the rules treat it as verified already.
 	HoldsVerified(ctx context.Context, userID, number string) (bool, error)
+	// FindUsers returns the IDs of the users holding any of q's numbers,
+	// in q's order and page, through an index on the number.
+	FindUsers(ctx context.Context, q UserQuery) ([]string, error)
+	// CountUsers returns how many users hold any of numbers.
+	CountUsers(ctx context.Context, numbers []string) (int, error)
 }
 
 // numbersBackend is what a backend provides: finding the owner of an ID
@@ -123,6 +128,10 @@ type numbersBackend interface {
 	// primary ("" when none), which a shared backend locks first. fn may
 	// run again when the backend retries.
 	inUser(ctx context.Context, userID, number string, write bool, fn func(numbersTx) error) error
+	// findUsers and countUsers serve FindUsers and CountUsers; numbers
+	// is non-empty, without duplicates, and q's page is checked.
+	findUsers(ctx context.Context, q UserQuery) ([]string, error)
+	countUsers(ctx context.Context, numbers []string) (int, error)
 }
 
 // numbersTx is one user's numbers inside a transaction.
