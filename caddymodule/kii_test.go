@@ -298,3 +298,20 @@ func TestKiiPath(t *testing.T) {
 		}
 	}
 }
+
+// A browser on a listed origin may call the Kii routes: the preflight of
+// changePhone's PUT with the x-kii-* headers answers 204, and an error
+// answer carries the CORS headers too.
+func TestKiiCORS(t *testing.T) {
+	h := newCompatHandler(t, kiiConfig(`,"cors":["https://app.example.com"]`))
+	const headers = "authorization,content-type,x-kii-appid,x-kii-appkey,x-kii-sdk"
+	rec := h.preflight(kiiURL("u1/phone-number"), "https://app.example.com", "PUT", headers)
+	if rec.Code != 204 || !strings.Contains(rec.Header().Get("Access-Control-Allow-Methods"), "PUT") ||
+		rec.Header().Get("Access-Control-Allow-Headers") != headers {
+		t.Fatalf("preflight %d %v", rec.Code, rec.Header())
+	}
+	wantCORS(t, rec, "https://app.example.com")
+	rec = h.call("GET", kiiURL("me"), "", "", append(kiiHeaders("application/json"), "Origin", "https://app.example.com")...)
+	wantKiiError(t, rec, 401, "UNAUTHORIZED")
+	wantCORS(t, rec, "https://app.example.com")
+}
