@@ -194,6 +194,9 @@ func (p *Phone) parseCompat(d *caddyfile.Dispenser) error {
 	if err != nil {
 		return d.Errf("compat %s: %v", name, err)
 	}
+	if string(raw) == "{}" {
+		return nil // no option set: the JSON stays as without a block
+	}
 	if p.CompatOptions == nil {
 		p.CompatOptions = map[string]json.RawMessage{}
 	}
