@@ -99,6 +99,10 @@ type Config struct {
 	NotifyPrevious bool
 	// NotifyTemplate is that SMS, with {app}; DefaultNotifyTemplate when "".
 	NotifyTemplate string
+	// IndexNumbers keeps the token-less index by number
+	// (tokenless_index.go) that VerifyByNumber and ResendByNumber read
+	// (compat supabase): one more cache write per code sent.
+	IndexNumbers bool
 }
 
 // DefaultNotifyTemplate is the notify_previous SMS.
@@ -144,6 +148,9 @@ type Service struct {
 	// afterAdminWrite, set by tests, runs in AdminChange between the
 	// write and what follows it, under the user's lock.
 	afterAdminWrite func()
+	// indexFound, set by tests, runs when a token-less call has read
+	// the user a number's index entry points at, before it acts.
+	indexFound func(userID string)
 }
 
 // MaxTTL is the longest code life: an entry lives 2×TTL in a cache whose
