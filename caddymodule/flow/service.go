@@ -197,6 +197,7 @@ type Status struct {
 	User             store.User
 	PendingNumber    string    // "" unless a rule-3 change is waiting
 	PendingExpiresAt time.Time // zero unless PendingNumber is set
+	PendingSentAt    time.Time // when its current code was issued; zero unless PendingNumber is set
 }
 
 // Status returns the user's number and any pending change.
@@ -212,6 +213,7 @@ func (s *Service) Status(ctx context.Context, userID string) (Status, error) {
 	}
 	if c != nil && c.Pending && s.clock.Now().Before(c.ExpiresAt) {
 		st.PendingNumber, st.PendingExpiresAt = c.Number, c.ExpiresAt
+		st.PendingSentAt = c.ExpiresAt.Add(-s.cfg.TTL) // an update and a resend both give a code ttl to live
 	}
 	return st, nil
 }
