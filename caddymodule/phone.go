@@ -105,6 +105,9 @@ type Phone struct {
 	corsOrigins map[string]struct{}
 	// eventsRT is what `events` started (events_glue.go); nil without it.
 	eventsRT *eventsRuntime
+	// indexNumbers: a vendor finds users by the number their code went
+	// to (compat supabase), so the rules keep that index (flow.Config).
+	indexNumbers bool
 }
 
 // CaddyModule returns the Caddy module information.

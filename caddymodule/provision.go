@@ -121,7 +121,7 @@ func (p *Phone) check(ctx caddy.Context) (c checked, err error) {
 // checkCompat turns on the vendor dialects `compat` names, each with its
 // options from compat_options.
 func (p *Phone) checkCompat() error {
-	p.vendors = nil
+	p.vendors, p.indexNumbers = nil, false
 	for name := range p.CompatOptions {
 		if !slices.Contains(p.Compat, name) {
 			return fmt.Errorf("compat_options: %q is not under compat", name)
@@ -292,6 +292,7 @@ func (p *Phone) flowConfig() (flow.Config, error) {
 		AppName:        p.AppName,
 		Templates:      sms.Templates{Default: p.Template, ByLocale: p.Templates},
 		NotifyPrevious: p.NotifyPrevious,
+		IndexNumbers:   p.indexNumbers,
 	}
 	if p.AppName == "" {
 		cfg.AppName = "your account"

@@ -1,9 +1,13 @@
 package flow
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/caddy-phone/caddy-phone/store"
 )
@@ -16,6 +20,11 @@ type ResendRequest struct {
 	// OpenForUnverified lets a resend with no open challenge start one for
 	// the user's unverified current number.
 	OpenForUnverified bool
+	// number and index are set by ResendByNumber: the challenge must be
+	// for number, and the token-less index entry index must still point
+	// at the user. tokenless spares the owner's per_user budget.
+	number, index string
+	tokenless     bool
 }
 
 // ResendResult tells where the new code went.
@@ -60,6 +69,14 @@ func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, er
 		}
 		c = &challenge{Number: u.PhoneNumber}
 	}
+	if r.number != "" && c.Number != r.number {
+		return ResendResult{}, ErrNoPending
+	}
+	if r.index != "" {
+		if still, err := s.stillIndexed(ctx, r.index, r.UserID); err != nil || !still {
+			return ResendResult{}, cmp.Or(err, ErrNoPending)
+		}
+	}
 	if c.Attempts >= s.cfg.MaxAttempts {
 		return ResendResult{}, ErrTooManyAttempts
 	}
@@ -67,6 +84,11 @@ func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, er
 		return ResendResult{}, &RetryError{After: wait, Err: ErrRateLimited, Limit: "resend_after"}
 	}
 	budgets := s.sendBudgets(r.UserID, c.Number, r.ClientIP)
+	if r.tokenless {
+		// A caller who proved no user spends the number's and its own
+		// address's budgets, never the owner's.
+		budgets = slices.DeleteFunc(budgets, func(b budget) bool { return b.name == "per_user" })
+	}
 	if err := s.checkBudgets(ctx, budgets); err != nil {
 		return ResendResult{}, err
 	}
@@ -115,6 +137,14 @@ func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, er
 		return cur.encode(), s.entryTTL(), nil
 	}); err != nil {
 		return ResendResult{}, cacheErr(err)
+	}
+	if s.cfg.IndexNumbers {
+		// A resend keeps its number reachable as long as its code lives,
+		// unless a later update of another user took the number over; a
+		// first send (ReachFive) opens a challenge as an update does.
+		if err := s.pointIndex(ctx, numberIndexKey(c.Number), r.UserID, fromCache); err != nil && !errors.Is(err, errNotMine) {
+			s.logger.Warn("resend: token-less index not refreshed", zap.String("user_id", r.UserID), zap.Error(err))
+		}
 	}
 	res := ResendResult{SentTo: c.Number, ExpiresIn: s.cfg.TTL, ResendAfter: s.cfg.ResendAfter}
 	if err := s.send(ctx, r.UserID, c.Number, code, "resend", locale, nil, ""); err != nil {

@@ -105,6 +105,10 @@ type Config struct {
 	NotifyPrevious bool
 	// NotifyTemplate is that SMS, with {app}; DefaultNotifyTemplate when "".
 	NotifyTemplate string
+	// IndexNumbers keeps the token-less index by number
+	// (tokenless_index.go) that VerifyByNumber and ResendByNumber read
+	// (compat supabase): one more cache write per code sent.
+	IndexNumbers bool
 }
 
 // DefaultNotifyTemplate is the notify_previous SMS.
@@ -155,6 +159,9 @@ type Service struct {
 	// afterAdminWrite, set by tests, runs in AdminChange between the
 	// write and what follows it, under the user's lock.
 	afterAdminWrite func()
+	// indexFound, set by tests, runs when a token-less call has read
+	// the user a number's index entry points at, before it acts.
+	indexFound func(userID string)
 }
 
 // MaxTTL is the longest code life: an entry lives 2×TTL in a cache whose
@@ -201,6 +208,7 @@ type Status struct {
 	User             store.User
 	PendingNumber    string    // "" unless a rule-3 change is waiting
 	PendingExpiresAt time.Time // zero unless PendingNumber is set
+	PendingSentAt    time.Time // when its current code was issued; zero unless PendingNumber is set
 }
 
 // Status returns the user's number and any pending change.
@@ -216,6 +224,7 @@ func (s *Service) Status(ctx context.Context, userID string) (Status, error) {
 	}
 	if c != nil && c.Pending && s.clock.Now().Before(c.ExpiresAt) {
 		st.PendingNumber, st.PendingExpiresAt = c.Number, c.ExpiresAt
+		st.PendingSentAt = c.ExpiresAt.Add(-s.cfg.TTL) // an update and a resend both give a code ttl to live
 	}
 	return st, nil
 }

@@ -166,6 +166,16 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 		s.restoreChallenge(ctx, r.UserID, c, replaced)
 		return UpdateResult{}, err
 	}
+	// The latest update to a number is the one a token-less call by that
+	// number reaches (tokenless_index.go); written before the store and
+	// the SMS, so no code of this update can be typed before it points here.
+	if s.cfg.IndexNumbers {
+		if err := s.pointIndex(ctx, numberIndexKey(number), r.UserID, false); err != nil {
+			s.restoreChallenge(ctx, r.UserID, c, replaced)
+			s.refundBudgets(ctx, budgets)
+			return UpdateResult{}, cacheErr(err)
+		}
+	}
 	if !pending {
 		nu := store.User{ID: r.UserID, PhoneNumber: number}
 		if u != nu {
