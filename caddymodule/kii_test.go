@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 )
@@ -314,4 +315,23 @@ func TestKiiCORS(t *testing.T) {
 	rec = h.call("GET", kiiURL("me"), "", "", append(kiiHeaders("application/json"), "Origin", "https://app.example.com")...)
 	wantKiiError(t, rec, 401, "UNAUTHORIZED")
 	wantCORS(t, rec, "https://app.example.com")
+}
+
+// changePhone is an update: it needs a sign-in younger than max_auth_age
+// (UNAUTHORIZED, as Kii asks the app to sign in again); reading the user
+// does not.
+func TestKiiMaxAuthAge(t *testing.T) {
+	h := newCompatHandler(t, kiiConfig(`,"jwt":{"secret":"`+benchSecret+`","max_auth_age":60000000000}`))
+	u := compatUser(t, "u")
+	old, err := mintToken(benchSecret, u, "HS256", "", "", time.Hour, time.Now().Add(-10*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := h.kiiCall("PUT", u+"/phone-number", old, `{"phoneNumber":"`+compatNumber()+`"}`)
+	wantKiiError(t, rec, 401, "UNAUTHORIZED")
+	if rec.Header().Get("WWW-Authenticate") != `Bearer realm="phone", error="invalid_token"` {
+		t.Fatalf("WWW-Authenticate %q", rec.Header().Get("WWW-Authenticate"))
+	}
+	decoded(t, h.kiiCall("GET", "me", old, ""), 200)
+	wantNoContent(t, h.kiiCall("PUT", u+"/phone-number", h.tok(u), `{"phoneNumber":"`+compatNumber()+`"}`))
 }
