@@ -105,16 +105,16 @@ type PhoneNumbers interface {
 	UpdatePhoneNumber(ctx context.Context, id string, c PhoneNumberChange) (PhoneNumber, error)
 	// DeletePhoneNumber removes a number and returns it as it was.
 	DeletePhoneNumber(ctx context.Context, id string) (PhoneNumber, error)
-	// HoldsVerified tells whether the user holds number verified, as
-	// their primary number or another: Users.Set of such a number
-	// unverified stores it verified (an admin's verification is never
-	// lowered), so the rules treat it as verified already.
-	HoldsVerified(ctx context.Context, userID, number string) (bool, error)
 	// FindUsers returns the IDs of the users holding any of q's numbers,
 	// in q's order and page, through an index on the number.
 	FindUsers(ctx context.Context, q UserQuery) ([]string, error)
 	// CountUsers returns how many users hold any of numbers.
 	CountUsers(ctx context.Context, numbers []string) (int, error)
+	// HoldsVerified tells whether the user holds number verified, as
+	// their primary number or another: Users.Set of such a number
+	// unverified stores it verified (an admin's verification is never
+	// lowered), so the rules treat it as verified already.
+	HoldsVerified(ctx context.Context, userID, number string) (bool, error)
 }
 
 // numbersBackend is what a backend provides: finding the owner of an ID

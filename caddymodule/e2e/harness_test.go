@@ -99,6 +99,7 @@ type site struct {
 	cache    string // default: defaultCache, bigcache
 	upstream string // default: respond with the user placeholder
 	global   string // extra global options
+	others   string // further site blocks, after the phone site
 }
 
 // env is one test's running Caddy, SMS sink and client.
@@ -169,7 +170,8 @@ func (e *env) load(s site) {
 	}
 	%s
 }
-`, adminPort, httpPort, httpsPort, s.global, httpPort, jwtSecret, s.jwt, e.cacheSecret, s.store, s.cache, s.sms, s.phone, s.upstream)
+%s
+`, adminPort, httpPort, httpsPort, s.global, httpPort, jwtSecret, s.jwt, e.cacheSecret, s.store, s.cache, s.sms, s.phone, s.upstream, s.others)
 	e.tester.InitServer(cfg, "caddyfile")
 	if e.t.Failed() {
 		e.t.FailNow()
