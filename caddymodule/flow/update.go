@@ -90,16 +90,11 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 		if u != nu {
 			ev = s.event(events.TypeUpdated, r.UserID, number, u.PhoneNumber, attrs)
 		}
-		if err := s.setAndEmit(ctx, nu, ev); err != nil {
+		if err := s.setDroppingChallenge(ctx, nu, ev); err != nil {
 			return UpdateResult{}, err
 		}
-		if u != nu {
-			if u.Verified && u.PhoneNumber != "" {
-				s.notifyPrevious(ctx, r.UserID, u.PhoneNumber)
-			}
-		}
-		if err := s.cache.Delete(ctx, challengeKey(r.UserID)); err != nil {
-			return UpdateResult{}, cacheErr(err)
+		if u != nu && u.Verified && u.PhoneNumber != "" {
+			s.notifyPrevious(ctx, r.UserID, u.PhoneNumber)
 		}
 		return UpdateResult{Status: StatusUpdated, User: nu}, nil
 	}
@@ -213,28 +208,55 @@ func (s *Service) holdsVerified(ctx context.Context, userID, number string) (boo
 func (s *Service) switchToHeld(ctx context.Context, u store.User, number string, attrs []Attr) (UpdateResult, error) {
 	nu := store.User{ID: u.ID, PhoneNumber: number, Verified: true}
 	ev := s.event(events.TypeUpdated, u.ID, number, u.PhoneNumber, attrs)
-	if err := s.setAndEmit(ctx, nu, ev); err != nil {
+	if err := s.setDroppingChallenge(ctx, nu, ev); err != nil {
 		return UpdateResult{}, err
 	}
 	if u.Verified && u.PhoneNumber != "" {
 		s.notifyPrevious(ctx, u.ID, u.PhoneNumber)
 	}
-	if err := s.cache.Delete(ctx, challengeKey(u.ID)); err != nil {
-		return UpdateResult{}, cacheErr(err)
-	}
 	return UpdateResult{Status: StatusUpdated, User: nu}, nil
 }
 
+// setDroppingChallenge stores nu (and its event) and ends the user's open
+// challenge, in the order that lets a failure leave the old state: the
+// challenge is taken out first (a cache failure then changed nothing),
+// and put back if the store write fails. Dropped after the write
+// instead, a cache failure would answer 503 for a change that stands.
+func (s *Service) setDroppingChallenge(ctx context.Context, nu store.User, ev *events.Event) error {
+	var dropped []byte
+	err := s.cache.Update(ctx, challengeKey(nu.ID), func(old []byte, found bool) ([]byte, time.Duration, error) {
+		dropped = nil
+		if found {
+			dropped = append([]byte(nil), old...)
+		}
+		return nil, 0, nil
+	})
+	if err != nil {
+		return cacheErr(err)
+	}
+	if err := s.setAndEmit(ctx, nu, ev); err != nil {
+		if dropped != nil {
+			s.restoreChallenge(ctx, nu.ID, nil, dropped)
+		}
+		return err
+	}
+	return nil
+}
+
 // restoreChallenge puts back the challenge an update replaced (old, nil
-// when there was none), if the update's own c is still the one in place.
+// when there was none), if the update's own c is still the one in place
+// (c nil: if none is).
 // It runs after a failure, even if the client has gone; failing, it logs:
 // the update's challenge then stays, for a number no code was sent to.
 func (s *Service) restoreChallenge(ctx context.Context, userID string, c *challenge, old []byte) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), restoreTimeout)
 	defer cancel()
-	mine := c.encode()
+	var mine []byte
+	if c != nil {
+		mine = c.encode()
+	}
 	err := s.cache.Update(ctx, challengeKey(userID), func(cur []byte, found bool) ([]byte, time.Duration, error) {
-		if !found || !bytes.Equal(cur, mine) {
+		if found != (c != nil) || !bytes.Equal(cur, mine) {
 			return nil, 0, errNotMine
 		}
 		if old == nil {
