@@ -8,8 +8,10 @@
 // update.go, verify.go, resend.go, cancel.go, admin.go; beside them the
 // challenge and its encoding (challenge.go, challenge_cache.go), the
 // vendor attributes (attributes.go), the send budgets (budgets.go,
-// limits.go), events (events.go), SMS and codes (sender.go) and the
-// per-user locks (locks.go).
+// limits.go), events (events.go), SMS and codes (sender.go), the
+// per-user locks (locks.go), and the token-less index that finds a user by
+// a number for calls without a user token (tokenless_index.go,
+// tokenless_number.go).
 package flow
 
 import (

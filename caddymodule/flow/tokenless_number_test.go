@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -252,4 +253,43 @@ func TestUpdateIndexFailureChangesNothing(t *testing.T) {
 		t.Fatal("a code went out")
 	}
 	h.wantUser("u", numFR, false)
+}
+
+// Concurrent verifies by number of the right code, across instances:
+// exactly one succeeds. Run with -race.
+func TestVerifyByNumberConcurrentExactlyOnce(t *testing.T) {
+	h := indexed(t)
+	svcs := []*Service{h.svc, h.sibling(), h.sibling()}
+	h.mustUpdate("u", numFR, StatusUpdated)
+	code := h.sender.LastCode(t)
+	const n = 30
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		wins  int
+		start = make(chan struct{})
+	)
+	for i := range n {
+		wg.Add(1)
+		go func(svc *Service) {
+			defer wg.Done()
+			<-start
+			u, err := svc.VerifyByNumber(h.ctx, NumberVerifyRequest{PhoneNumber: numFR, Code: code})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil && u.ID == "u" && u.Verified:
+				wins++
+			case err != nil && errors.Is(err, ErrNoPending):
+			default:
+				t.Errorf("verify: %+v, %v", u, err)
+			}
+		}(svcs[i%len(svcs)])
+	}
+	close(start)
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d verifies by number succeeded, want exactly 1", wins)
+	}
+	h.wantUser("u", numFR, true)
 }
