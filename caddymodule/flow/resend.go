@@ -10,8 +10,11 @@ import (
 
 // ResendRequest asks for a new code.
 type ResendRequest struct {
-	UserID   string
-	Locale   string
+	UserID string
+	Locale string
+	// Channel, when set, switches the challenge to it (sms, whatsapp,
+	// voice); "" keeps the challenge's.
+	Channel  string
 	ClientIP string
 	// OpenForUnverified lets a resend with no open challenge start one for
 	// the user's unverified current number.
@@ -21,6 +24,7 @@ type ResendRequest struct {
 // ResendResult tells where the new code went.
 type ResendResult struct {
 	SentTo      string
+	Channel     string // how the new code went
 	ExpiresIn   time.Duration
 	ResendAfter time.Duration
 }
@@ -30,6 +34,11 @@ type ResendResult struct {
 // answers ErrNoPending, unless r.OpenForUnverified asks it to open one for
 // an unverified current number (ReachFive's first send).
 func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, error) {
+	if r.Channel != "" { // refused before anything is read or sent
+		if _, err := s.channel(r.Channel, ""); err != nil {
+			return ResendResult{}, err
+		}
+	}
 	unlock, err := s.lockUser(ctx, r.UserID)
 	if err != nil {
 		return ResendResult{}, err
@@ -59,6 +68,12 @@ func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, er
 			return ResendResult{}, ErrNoPending
 		}
 		c = &challenge{Number: u.PhoneNumber}
+	}
+	// The challenge's channel unless the call switches it; one no longer
+	// enabled (the config changed since) is refused like any other.
+	channel, err := s.channel(r.Channel, c.Channel)
+	if err != nil {
+		return ResendResult{}, err
 	}
 	if c.Attempts >= s.cfg.MaxAttempts {
 		return ResendResult{}, ErrTooManyAttempts
@@ -111,13 +126,14 @@ func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, er
 			cur = c
 		}
 		cur.MAC, cur.SentAt, cur.ExpiresAt, cur.Locale = newMAC, now, now.Add(s.cfg.TTL), storedLocale(locale)
+		cur.Channel = channel
 		c = cur
 		return cur.encode(), s.entryTTL(), nil
 	}); err != nil {
 		return ResendResult{}, cacheErr(err)
 	}
-	res := ResendResult{SentTo: c.Number, ExpiresIn: s.cfg.TTL, ResendAfter: s.cfg.ResendAfter}
-	if err := s.send(ctx, r.UserID, c.Number, code, "resend", locale, nil, ""); err != nil {
+	res := ResendResult{SentTo: c.Number, Channel: channel, ExpiresIn: s.cfg.TTL, ResendAfter: s.cfg.ResendAfter}
+	if err := s.send(ctx, r.UserID, c.Number, code, "resend", locale, nil, "", channel); err != nil {
 		s.allowResendNow(ctx, r.UserID, c.MAC)
 		return res, err
 	}
