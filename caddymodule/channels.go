@@ -14,6 +14,16 @@ var channelSettings = map[string]string{
 	sms.ChannelVoice:    "twilio from (a number), vonage application_id and private_key_file, messagebird originator, webhook, log",
 }
 
+// notifyChannel is how notify_previous reaches the old number: by SMS
+// when a provider carries it, else by the first channel listed (which the
+// chain carries, checkChannelsCarried made sure).
+func notifyChannel(channels []string, chain *sms.Chain) string {
+	if chain.Carries(sms.ChannelSMS) || len(channels) == 0 {
+		return sms.ChannelSMS
+	}
+	return channels[0]
+}
+
 // checkChannelsCarried refuses a `channels` entry that no provider of the
 // chain carries (SPEC §2): every call asking for it would fail with 502.
 // No channels listed means SMS alone, which a chain carrying no SMS may

@@ -188,3 +188,19 @@ func testRSAKeyPEM(t *testing.T) []byte {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
+
+// notify_previous goes by SMS when a provider carries it, else by the
+// first channel listed.
+func TestNotifyChannel(t *testing.T) {
+	log := sms.NewChain(sms.NewLog(nil))
+	if got := notifyChannel([]string{"voice", "sms"}, log); got != "sms" {
+		t.Errorf("with an SMS carrier: %s", got)
+	}
+	wa, err := sms.NewTwilio(sms.TwilioConfig{AccountSID: "AC1", AuthToken: "t", WhatsAppFrom: "+15550002222"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := notifyChannel([]string{"whatsapp"}, sms.NewChain(wa)); got != "whatsapp" {
+		t.Errorf("WhatsApp only: %s", got)
+	}
+}

@@ -213,6 +213,7 @@ func (p *Phone) loadBackends(ctx caddy.Context, c *checked) error {
 	c.sender = sms.NewChain(providers...)
 	c.sender.Logger = p.logger.Named("sms")
 	c.sender.Mask = numbers.Mask
+	c.rules.NotifyChannel = notifyChannel(c.rules.Channels, c.sender)
 	return checkChannelsCarried(c.rules.Channels, c.sender)
 }
 

@@ -6,6 +6,9 @@ import (
 	"slices"
 	"sync"
 	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // carrier is a fakeProvider that carries only the channels named.
@@ -139,5 +142,18 @@ func TestVoiceLanguage(t *testing.T) {
 		if got := whatsAppLanguage(in); got != want {
 			t.Errorf("whatsAppLanguage(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// The log provider says which channel a message would have gone by.
+func TestLogProviderChannel(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	m := testMessage()
+	m.Channel = ChannelWhatsApp
+	if err := NewLog(zap.New(core)).Send(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	if got := logs.All()[0].ContextMap()["channel"]; got != "whatsapp" {
+		t.Errorf("channel field %v", got)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -279,6 +281,19 @@ func TestChannelsResendSwitches(t *testing.T) {
 	got := rcv.waitFor(u, 2, 10e9)
 	if got[0].Type != "phone.updated" || got[0].Channel != "sms" || got[1].Type != "phone.verified" || got[1].Channel != "voice" {
 		t.Fatalf("events %+v", got)
+	}
+	// The metrics count the sends by channel.
+	res, err := http.Get(fmt.Sprintf("http://localhost:%d/metrics", adminPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	m, _ := io.ReadAll(res.Body)
+	for _, want := range []string{`caddy_phone_sms_sends_total{channel="sms",provider="webhook",result="ok"}`,
+		`caddy_phone_sms_sends_total{channel="voice",provider="webhook",result="ok"}`} {
+		if !strings.Contains(string(m), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
 

@@ -94,6 +94,14 @@ func (cfg Config) checkChannelTemplates() error {
 	return nil
 }
 
+// notifyChannel is how notify_previous goes: NotifyChannel, else SMS.
+func (cfg Config) notifyChannel() string {
+	if cfg.NotifyChannel == "" {
+		return sms.ChannelSMS
+	}
+	return cfg.NotifyChannel
+}
+
 // withChannel marks an event with the channel its code went by; e may be nil.
 func withChannel(e *events.Event, channel string) *events.Event {
 	if e != nil {

@@ -237,3 +237,17 @@ func TestChannelsConfigChecked(t *testing.T) {
 		}
 	}
 }
+
+// notify_previous goes by NotifyChannel (SMS by default).
+func TestNotifyPreviousChannel(t *testing.T) {
+	for _, want := range []string{"", "whatsapp"} {
+		h := newHarness(t, allChannels, func(c *Config) { c.NotifyPrevious, c.NotifyChannel = true, want })
+		h.seedVerified("u", numFR)
+		h.mustUpdate("u", numUK, StatusPending)
+		h.mustVerify("u", h.sender.LastCode(t))
+		n := h.sender.LastTo(numFR)
+		if n.Purpose != PurposeNotify || sms.ChannelOf(n) != map[string]string{"": "sms", "whatsapp": "whatsapp"}[want] || n.Channel == "" {
+			t.Fatalf("NotifyChannel %q: notice %+v", want, n)
+		}
+	}
+}

@@ -30,7 +30,7 @@ func (s *Service) notifyPrevious(ctx context.Context, userID, number string) {
 	id, err := s.randomID()
 	if err == nil {
 		err = s.sender.Send(ctx, sms.Message{ID: id, To: number, Body: body, Locale: used, Purpose: PurposeNotify,
-			UserID: userID, TemplateOptions: map[string]string{}, Channel: sms.ChannelSMS})
+			UserID: userID, TemplateOptions: map[string]string{}, Channel: s.cfg.notifyChannel()})
 	}
 	if err != nil {
 		s.logger.Warn("notify_previous SMS failed", zap.String("user_id", userID),

@@ -108,6 +108,9 @@ type Config struct {
 	NotifyPrevious bool
 	// NotifyTemplate is that SMS, with {app}; DefaultNotifyTemplate when "".
 	NotifyTemplate string
+	// NotifyChannel is how that message goes: sms when "" (the host picks
+	// another enabled channel when no provider carries SMS).
+	NotifyChannel string
 }
 
 // DefaultNotifyTemplate is the notify_previous SMS.
