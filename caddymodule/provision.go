@@ -258,12 +258,22 @@ func (p *Phone) open(ctx caddy.Context, c checked) error {
 			return err
 		}
 	}
-	p.service, err = flow.New(c.rules, flow.Deps{Users: p.users, Cache: p.flowCache, Sender: c.sender, Numbers: c.numbers,
-		Events: emitter, Logger: p.logger, SharedCache: c.cacheMod.Shared()})
-	if err != nil {
+	// The admin API's view of the numbers: several per user.
+	var pn store.PhoneNumbers
+	if p.Admin != nil && p.backend.Numbers != nil {
+		if pn, err = p.backend.Numbers(ctx); err != nil {
+			return fmt.Errorf("admin: %w", err)
+		}
+	}
+	deps := flow.Deps{Users: p.users, Cache: p.flowCache, Sender: c.sender, Numbers: c.numbers,
+		Events: emitter, Logger: p.logger, SharedCache: c.cacheMod.Shared()}
+	if pn != nil {
+		deps.Held = pn
+	}
+	if p.service, err = flow.New(c.rules, deps); err != nil {
 		return err
 	}
-	return p.provisionAdmin(ctx, c, cached)
+	return p.provisionAdmin(c, pn, cached)
 }
 
 // cacheNamespaceOf names a store's keys in a shared cache.

@@ -105,6 +105,11 @@ type PhoneNumbers interface {
 	UpdatePhoneNumber(ctx context.Context, id string, c PhoneNumberChange) (PhoneNumber, error)
 	// DeletePhoneNumber removes a number and returns it as it was.
 	DeletePhoneNumber(ctx context.Context, id string) (PhoneNumber, error)
+	// HoldsVerified tells whether the user holds number verified, as
+	// their primary number or another: Users.Set of such a number
+	// unverified stores it verified (an admin's verification is never
+	// lowered), so the rules treat it as verified already.
+	HoldsVerified(ctx context.Context, userID, number string) (bool, error)
 }
 
 // numbersBackend is what a backend provides: finding the owner of an ID
@@ -168,6 +173,19 @@ func (s *numbersService) ListPhoneNumbers(ctx context.Context, userID string) ([
 		return nil, err
 	}
 	return out, nil
+}
+
+func (s *numbersService) HoldsVerified(ctx context.Context, userID, number string) (bool, error) {
+	rows, err := s.ListPhoneNumbers(ctx, userID)
+	if err != nil {
+		return false, err
+	}
+	for _, n := range rows {
+		if n.PhoneNumber == number && n.Verified {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (s *numbersService) GetPhoneNumber(ctx context.Context, id string) (PhoneNumber, error) {

@@ -51,6 +51,12 @@ type Numbers interface {
 	Normalize(input string) (string, error)
 }
 
+// HeldNumbers tells whether a user holds a number verified among their
+// numbers (store.PhoneNumbers).
+type HeldNumbers interface {
+	HoldsVerified(ctx context.Context, userID, number string) (bool, error)
+}
+
 // Events receives the phone events (SPEC §8). Emit is called before the
 // user's request is answered and should return once the event is durable;
 // its error never fails the request: the rules log it and go on.
@@ -122,8 +128,12 @@ type Deps struct {
 	Cache   Cache
 	Sender  Sender
 	Numbers Numbers
-	Clock   Clock     // default SystemClock
-	Rand    io.Reader // default crypto/rand
+	// Held, when the store keeps several numbers per user (the admin
+	// API), tells which the user holds verified: an update to one of
+	// them makes it the number at once, with no code.
+	Held  HeldNumbers
+	Clock Clock     // default SystemClock
+	Rand  io.Reader // default crypto/rand
 	// Events, when set, receives phone.updated, phone.pending,
 	// phone.verified and phone.removed.
 	Events Events
@@ -142,6 +152,7 @@ type Service struct {
 	cache   Cache
 	sender  Sender
 	numbers Numbers
+	held    HeldNumbers
 	clock   Clock
 	rand    io.Reader
 	events  Events
@@ -198,7 +209,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		d.Rand = rand.Reader
 	}
 	s := &Service{cfg: cfg, users: d.Users, cache: d.Cache, sender: d.Sender,
-		numbers: d.Numbers, clock: d.Clock, rand: d.Rand, events: d.Events, logger: d.Logger, sharedCache: d.SharedCache}
+		numbers: d.Numbers, held: d.Held, clock: d.Clock, rand: d.Rand, events: d.Events, logger: d.Logger, sharedCache: d.SharedCache}
 	s.locks.seed = maphash.MakeSeed()
 	return s, nil
 }

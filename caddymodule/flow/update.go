@@ -86,6 +86,12 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 		}
 		return UpdateResult{Status: StatusUnchanged, User: u}, nil
 	}
+	if held, err := s.holdsVerified(ctx, r.UserID, number); err != nil || held {
+		if err != nil {
+			return UpdateResult{}, err
+		}
+		return s.switchToHeld(ctx, u, number, attrs)
+	}
 	if !s.cfg.Verification { // rule 1
 		nu := store.User{ID: r.UserID, PhoneNumber: number}
 		var ev *events.Event
@@ -187,6 +193,34 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	}
 	sent = true
 	return res, nil
+}
+
+// holdsVerified tells whether the user holds number verified among the
+// numbers the admin API gave them; false when the store keeps one number.
+func (s *Service) holdsVerified(ctx context.Context, userID, number string) (bool, error) {
+	if s.held == nil {
+		return false, nil
+	}
+	return s.held.HoldsVerified(ctx, userID, number)
+}
+
+// switchToHeld makes a number the user holds verified (an admin verified
+// it) their number, verified, with no code: the store would keep it
+// verified whatever the rules wrote (store.PhoneNumbers.HoldsVerified),
+// and the answer must say what the store holds. Any open challenge goes.
+func (s *Service) switchToHeld(ctx context.Context, u store.User, number string, attrs []Attr) (UpdateResult, error) {
+	nu := store.User{ID: u.ID, PhoneNumber: number, Verified: true}
+	ev := s.event(events.TypeUpdated, u.ID, number, u.PhoneNumber, attrs)
+	if err := s.setAndEmit(ctx, nu, ev); err != nil {
+		return UpdateResult{}, err
+	}
+	if u.Verified && u.PhoneNumber != "" {
+		s.notifyPrevious(ctx, u.ID, u.PhoneNumber)
+	}
+	if err := s.cache.Delete(ctx, challengeKey(u.ID)); err != nil {
+		return UpdateResult{}, cacheErr(err)
+	}
+	return UpdateResult{Status: StatusUpdated, User: nu}, nil
 }
 
 // restoreChallenge puts back the challenge an update replaced (old, nil
