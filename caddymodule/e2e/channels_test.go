@@ -307,7 +307,13 @@ func TestChannelsNotAllowedSendsNothing(t *testing.T) {
 	if r.body["message"] != "The voice channel is not enabled." {
 		t.Fatalf("422: %s", r.raw)
 	}
-	e.do("POST", "/phone/update", tok, map[string]any{"phone_number": sdkNumber(), "channel": "telegram"}).want(t, 400, "invalid_request")
+	// An unknown name is refused without being echoed, however long.
+	odd := "<b>" + strings.Repeat("x", 4000)
+	r = e.do("POST", "/phone/update", tok, map[string]any{"phone_number": sdkNumber(), "channel": odd}).want(t, 400, "invalid_request")
+	if strings.Contains(r.raw, "<b>") || strings.Contains(r.raw, "xxxx") {
+		t.Fatalf("the refusal echoes the channel: %s", r.raw)
+	}
+	e.do("POST", "/phone/update", tok, map[string]any{"phone_number": sdkNumber(), "channel": []string{"sms"}}).want(t, 400, "invalid_request")
 	if st := e.do("GET", "/phone", tok, nil).want(t, 200, ""); st.body["phone_number"] != nil {
 		t.Fatalf("stored: %s", st.raw)
 	}
@@ -315,5 +321,26 @@ func TestChannelsNotAllowedSendsNothing(t *testing.T) {
 	e.do("POST", "/phone/resend", tok, map[string]any{"channel": "voice"}).want(t, 422, "channel_not_allowed")
 	if n := e.sink.count(u); n != 1 {
 		t.Fatalf("%d messages, want the one WhatsApp code", n)
+	}
+}
+
+// The limits count every message alike, whatever its channel: with
+// per_number 3, a code by SMS, a resend by WhatsApp and one by voice use
+// the budget up, and a fourth message, by any channel, is refused.
+func TestChannelsShareTheLimits(t *testing.T) {
+	e := newEnv(t, site{phone: "channels sms whatsapp voice\notp {\n resend_after 0s\n}\nlimits {\n per_number 3 1h\n}"})
+	u := uniqueUser(t, "u")
+	tok := token(t, u)
+	e.do("POST", "/phone/update", tok, map[string]any{"phone_number": sdkNumber(), "channel": "sms"}).want(t, 200, "")
+	e.do("POST", "/phone/resend", tok, map[string]any{"channel": "whatsapp"}).want(t, 200, "")
+	e.do("POST", "/phone/resend", tok, map[string]any{"channel": "voice"}).want(t, 200, "")
+	for _, ch := range []string{"sms", "whatsapp", "voice"} {
+		r := e.do("POST", "/phone/resend", tok, map[string]any{"channel": ch}).want(t, 429, "rate_limited")
+		if r.header.Get("Retry-After") == "" {
+			t.Fatalf("%s: no Retry-After: %s", ch, r.raw)
+		}
+	}
+	if n := e.sink.count(u); n != 3 {
+		t.Fatalf("%d messages, want 3", n)
 	}
 }
