@@ -151,7 +151,7 @@ func (p *Phone) descopeUpdate(w http.ResponseWriter, r *http.Request, id *bearer
 	// addToLoginIDs / onMergeUseExisting travel in the events (SPEC §8).
 	res, err := p.update(r, flow.UpdateRequest{UserID: id.UserID, PhoneNumber: *req.Phone,
 		Locale: req.Locale, TemplateOptions: opts, ProviderID: req.ProviderID,
-		Attributes: descopeAttributes(req.AddToLoginIDs, req.OnMergeUseExisting)}, "descope")
+		Attributes: descopeAttributes(req.AddToLoginIDs, req.OnMergeUseExisting), Channel: descopeChannel(r)}, "descope")
 	if err != nil {
 		return err
 	}

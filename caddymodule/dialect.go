@@ -193,7 +193,7 @@ func (p *Phone) update(r *http.Request, req flow.UpdateRequest, via string) (flo
 	observe("update", err)
 	if err == nil {
 		p.logger.Info("phone update", zap.String("user_id", req.UserID), zap.String("status", res.Status),
-			zap.String("to", numbers.Mask(res.SentTo)), viaField(via))
+			zap.String("to", numbers.Mask(res.SentTo)), zap.String("channel", res.Channel), viaField(via))
 	}
 	return res, err
 }

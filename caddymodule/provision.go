@@ -213,7 +213,8 @@ func (p *Phone) loadBackends(ctx caddy.Context, c *checked) error {
 	c.sender = sms.NewChain(providers...)
 	c.sender.Logger = p.logger.Named("sms")
 	c.sender.Mask = numbers.Mask
-	return nil
+	c.rules.NotifyChannel = notifyChannel(c.rules.Channels, c.sender)
+	return checkChannelsCarried(c.rules.Channels, c.sender)
 }
 
 // open opens the cache and the store and builds the rules.
@@ -293,6 +294,16 @@ func (p *Phone) flowConfig() (flow.Config, error) {
 		Templates:      sms.Templates{Default: p.Template, ByLocale: p.Templates},
 		NotifyPrevious: p.NotifyPrevious,
 		IndexNumbers:   p.indexNumbers,
+		Channels:       p.Channels,
+	}
+	if err := flow.CheckChannels(p.Channels); err != nil {
+		return cfg, err
+	}
+	for ch, t := range p.ChannelTemplates {
+		if cfg.ChannelTemplates == nil {
+			cfg.ChannelTemplates = map[string]sms.Templates{}
+		}
+		cfg.ChannelTemplates[ch] = sms.Templates{Default: t.Template, ByLocale: t.Templates}
 	}
 	if p.AppName == "" {
 		cfg.AppName = "your account"
@@ -321,7 +332,10 @@ func (p *Phone) flowConfig() (flow.Config, error) {
 	if err := cfg.Check(); err != nil {
 		return cfg, err
 	}
-	return cfg, cfg.Templates.Validate()
+	if err := cfg.CheckTemplates(); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
 }
 
 // The read cache in front of a real store: a few seconds, so a second

@@ -292,16 +292,16 @@ func (p *Phone) supabaseUpdateUser(w http.ResponseWriter, r *http.Request, id *b
 	if err != nil {
 		return err
 	}
-	if channel, err := supabaseString(fields, "channel"); err != nil {
+	// GoTrue's channel ("sms", "whatsapp"): the flow refuses one not
+	// under `channels` with 422 channel_not_allowed.
+	channel, err := supabaseString(fields, "channel")
+	if err != nil {
 		return err
-	} else if channel != "" && channel != "sms" {
-		return &apiError{status: http.StatusUnprocessableEntity, code: "channel_not_allowed",
-			message: "Codes go out by SMS here.", param: "channel"}
 	}
 	if phone == "" {
 		return p.supabaseGetUser(w, r, id)
 	}
-	res, err := p.update(r, flow.UpdateRequest{UserID: id.UserID, PhoneNumber: gotruePhone(phone)}, "supabase")
+	res, err := p.update(r, flow.UpdateRequest{UserID: id.UserID, PhoneNumber: gotruePhone(phone), Channel: channel}, "supabase")
 	if err != nil {
 		return err
 	}

@@ -269,3 +269,18 @@ func TestSupabaseCORSPreflight(t *testing.T) {
 func wrongCode(code string) string {
 	return code[:len(code)-1] + string('0'+(code[len(code)-1]-'0'+1)%10)
 }
+
+// updateUser({phone, channel: "whatsapp"}) sends the code by WhatsApp
+// where `channels` enables it, and verifyOtp takes it as any other.
+func TestSupabaseChannel(t *testing.T) {
+	h := newCompatHandler(t, supabaseConfig(`,"channels":["sms","whatsapp"]`))
+	u, number := compatUser(t, "wa"), compatNumber()
+	auth := "Bearer " + h.tok(u)
+	decoded(t, h.call("PUT", supabaseUser, auth, `{"phone":"`+number+`","channel":"whatsapp"}`, sbKey...), 200)
+	msg := h.sink.last(t, u)
+	if msg.Channel != "whatsapp" {
+		t.Fatalf("the code went by %q, want whatsapp", msg.Channel)
+	}
+	decoded(t, h.call("POST", supabaseVerify, sbAnon, `{"type":"phone_change","phone":"`+number+`","token":"`+msg.Code+`"}`, sbKey...), 200)
+	wantGoTrueError(t, h.call("PUT", supabaseUser, auth, `{"phone":"`+compatNumber()+`","channel":"voice"}`, sbKey...), 422, "validation_failed")
+}

@@ -305,7 +305,7 @@ func (s *smsSink) serve(w http.ResponseWriter, r *http.Request) {
 	if err := json.Unmarshal(body, &fields); err != nil {
 		s.t.Errorf("sms webhook: body not JSON: %v", err)
 	}
-	for _, k := range []string{"id", "to", "body", "code", "locale", "purpose", "user_id", "template_options"} {
+	for _, k := range []string{"id", "to", "body", "code", "locale", "purpose", "user_id", "template_options", "channel"} {
 		if _, ok := fields[k]; !ok {
 			s.t.Errorf("sms webhook: body lacks %q: %s", k, body)
 		}

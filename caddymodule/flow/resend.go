@@ -14,8 +14,11 @@ import (
 
 // ResendRequest asks for a new code.
 type ResendRequest struct {
-	UserID   string
-	Locale   string
+	UserID string
+	Locale string
+	// Channel, when set, switches the challenge to it (sms, whatsapp,
+	// voice); "" keeps the challenge's.
+	Channel  string
 	ClientIP string
 	// OpenForUnverified lets a resend with no open challenge start one for
 	// the user's unverified current number.
@@ -30,6 +33,7 @@ type ResendRequest struct {
 // ResendResult tells where the new code went.
 type ResendResult struct {
 	SentTo      string
+	Channel     string // how the new code went
 	ExpiresIn   time.Duration
 	ResendAfter time.Duration
 }
@@ -39,6 +43,11 @@ type ResendResult struct {
 // answers ErrNoPending, unless r.OpenForUnverified asks it to open one for
 // an unverified current number (ReachFive's first send).
 func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, error) {
+	if r.Channel != "" { // refused before anything is read or sent
+		if _, err := s.channel(r.Channel, ""); err != nil {
+			return ResendResult{}, err
+		}
+	}
 	unlock, err := s.lockUser(ctx, r.UserID)
 	if err != nil {
 		return ResendResult{}, err
@@ -76,6 +85,12 @@ func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, er
 		if still, err := s.stillIndexed(ctx, r.index, r.UserID); err != nil || !still {
 			return ResendResult{}, cmp.Or(err, ErrNoPending)
 		}
+	}
+	// The challenge's channel unless the call switches it; one no longer
+	// enabled (the config changed since) is refused like any other.
+	channel, err := s.channel(r.Channel, c.Channel)
+	if err != nil {
+		return ResendResult{}, err
 	}
 	if c.Attempts >= s.cfg.MaxAttempts {
 		return ResendResult{}, ErrTooManyAttempts
@@ -133,6 +148,7 @@ func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, er
 			cur = c
 		}
 		cur.MAC, cur.SentAt, cur.ExpiresAt, cur.Locale = newMAC, now, now.Add(s.cfg.TTL), storedLocale(locale)
+		cur.Channel = channel
 		c = cur
 		return cur.encode(), s.entryTTL(), nil
 	}); err != nil {
@@ -146,8 +162,8 @@ func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, er
 			s.logger.Warn("resend: token-less index not refreshed", zap.String("user_id", r.UserID), zap.Error(err))
 		}
 	}
-	res := ResendResult{SentTo: c.Number, ExpiresIn: s.cfg.TTL, ResendAfter: s.cfg.ResendAfter}
-	if err := s.send(ctx, r.UserID, c.Number, code, "resend", locale, nil, ""); err != nil {
+	res := ResendResult{SentTo: c.Number, Channel: channel, ExpiresIn: s.cfg.TTL, ResendAfter: s.cfg.ResendAfter}
+	if err := s.send(ctx, r.UserID, c.Number, code, "resend", locale, nil, "", channel); err != nil {
 		s.allowResendNow(ctx, r.UserID, c.MAC)
 		return res, err
 	}

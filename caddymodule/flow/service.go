@@ -98,7 +98,16 @@ type Config struct {
 	ResendAfter  time.Duration
 	Limits       Limits
 	AppName      string
-	Templates    sms.Templates
+	// Templates are the `template` lines: SMS's, and those of any channel
+	// without templates of its own.
+	Templates sms.Templates
+	// ChannelTemplates are the templates of whatsapp and voice, when they
+	// have their own (`template voice fr "…"`).
+	ChannelTemplates map[string]sms.Templates
+	// Channels are what a caller may ask for (`channels`): sms, whatsapp,
+	// voice; empty means sms alone. Every message counts against the
+	// limits alike, whatever its channel.
+	Channels []string
 	// Secret keys the HMAC of codes at rest; at least 16 bytes.
 	Secret []byte
 	// NotifyPrevious sends an SMS (Purpose "notify", no code) to the old
@@ -111,6 +120,9 @@ type Config struct {
 	// (tokenless_index.go) that VerifyByNumber and ResendByNumber read
 	// (compat supabase): one more cache write per code sent.
 	IndexNumbers bool
+	// NotifyChannel is how that message goes: sms when "" (the host picks
+	// another enabled channel when no provider carries SMS).
+	NotifyChannel string
 }
 
 // DefaultNotifyTemplate is the notify_previous SMS.
@@ -182,6 +194,12 @@ func New(cfg Config, d Deps) (*Service, error) {
 		return nil, errors.New("flow: users, cache, sender and numbers are required")
 	}
 	if err := cfg.Templates.Validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.checkChannelTemplates(); err != nil {
+		return nil, err
+	}
+	if err := CheckChannels(cfg.Channels); err != nil {
 		return nil, err
 	}
 	if cfg.NotifyTemplate == "" {

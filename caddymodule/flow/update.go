@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/caddy-phone/caddy-phone/caddymodule/events"
+	"github.com/caddy-phone/caddy-phone/sms"
 	"github.com/caddy-phone/caddy-phone/store"
 	"go.uber.org/zap"
 )
@@ -21,7 +22,9 @@ type UpdateRequest struct {
 	// bounds (MaxTemplateOptions, …): ErrInvalidRequest.
 	TemplateOptions map[string]string
 	ProviderID      string
-	ClientIP        string
+	// Channel is how the code goes: sms ("" too), whatsapp or voice.
+	Channel  string
+	ClientIP string
 	// Attributes are vendor-specific fields of the call (Descope's
 	// add_to_login_ids and on_merge_use_existing), in order; none for most
 	// calls. They are kept with the challenge and told in the events of
@@ -43,6 +46,7 @@ type UpdateResult struct {
 	User          store.User // the number in force after the call
 	PendingNumber string
 	SentTo        string // the number the code went to; "" when none was sent
+	Channel       string // how it went; "" when none was sent
 	ExpiresIn     time.Duration
 	ResendAfter   time.Duration
 }
@@ -51,6 +55,10 @@ type UpdateResult struct {
 // result so far together with an error wrapping ErrDeliveryFailed: under
 // rule 2 the number stays stored and the challenge stays open.
 func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, error) {
+	channel, err := s.channel(r.Channel, sms.ChannelSMS)
+	if err != nil {
+		return UpdateResult{}, err
+	}
 	attrs, err := checkAttrs(r.Attributes)
 	if err != nil {
 		return UpdateResult{}, err
@@ -116,7 +124,7 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 		}
 	}()
 	pending := u.Verified // rule 3; otherwise rule 2
-	res := UpdateResult{Status: StatusUpdated, User: u, SentTo: number,
+	res := UpdateResult{Status: StatusUpdated, User: u, SentTo: number, Channel: channel,
 		ExpiresIn: s.cfg.TTL, ResendAfter: s.cfg.ResendAfter}
 	if pending {
 		res.Status, res.PendingNumber = StatusPending, number
@@ -127,7 +135,7 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	}
 	c := &challenge{Number: number, Pending: pending, ExpiresAt: now.Add(s.cfg.TTL),
 		SentAt: now, MAC: codeMAC(s.cfg.Secret, r.UserID, number, code), Locale: storedLocale(r.Locale),
-		Attrs: attrs}
+		Channel: channel, Attrs: attrs}
 	// The writes go in the order that lets a failure at any step leave the
 	// old state (issue 9, item 4): the challenge first (the one it replaces
 	// kept aside), then the budgets, then, for rule 2, the number; a
@@ -139,7 +147,7 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 		// not the store: it is recorded before the challenge is written,
 		// and a change it told of may then fail (SPEC §9: advisory). An
 		// event that cannot be recorded stops the change.
-		if e := s.event(events.TypePending, r.UserID, number, u.PhoneNumber, attrs); e != nil {
+		if e := withChannel(s.event(events.TypePending, r.UserID, number, u.PhoneNumber, attrs), channel); e != nil {
 			if err := s.events.Emit(ctx, *e); err != nil {
 				return UpdateResult{}, fmt.Errorf("%w: phone.pending not recorded: %w", ErrUnavailable, err)
 			}
@@ -174,7 +182,7 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	if !pending {
 		nu := store.User{ID: r.UserID, PhoneNumber: number}
 		if u != nu {
-			ev := s.event(events.TypeUpdated, r.UserID, number, u.PhoneNumber, attrs)
+			ev := withChannel(s.event(events.TypeUpdated, r.UserID, number, u.PhoneNumber, attrs), channel)
 			if err := s.setAndEmit(ctx, nu, ev); err != nil {
 				s.restoreChallenge(ctx, r.UserID, c, replaced)
 				s.refundBudgets(ctx, budgets)
@@ -183,7 +191,7 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 		}
 		res.User = nu
 	}
-	if err := s.send(ctx, r.UserID, number, code, "update", r.Locale, r.TemplateOptions, r.ProviderID); err != nil {
+	if err := s.send(ctx, r.UserID, number, code, "update", r.Locale, r.TemplateOptions, r.ProviderID, channel); err != nil {
 		s.allowResendNow(ctx, r.UserID, c.MAC)
 		res.ResendAfter = 0
 		return res, err

@@ -154,7 +154,7 @@ func (s *Service) Verify(ctx context.Context, r VerifyRequest) (store.User, erro
 	if old.PhoneNumber != won.Number {
 		previous = old.PhoneNumber
 	}
-	ev := s.event(events.TypeVerified, r.UserID, won.Number, previous, won.Attrs)
+	ev := withChannel(s.event(events.TypeVerified, r.UserID, won.Number, previous, won.Attrs), won.Channel)
 	switch err := s.setAndEmit(ctx, u, ev); {
 	case err == nil, errors.Is(err, ErrPhoneInUse):
 		// Possession is proven either way: the challenge is spent. A failed
