@@ -91,4 +91,3 @@ func TestDescopeChannelRoutes(t *testing.T) {
 	rec = h.call("POST", "/v1/auth/otp/update/phone/whatsapp", "Bearer P2abc", `{"loginId":"`+u+`","phone":"`+number+`"}`)
 	wantDescopeError(t, rec, 401, "unauthorized", "E011001")
 }
-
