@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,10 +79,13 @@ func TestSupabaseTokenlessAcrossClusterInstances(t *testing.T) {
 	// The index entry is in the cluster, tagged by the number.
 	raw := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
 	defer raw.Close()
+	var mu sync.Mutex // ForEachMaster calls fn on every master at once
 	var found []string
 	err := raw.ForEachMaster(context.Background(), func(ctx context.Context, node *redis.Client) error {
 		keys, err := node.Keys(ctx, prefix+"*tn:{"+number+"}").Result()
+		mu.Lock()
 		found = append(found, keys...)
+		mu.Unlock()
 		return err
 	})
 	if err != nil || len(found) != 1 || !strings.HasPrefix(found[0], prefix) {
