@@ -286,6 +286,9 @@ func TestAdminErrors(t *testing.T) {
 		{"unknown id", "GET", create + "/idn_00000000000000000000000000000000", "", 404, "not_found", "resource_not_found", ""},
 		{"malformed id", "PATCH", create + "/usr_1", `{}`, 404, "not_found", "resource_not_found", ""},
 		{"long user", "GET", "/phone/v1/users/" + strings.Repeat("u", 300) + "/phone_numbers", "", 422, "invalid_request", "form_param_format_invalid", "user_id"},
+		{"NUL in a user's list", "GET", "/phone/v1/users/u1%00/phone_numbers", "", 422, "invalid_request", "form_param_format_invalid", "user_id"},
+		{"NUL in a new number's user", "POST", create, `{"user_id":"u2\u0000","phone_number":"+33612345671"}`, 422, "invalid_request", "form_param_format_invalid", "user_id"},
+		{"control character in a new number's user", "POST", create, `{"user_id":"u2\u001b","phone_number":"+33612345671"}`, 422, "invalid_request", "form_param_format_invalid", "user_id"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a := admin(t, p, c.method, c.path, c.body).wantClerk(t, c.status, c.code, c.clerk)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"go.uber.org/zap"
@@ -209,6 +210,15 @@ func (a *adminAPI) authenticate(r *http.Request) error {
 // maxAdminUserID bounds user IDs, as JWT user claims are in practice.
 const maxAdminUserID = 255
 
+// validAdminUserID accepts what could be a token's user (the bearer
+// package refuses a user claim with a control character): at most
+// maxAdminUserID bytes of UTF-8, no control character. A NUL would
+// otherwise reach PostgreSQL, which refuses it in text, and the answer
+// would be 503 store_unavailable for a bad request.
+func validAdminUserID(user string) bool {
+	return len(user) <= maxAdminUserID && utf8.ValidString(user) && strings.IndexFunc(user, unicode.IsControl) < 0
+}
+
 type adminCreateRequest struct {
 	UserID                  *string `json:"user_id"`
 	PhoneNumber             *string `json:"phone_number"`
@@ -231,7 +241,7 @@ func (a *adminAPI) create(w http.ResponseWriter, r *http.Request, _ string) erro
 	switch {
 	case req.UserID == nil || *req.UserID == "":
 		return errMissing("user_id")
-	case len(*req.UserID) > maxAdminUserID || !utf8.ValidString(*req.UserID):
+	case !validAdminUserID(*req.UserID):
 		return errInvalid("user_id is not a valid user ID.", "user_id")
 	case req.PhoneNumber == nil:
 		return errMissing("phone_number")
@@ -310,7 +320,7 @@ func (a *adminAPI) delete(w http.ResponseWriter, r *http.Request, id string) err
 }
 
 func (a *adminAPI) list(w http.ResponseWriter, r *http.Request, user string) error {
-	if len(user) > maxAdminUserID || !utf8.ValidString(user) {
+	if !validAdminUserID(user) {
 		return errInvalid("The user ID is not valid.", "user_id")
 	}
 	rows, err := a.numbers.ListPhoneNumbers(r.Context(), user)

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -34,7 +33,7 @@ func errUserNotFound() *apiError {
 
 // checkUserID refuses a user ID no JWT subject would be.
 func checkUserID(user string) error {
-	if len(user) > maxAdminUserID || !utf8.ValidString(user) {
+	if !validAdminUserID(user) {
 		return errInvalid("The user ID is not valid.", "user_id")
 	}
 	return nil

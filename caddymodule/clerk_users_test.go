@@ -1,13 +1,17 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/caddy-phone/caddy-phone/caddymodule/events"
 )
@@ -186,6 +190,10 @@ func TestAdminUsersErrors(t *testing.T) {
 		{"unknown user", "GET", "/phone/v1/users/nobody", "", 404, "not_found", "resource_not_found", ""},
 		{"unknown user update", "PATCH", "/phone/v1/users/nobody", `{"primary_phone_number_id":"` + theirs + `"}`, 404, "not_found", "resource_not_found", ""},
 		{"long user", "GET", "/phone/v1/users/" + strings.Repeat("u", 300), "", 422, "invalid_request", "form_param_format_invalid", "user_id"},
+		// No token's user holds a control character; a NUL would reach the store.
+		{"NUL in a user", "GET", "/phone/v1/users/u1%00", "", 422, "invalid_request", "form_param_format_invalid", "user_id"},
+		{"NUL in a user update", "PATCH", "/phone/v1/users/u1%00", `{}`, 422, "invalid_request", "form_param_format_invalid", "user_id"},
+		{"newline in a user", "GET", "/phone/v1/users/u1%0A", "", 422, "invalid_request", "form_param_format_invalid", "user_id"},
 		{"another user's number", "PATCH", "/phone/v1/users/u1", `{"primary_phone_number_id":"` + theirs + `"}`,
 			422, "invalid_request", "form_param_format_invalid", "primary_phone_number_id"},
 		{"no such number", "PATCH", "/phone/v1/users/u1", `{"primary_phone_number_id":"idn_x"}`,
@@ -294,4 +302,35 @@ func TestAdminUpdateUserIsTold(t *testing.T) {
 		got[0].PreviousPhoneNumber != "+33612345678" || got[0].UserID != user {
 		t.Fatalf("events: %+v", got)
 	}
+}
+
+// On PostgreSQL, which refuses a NUL in text, a user ID holding one was
+// answered 503 store_unavailable (with Retry-After, as if the database
+// were down) by every admin route that takes a user: it is a bad request.
+func TestAdminUserIDWithNULOnPostgres(t *testing.T) {
+	dsn := os.Getenv("PHONE_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		t.Skip("PHONE_TEST_POSTGRES_DSN is not set")
+	}
+	schema := testRandom("phone_admin_nul_")
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(context.Background(), dsn)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close(context.Background())
+		_, _ = conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+	})
+	p := provisionPhone(t, adminConfig(`{"backend":"postgres","dsn":`+jsonString(dsn)+`,"schema":"`+schema+`"}`, ""))
+	t.Cleanup(func() { p.Cleanup() })
+	for _, c := range []struct{ method, path, body string }{
+		{"GET", "/phone/v1/users/u1%00", ""},
+		{"PATCH", "/phone/v1/users/u1%00", `{}`},
+		{"GET", "/phone/v1/users/u1%00/phone_numbers", ""},
+		{"POST", "/phone/v1/phone_numbers", `{"user_id":"u1\u0000","phone_number":"+33612345678"}`},
+	} {
+		admin(t, p, c.method, c.path, c.body).wantClerk(t, 422, "invalid_request", "form_param_format_invalid")
+	}
+	admin(t, p, "POST", "/phone/v1/phone_numbers", `{"user_id":"u1","phone_number":"+33612345678"}`).want(t, 200, "")
 }

@@ -356,3 +356,22 @@ func (e *env) doAdmin(method, path string, body any) response {
 	e.t.Helper()
 	return e.do(method, path, clerkKey, body)
 }
+
+// A user ID with a control character is a bad request (422), on
+// PostgreSQL too, which refuses a NUL in text: it was answered 503
+// store_unavailable with Retry-After, as if the database were down.
+func TestAdminUserIDControlCharactersPostgres(t *testing.T) {
+	dsn := postgresDSN(t)
+	e := newEnv(t, clerkSite(fmt.Sprintf("store postgres %q {\n\t\t\tschema %s\n\t\t}", dsn, newSchema(t, dsn))))
+	for _, c := range []struct {
+		method, path string
+		body         any
+	}{
+		{"GET", "/phone/v1/users/u%00", nil},
+		{"PATCH", "/phone/v1/users/u%00", map[string]any{}},
+		{"GET", "/phone/v1/users/u%00/phone_numbers", nil},
+		{"POST", "/phone/v1/phone_numbers", map[string]any{"user_id": "u\x00", "phone_number": clerkNumbers(1)[0]}},
+	} {
+		e.doAdmin(c.method, c.path, c.body).want(t, 422, "invalid_request")
+	}
+}
