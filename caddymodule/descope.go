@@ -53,6 +53,7 @@ func init() {
 			if claim != "" && !validLoginID(claim) || strings.TrimSpace(claim) != claim {
 				return nil, errors.New("compat descope: login_id_claim must name a claim")
 			}
+			p.indexLoginIDs = claim != "" // a resend keeps the loginId's entry alive
 			return descope{p: p, loginClaim: claim}, nil
 		}})
 }

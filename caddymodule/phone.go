@@ -115,6 +115,9 @@ type Phone struct {
 	// indexNumbers: a vendor finds users by the number their code went
 	// to (compat supabase), so the rules keep that index (flow.Config).
 	indexNumbers bool
+	// indexLoginIDs: a vendor finds users by a login ID their update
+	// named (Descope's login_id_claim).
+	indexLoginIDs bool
 }
 
 // CaddyModule returns the Caddy module information.

@@ -121,7 +121,7 @@ func (p *Phone) check(ctx caddy.Context) (c checked, err error) {
 // checkCompat turns on the vendor dialects `compat` names, each with its
 // options from compat_options.
 func (p *Phone) checkCompat() error {
-	p.vendors, p.indexNumbers = nil, false
+	p.vendors, p.indexNumbers, p.indexLoginIDs = nil, false, false
 	for name := range p.CompatOptions {
 		if !slices.Contains(p.Compat, name) {
 			return fmt.Errorf("compat_options: %q is not under compat", name)
@@ -294,6 +294,7 @@ func (p *Phone) flowConfig() (flow.Config, error) {
 		Templates:      sms.Templates{Default: p.Template, ByLocale: p.Templates},
 		NotifyPrevious: p.NotifyPrevious,
 		IndexNumbers:   p.indexNumbers,
+		IndexLoginIDs:  p.indexLoginIDs,
 		Channels:       p.Channels,
 	}
 	if err := flow.CheckChannels(p.Channels); err != nil {

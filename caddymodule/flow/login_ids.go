@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/caddy-phone/caddy-phone/store"
+	"go.uber.org/zap"
 )
 
 // Login IDs (Descope's login_id_claim, SPEC §6): an update names its user
@@ -30,10 +31,55 @@ func loginIDKey(loginID string) string {
 // it is called before the update, so a cache failure stops the update
 // before any code goes out.
 func (s *Service) NoteLoginID(ctx context.Context, loginID, userID string) error {
-	err := s.cache.Update(ctx, loginIDKey(loginID), func([]byte, bool) ([]byte, time.Duration, error) {
+	key := loginIDKey(loginID)
+	err := s.cache.Update(ctx, key, func([]byte, bool) ([]byte, time.Duration, error) {
 		return []byte(userID), s.entryTTL(), nil
 	})
+	if err == nil {
+		// The way back, user → entry, so that a resend (on any route)
+		// keeps the entry as long as the code it sends.
+		err = s.cache.Update(ctx, loginOfKey(userID), func([]byte, bool) ([]byte, time.Duration, error) {
+			return []byte(key), s.entryTTL(), nil
+		})
+	}
 	return cacheErr(err)
+}
+
+// loginOfKey holds the index entry the user's latest update named.
+func loginOfKey(userID string) string { return "dlu:" + userID }
+
+// keepLoginID extends the user's login ID entry, if it still names the
+// user, to the life of the challenge a resend just renewed: without it a
+// code resent late in the entry's life would outlive the entry, and a
+// token-less verify with that code find no user. Best effort: a failure
+// is logged, the code went out.
+func (s *Service) keepLoginID(ctx context.Context, userID string) {
+	if !s.cfg.IndexLoginIDs {
+		return
+	}
+	key, err := s.cache.Get(ctx, loginOfKey(userID))
+	if errors.Is(err, store.ErrNotFound) {
+		return
+	}
+	if err == nil {
+		err = s.cache.Update(ctx, string(key), func(old []byte, found bool) ([]byte, time.Duration, error) {
+			if !found || string(old) != userID {
+				return nil, 0, errNotMine // another user's update took it since
+			}
+			return old, s.entryTTL(), nil
+		})
+	}
+	if err == nil {
+		err = s.cache.Update(ctx, loginOfKey(userID), func(old []byte, found bool) ([]byte, time.Duration, error) {
+			if !found {
+				return nil, 0, errNotMine
+			}
+			return old, s.entryTTL(), nil
+		})
+	}
+	if err != nil && !errors.Is(err, errNotMine) {
+		s.logger.Warn("resend: login ID entry not extended", zap.String("user_id", userID), zap.Error(err))
+	}
 }
 
 // LoginUser is the user whose latest update named loginID. When no update

@@ -125,3 +125,39 @@ func TestLoginIDOnRedisCluster(t *testing.T) {
 		h.wantUser(user, frNumber(i), true)
 	}
 }
+
+// A resend keeps the login ID entry as long as the code it sends (on any
+// route: the entry is found from the user), and never takes back an
+// entry another user's later update won.
+func TestResendKeepsLoginID(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.IndexLoginIDs = true; c.ResendAfter = 0 })
+	tc := &ttlCache{Cache: h.cache, ttls: map[string]time.Duration{}}
+	svc, err := New(h.cfg, Deps{Users: h.users, Cache: tc, Sender: h.sender, Numbers: h.svc.numbers, Clock: h.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.svc = svc
+	const login = "ann@example.com"
+	key := loginIDKey(login)
+	if err := svc.NoteLoginID(h.ctx, login, "u1"); err != nil {
+		t.Fatal(err)
+	}
+	h.mustUpdate("u1", frNumber(31), StatusUpdated)
+	delete(tc.ttls, key)
+	if _, err := h.resend("u1"); err != nil {
+		t.Fatal(err)
+	}
+	if ttl, ok := tc.ttls[key]; !ok || ttl != svc.entryTTL() {
+		t.Fatalf("the resend did not extend the login ID entry (ttl %v, set %v)", ttl, ok)
+	}
+	// Another user's update names the login ID: u1's resend leaves it.
+	if err := svc.NoteLoginID(h.ctx, login, "u2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.resend("u1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := svc.LoginUser(h.ctx, login, ""); got != "u2" {
+		t.Fatalf("LoginUser = %q after u1's resend, want u2's later update to keep it", got)
+	}
+}

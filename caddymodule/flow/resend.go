@@ -168,5 +168,6 @@ func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, er
 		return res, err
 	}
 	sent = true
+	s.keepLoginID(ctx, r.UserID)
 	return res, nil
 }

@@ -120,6 +120,10 @@ type Config struct {
 	// (tokenless_index.go) that VerifyByNumber and ResendByNumber read
 	// (compat supabase): one more cache write per code sent.
 	IndexNumbers bool
+	// IndexLoginIDs: updates name their user by a login ID (Descope's
+	// login_id_claim, login_ids.go); a resend then keeps the entry alive
+	// with its code.
+	IndexLoginIDs bool
 	// NotifyChannel is how that message goes: sms when "" (the host picks
 	// another enabled channel when no provider carries SMS).
 	NotifyChannel string
