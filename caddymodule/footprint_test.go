@@ -1,0 +1,136 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/caddy-phone/caddy-phone/caddymodule/flow"
+	"github.com/caddy-phone/caddy-phone/caddymodule/numbers"
+	"github.com/caddy-phone/caddy-phone/sms"
+)
+
+// footprintConfig is the heap measure's handler: the default cache
+// (bigcache, max_size at its default), the memory store, the default
+// per_number, per_user and verify limits. global and per_ip are off: every
+// request of the measure comes from 127.0.0.1, and one counter rewritten
+// by every update would only measure the rewrites (README, Sizing).
+const footprintConfig = `{"jwt":{"secret":"` + benchSecret + `"},"store":{"backend":"memory"},
+	"limits":{"global":{"count":0,"window":"1m"},"per_ip":{"count":0,"window":"1h"}},
+	"sms":[{"provider":"log"}]}`
+
+// dropSMS is a provider that sends nothing: the measure holds the state of
+// open challenges, not the messages.
+type dropSMS struct{}
+
+func (dropSMS) Send(context.Context, sms.Message) error { return nil }
+
+// TestHeapPerOpenChallenge opens n challenges through ServeHTTP, one user
+// and one distinct token each (so every token is verified and cached), and
+// divides the heap in use after GC, measured before the handler was
+// provisioned, by n: every byte the handler holds for them counts (the
+// verified-token cache, the challenge cache with its counters and
+// cooldowns, the memory store's users, and what the cache allocated up
+// front). The target is 600 bytes, so a million open challenges fit in
+// 600 MB. PHONE_FOOTPRINT_N changes n (the README's figure uses 1000000).
+func TestHeapPerOpenChallenge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens 100,000 challenges")
+	}
+	n := 100_000
+	if s := os.Getenv("PHONE_FOOTPRINT_N"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	before := heapInUse()
+	p := provisionPhone(t, footprintConfig)
+	cfg, err := p.rules()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.service, err = flow.New(cfg, flow.Deps{Users: p.users, Cache: p.flowCache, Sender: dropSMS{}, Numbers: numbers.Policy{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for i := range n {
+		// 36-character user IDs, the size of a UUID, and a token each.
+		tok, err := mintToken(benchSecret, footprintUser(i), "HS256", "", "", time.Hour, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := caddyRequest("POST", "/phone/update", fmt.Sprintf(`{"phone_number":"+3361%07d"}`, i%10_000_000))
+		r.Header.Set("Authorization", "Bearer "+tok)
+		rec := &statusOnly{discard: discard{h: make(map[string][]string)}}
+		_ = p.ServeHTTP(rec, r, noopNext)
+		if rec.code != 200 {
+			t.Fatalf("update %d: status %d", i, rec.code)
+		}
+	}
+	if d, ok := p.cache.cache.(interface{ DebugCapacity() (int, int) }); ok {
+		c, l := d.DebugCapacity()
+		t.Logf("DEBUG capacity %d len %d", c, l)
+	}
+	{
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		t.Logf("DEBUG inuse %d alloc %d", m.HeapInuse, m.HeapAlloc)
+		for _, b := range m.BySize {
+			if b.Mallocs-b.Frees > 1000 {
+				t.Logf("DEBUG size %d live %d", b.Size, b.Mallocs-b.Frees)
+			}
+		}
+	}
+	per := float64(heapInUse()-before) / float64(n)
+	t.Logf("%d open challenges with distinct tokens: %.0f bytes of heap each", n, per)
+	if path := os.Getenv("PHONE_FOOTPRINT_PROFILE"); path != "" {
+		writeHeapProfile(t, path)
+	}
+	if per > 600 {
+		t.Errorf("%.0f bytes of heap per open challenge, want <= 600", per)
+	}
+	runtime.KeepAlive(p)
+}
+
+func footprintUser(i int) string { return fmt.Sprintf("%08d-0000-4000-8000-000000000000", i) }
+
+// writeHeapProfile keeps a heap profile of what the handler holds, for
+// `go tool pprof -sample_index=inuse_space`.
+func writeHeapProfile(t *testing.T, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// statusOnly keeps the status code and drops the body.
+type statusOnly struct {
+	discard
+	code int
+}
+
+func (s *statusOnly) WriteHeader(code int) { s.code = code }
+func (s *statusOnly) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = 200
+	}
+	return len(b), nil
+}
+
+func heapInUse() int64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse)
+}
