@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/allegro/bigcache/v3"
 )
@@ -95,11 +96,13 @@ type stripe struct {
 // process (bigcache is not shared), so nothing else has to agree on it.
 type keyDigest struct{ a, b maphash.Seed }
 
-func (d keyDigest) of(key string) string {
-	var k [16]byte
-	binary.LittleEndian.PutUint64(k[:8], maphash.String(d.a, key))
-	binary.LittleEndian.PutUint64(k[8:], maphash.String(d.b, key))
-	return string(k[:])
+// of returns key's digest in buf's bytes, which are never written again:
+// no allocation when bigcache keeps nothing of the string (a read, a
+// delete; a write copies it into its entry).
+func (d keyDigest) of(key string, buf *[16]byte) string {
+	binary.LittleEndian.PutUint64(buf[:8], maphash.String(d.a, key))
+	binary.LittleEndian.PutUint64(buf[8:], maphash.String(d.b, key))
+	return unsafe.String(&buf[0], len(buf))
 }
 
 // digestHash is bigcache's Hasher: the first half of a key's digest,
@@ -173,7 +176,8 @@ func (b *BigCache) Get(ctx context.Context, key string) ([]byte, error) {
 	if err := b.usable(ctx); err != nil {
 		return nil, err
 	}
-	v, ok, _, err := b.get(b.digest.of(key), time.Now())
+	var dk [16]byte
+	v, ok, _, err := b.get(b.digest.of(key, &dk), time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +196,8 @@ func (b *BigCache) Update(ctx context.Context, key string, fn UpdateFunc) error 
 	if err := b.usable(ctx); err != nil {
 		return err
 	}
-	key = b.digest.of(key)
+	var dk [16]byte
+	key = b.digest.of(key, &dk)
 	s := b.stripe(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -245,7 +250,8 @@ func (b *BigCache) Delete(ctx context.Context, key string) error {
 	}
 	// Under the stripe lock so a Delete cannot land between an Update's
 	// read and write and be silently undone.
-	key = b.digest.of(key)
+	var dk [16]byte
+	key = b.digest.of(key, &dk)
 	s := b.stripe(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -306,5 +312,3 @@ func (b *BigCache) usable(ctx context.Context) error {
 }
 
 var _ Cache = (*BigCache)(nil)
-
-func (b *BigCache) DebugCapacity() (int, int) { return b.c.Capacity(), b.c.Len() }
