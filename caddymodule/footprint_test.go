@@ -50,7 +50,7 @@ func TestHeapPerOpenChallenge(t *testing.T) {
 	if s := os.Getenv("PHONE_FOOTPRINT_N"); s != "" {
 		n, _ = strconv.Atoi(s)
 	}
-	before := heapInUse()
+	before, liveBefore := heapInUse()
 	p := provisionPhone(t, footprintConfig)
 	cfg, err := p.rules()
 	if err != nil {
@@ -75,8 +75,10 @@ func TestHeapPerOpenChallenge(t *testing.T) {
 			t.Fatalf("update %d: status %d", i, rec.code)
 		}
 	}
-	per := float64(heapInUse()-before) / float64(n)
-	t.Logf("%d open challenges with distinct tokens: %.0f bytes of heap each", n, per)
+	after, liveAfter := heapInUse()
+	per := float64(after-before) / float64(n)
+	t.Logf("%d open challenges with distinct tokens: %.0f bytes of heap in use each (%.0f of live objects)",
+		n, per, float64(liveAfter-liveBefore)/float64(n))
 	if path := os.Getenv("PHONE_FOOTPRINT_PROFILE"); path != "" {
 		writeHeapProfile(t, path)
 	}
@@ -119,10 +121,12 @@ func (s *statusOnly) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func heapInUse() int64 {
+// heapInUse returns the heap in use after GC (spans holding any object)
+// and the bytes of live objects in it.
+func heapInUse() (inUse, live int64) {
 	runtime.GC()
 	runtime.GC()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	return int64(m.HeapInuse)
+	return int64(m.HeapInuse), int64(m.HeapAlloc)
 }
