@@ -14,7 +14,7 @@ var errEmptyUserID = errors.New("store: empty user id")
 type MemoryUsers struct {
 	mu      sync.RWMutex
 	users   map[string]memoryUser // by user ID; only users with a number
-	holders map[string]string // verified number -> user ID
+	holders map[string]string     // verified number -> user ID
 	// namespace is random per store: its data is this process's alone.
 	namespace string
 }
@@ -36,7 +36,9 @@ func (m *MemoryUsers) get(userID string) (User, bool) {
 }
 
 // put stores u under u.ID.
-func (m *MemoryUsers) put(u User) { m.users[u.ID] = memoryUser{number: u.PhoneNumber, verified: u.Verified} }
+func (m *MemoryUsers) put(u User) {
+	m.users[u.ID] = memoryUser{number: u.PhoneNumber, verified: u.Verified}
+}
 
 // NewMemoryUsers returns an empty in-memory user store.
 func NewMemoryUsers() *MemoryUsers {
