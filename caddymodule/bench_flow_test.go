@@ -103,3 +103,35 @@ func BenchmarkFlowWebhook(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkSayNo is the cost of a refusal through ServeHTTP on sqlite:
+// "401" an update with a bad token, "429" an update to a number still in
+// its resend cooldown (the 429 flood of phone-load).
+func BenchmarkSayNo(b *testing.B) {
+	sink := newWebhookSink(b)
+	p := provisionPhone(b, `{"jwt":{"secret":"`+benchSecret+`"},"store":{"backend":"sqlite","path":"`+b.TempDir()+`/phone.db"},
+		"sms":[{"provider":"webhook","url":"`+sink.srv.URL+`"}]}`)
+	tok, _ := mintToken(benchSecret, "bench-no", "HS256", "", "", time.Hour, time.Now())
+	body := `{"phone_number":"+33612345678"}`
+	for _, c := range []struct {
+		name, auth string
+		want       int
+	}{{"401", "Bearer bad.token.value", 401}, {"429", "Bearer " + tok, 429}} {
+		b.Run(c.name, func(b *testing.B) {
+			w := &statusOnly{discard: discard{h: http.Header{}}}
+			r := caddyRequest("POST", "/phone/update", body)
+			r.Header.Set("Authorization", "Bearer "+tok)
+			_ = p.ServeHTTP(w, r, noopNext) // the first update sends a code
+			b.ReportAllocs()
+			for b.Loop() {
+				r := caddyRequest("POST", "/phone/update", body)
+				r.Header.Set("Authorization", c.auth)
+				w.code = 0
+				_ = p.ServeHTTP(w, r, noopNext)
+				if w.code != c.want {
+					b.Fatalf("status %d, want %d", w.code, c.want)
+				}
+			}
+		})
+	}
+}
