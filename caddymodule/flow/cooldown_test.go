@@ -2,6 +2,7 @@ package flow
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -102,4 +103,30 @@ func TestCooldownLiftedWhenNothingWasSent(t *testing.T) {
 	}
 	h.mustUpdate("u", numFR, StatusUpdated)
 	h.mustVerify("u", h.sender.LastCode(t))
+}
+
+// TestCooldownRefusalTakesNoLock: an update refused by the cooldown is
+// answered while another call holds the user's lock (a flood's refusals
+// run side by side), and the verified number typed again is still
+// "unchanged" during its cooldown, not refused.
+func TestCooldownRefusalTakesNoLock(t *testing.T) {
+	h := newHarness(t)
+	h.mustUpdate("u1", frNumber(1), StatusUpdated)
+	unlock := h.svc.locks.lock("u1") // another call of u1 is running
+	done := make(chan error, 1)
+	go func() { _, err := h.update("u1", frNumber(1)); done <- err }()
+	select {
+	case err := <-done:
+		var re *RetryError
+		if !errors.As(err, &re) || re.Limit != "resend_after" {
+			t.Fatalf("update in the cooldown: %v, want resend_after refused", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the refusal waited for the user's lock")
+	}
+	unlock()
+
+	h.mustVerify("u1", h.sender.Last(t).Code)
+	h.mustUpdate("u1", frNumber(1), StatusUnchanged) // rule 4 beats the cooldown
+	h.wantUser("u1", frNumber(1), true)
 }
