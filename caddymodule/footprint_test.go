@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,7 +42,8 @@ const maxHeapPerOpenChallenge = 900
 // cooldowns, the memory store's users, and what the cache allocated up
 // front). The target is 600 bytes, so that a million open challenges fit
 // in 600 MB. PHONE_FOOTPRINT_N changes n; PHONE_FOOTPRINT_PROFILE names a
-// file for a heap profile of what is held.
+// file for a heap profile of what is held; PHONE_FOOTPRINT_MAX_SIZE (bytes)
+// the cache's max_size, for sizing.
 func TestHeapPerOpenChallenge(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens 100,000 challenges")
@@ -50,13 +52,18 @@ func TestHeapPerOpenChallenge(t *testing.T) {
 	if s := os.Getenv("PHONE_FOOTPRINT_N"); s != "" {
 		n, _ = strconv.Atoi(s)
 	}
+	cfg := footprintConfig
+	if size := os.Getenv("PHONE_FOOTPRINT_MAX_SIZE"); size != "" {
+		// Sizing: which max_size holds n open challenges (README).
+		cfg = strings.Replace(cfg, `"store":`, `"cache":{"max_size":`+size+`},"store":`, 1)
+	}
 	before, liveBefore := heapInUse()
-	p := provisionPhone(t, footprintConfig)
-	cfg, err := p.rules()
+	p := provisionPhone(t, cfg)
+	rules, err := p.rules()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.service, err = flow.New(cfg, flow.Deps{Users: p.users, Cache: p.flowCache, Sender: dropSMS{}, Numbers: numbers.Policy{}})
+	p.service, err = flow.New(rules, flow.Deps{Users: p.users, Cache: p.flowCache, Sender: dropSMS{}, Numbers: numbers.Policy{}})
 	if err != nil {
 		t.Fatal(err)
 	}
