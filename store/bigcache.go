@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/allegro/bigcache/v3"
 )
@@ -96,13 +95,12 @@ type stripe struct {
 // process (bigcache is not shared), so nothing else has to agree on it.
 type keyDigest struct{ a, b maphash.Seed }
 
-// of returns key's digest in buf's bytes, which are never written again:
-// no allocation when bigcache keeps nothing of the string (a read, a
-// delete; a write copies it into its entry).
-func (d keyDigest) of(key string, buf *[16]byte) string {
-	binary.LittleEndian.PutUint64(buf[:8], maphash.String(d.a, key))
-	binary.LittleEndian.PutUint64(buf[8:], maphash.String(d.b, key))
-	return unsafe.String(&buf[0], len(buf))
+// of returns key's digest.
+func (d keyDigest) of(key string) string {
+	var k [16]byte
+	binary.LittleEndian.PutUint64(k[:8], maphash.String(d.a, key))
+	binary.LittleEndian.PutUint64(k[8:], maphash.String(d.b, key))
+	return string(k[:])
 }
 
 // digestHash is bigcache's Hasher: the first half of a key's digest,
@@ -176,8 +174,7 @@ func (b *BigCache) Get(ctx context.Context, key string) ([]byte, error) {
 	if err := b.usable(ctx); err != nil {
 		return nil, err
 	}
-	var dk [16]byte
-	v, ok, _, err := b.get(b.digest.of(key, &dk), time.Now())
+	v, ok, _, err := b.get(b.digest.of(key), time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -196,8 +193,7 @@ func (b *BigCache) Update(ctx context.Context, key string, fn UpdateFunc) error 
 	if err := b.usable(ctx); err != nil {
 		return err
 	}
-	var dk [16]byte
-	key = b.digest.of(key, &dk)
+	key = b.digest.of(key)
 	s := b.stripe(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -250,8 +246,7 @@ func (b *BigCache) Delete(ctx context.Context, key string) error {
 	}
 	// Under the stripe lock so a Delete cannot land between an Update's
 	// read and write and be silently undone.
-	var dk [16]byte
-	key = b.digest.of(key, &dk)
+	key = b.digest.of(key)
 	s := b.stripe(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
