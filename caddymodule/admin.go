@@ -93,11 +93,11 @@ func (p *Phone) checkAdmin(repl *caddy.Replacer) (string, error) {
 	return key, nil
 }
 
-// provisionAdmin opens the store's phone numbers for the admin endpoints.
-// It runs once the user store is open and the rules are built; writes go
-// through the rules (flow.Service.AdminChange) and drop the read cache's
-// copy (cached, nil when there is none).
-func (p *Phone) provisionAdmin(ctx context.Context, c checked, cached *store.CachedUsers) error {
+// provisionAdmin sets up the admin endpoints over pn, the store's numbers
+// (nil when it keeps one per user). It runs once the rules are built;
+// writes go through them (flow.Service.AdminChange) and drop the read
+// cache's copy (cached, nil when there is none).
+func (p *Phone) provisionAdmin(c checked, pn store.PhoneNumbers, cached *store.CachedUsers) error {
 	if p.Admin == nil {
 		return nil
 	}
@@ -106,13 +106,9 @@ func (p *Phone) provisionAdmin(ctx context.Context, c checked, cached *store.Cac
 		escapedRoot: (&url.URL{Path: p.routeAdmin}).EscapedPath(), claim: p.Admin.Claim,
 		claimValue: p.Admin.ClaimValue, verifier: p.verifier, change: p.service.AdminChange}
 	p.admin = a
-	if p.backend.Numbers == nil {
+	if pn == nil {
 		a.logger.Info("the user store keeps one number per user: the phone number endpoints answer 501 not_supported")
 		return nil
-	}
-	pn, err := p.backend.Numbers(ctx)
-	if err != nil {
-		return fmt.Errorf("admin: %w", err)
 	}
 	if cached != nil {
 		pn = cached.ForgetOnWrite(pn)

@@ -496,3 +496,54 @@ func TestAdminChangeCancelsOpenChallenge(t *testing.T) {
 		t.Fatalf("the deleted number is back: %s", st.raw)
 	}
 }
+
+// A number an admin verified for the user, kept among their numbers, is
+// theirs already: an update to it makes it the number, verified, at once
+// and sends no code — whether the user's number was verified (rule 3
+// would open a challenge) or not (rule 2 would store it unverified, which
+// the store raises) — and the answer says what the store then holds.
+func TestUpdateToANumberHeldVerified(t *testing.T) {
+	for _, storeJSON := range []string{`{"backend":"memory"}`, ""} {
+		var p *Phone
+		if storeJSON == "" {
+			p = sqliteAdmin(t, "")
+		} else {
+			p = provisionPhone(t, adminConfig(storeJSON, ""))
+		}
+		sink := withInstantSMS(t, p)
+		user := "held-verified"
+		tok := "Bearer " + userToken(t, user)
+		const held, other, third = "+33612345671", "+33612345672", "+33612345673"
+		admin(t, p, "POST", "/phone/v1/phone_numbers", `{"user_id":"`+user+`","phone_number":"`+held+`","verified":true,"primary":true}`).want(t, 200, "")
+		admin(t, p, "POST", "/phone/v1/phone_numbers", `{"user_id":"`+user+`","phone_number":"`+other+`","verified":true,"primary":true}`).want(t, 200, "")
+
+		// The user's number is verified: no pending challenge, no code.
+		u := call(t, p, "POST", "/phone/update", tok, `{"phone_number":"`+held+`"}`).want(t, 200, "")
+		if u.body["status"] != "updated" || u.body["phone_number"] != held || u.body["verified"] != true {
+			t.Fatalf("%s: update to a held verified number: %s", storeJSON, u.raw)
+		}
+		if c := call(t, p, "POST", "/phone/verify", tok, `{"code":"000000"}`); c.status != 409 {
+			t.Fatalf("%s: a challenge was left open: %d %s", storeJSON, c.status, c.raw)
+		}
+
+		// The user's number is not verified: stored verified, no code.
+		const held2 = "+33612345674"
+		user = "held-verified-2"
+		tok = "Bearer " + userToken(t, user)
+		admin(t, p, "POST", "/phone/v1/phone_numbers", `{"user_id":"`+user+`","phone_number":"`+held2+`","verified":true,"primary":true}`).want(t, 200, "")
+		admin(t, p, "POST", "/phone/v1/phone_numbers", `{"user_id":"`+user+`","phone_number":"`+third+`","verified":false,"primary":true}`).want(t, 200, "")
+		if g := call(t, p, "GET", "/phone", tok, ""); g.body["phone_number"] != third || g.body["verified"] == true {
+			t.Fatalf("%s: set-up: %s", storeJSON, g.raw)
+		}
+		u = call(t, p, "POST", "/phone/update", tok, `{"phone_number":"`+held2+`"}`).want(t, 200, "")
+		if u.body["status"] != "updated" || u.body["phone_number"] != held2 || u.body["verified"] != true {
+			t.Fatalf("%s: update from an unverified number to a held verified one: %s", storeJSON, u.raw)
+		}
+		if g := call(t, p, "GET", "/phone", tok, ""); g.body["phone_number"] != held2 || g.body["verified"] != true {
+			t.Fatalf("%s: GET after: %s", storeJSON, g.raw)
+		}
+		if _, sent := sink.codes[held2]; sent || sink.codes[held] != "" {
+			t.Fatalf("%s: a code was sent to a number the user holds verified", storeJSON)
+		}
+	}
+}

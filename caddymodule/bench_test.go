@@ -61,7 +61,11 @@ func withInstantSMS(tb testing.TB, p *Phone) *instantSink {
 		tb.Fatal(err)
 	}
 	cfg.Limits = flow.Limits{} // the benchmark measures the rules, not the budgets
-	svc, err := flow.New(cfg, flow.Deps{Users: p.users, Cache: p.flowCache, Sender: sink, Numbers: numbers.Policy{}})
+	deps := flow.Deps{Users: p.users, Cache: p.flowCache, Sender: sink, Numbers: numbers.Policy{}}
+	if p.admin != nil && p.admin.numbers != nil {
+		deps.Held = p.admin.numbers
+	}
+	svc, err := flow.New(cfg, deps)
 	if err != nil {
 		tb.Fatal(err)
 	}

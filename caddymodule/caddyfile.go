@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-phone/caddy-phone/caddymodule/flow"
+	"github.com/caddy-phone/caddy-phone/sms"
 )
 
 func init() {
@@ -65,7 +66,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    cache    <backend> [<args>] [{ … }]      # bigcache, redis
 //	    secret   <hmac key for codes at rest>
 //	    sms      <provider> [<args>] [{ … }]     # repeatable: a failover chain, in order
-//	    template [<locale>] "<text with {code} {app} {minutes}>"   # repeatable, once per locale
+//	    channels sms|whatsapp|voice ...           # what a caller may ask for; default sms
+//	    template [whatsapp|voice] [<locale>] "<text with {code} {app} {minutes}>"   # repeatable, once per channel and locale
 //	    app_name <name>
 //	    inject_headers
 //	    require_verified <path...>               # repeatable
@@ -105,8 +107,17 @@ func (p *Phone) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			p.SMSRaw = append(p.SMSRaw, raw)
 			return err
 		},
-		"secret":         str(&p.Secret),
-		"template":       p.parseTemplate,
+		"secret":   str(&p.Secret),
+		"template": p.parseTemplate,
+		"channels": func(d *caddyfile.Dispenser) error {
+			if err := strs(&p.Channels)(d); err != nil {
+				return err
+			}
+			if err := flow.CheckChannels(p.Channels); err != nil {
+				return d.Err(err.Error())
+			}
+			return nil
+		},
 		"app_name":       str(&p.AppName),
 		"inject_headers": flag(&p.InjectHeaders),
 		"require_verified": func(d *caddyfile.Dispenser) error {
@@ -140,8 +151,13 @@ func (p *Phone) parseVerification(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+// parseTemplate parses `template [whatsapp|voice] [<locale>] "<text>"`:
+// without a channel, SMS's (and any channel's without its own).
 func (p *Phone) parseTemplate(d *caddyfile.Dispenser) error {
 	args := d.RemainingArgs()
+	if len(args) >= 2 && (args[0] == sms.ChannelWhatsApp || args[0] == sms.ChannelVoice) {
+		return p.parseChannelTemplate(d, args[0], args[1:])
+	}
 	switch {
 	case len(args) == 1 && p.Template != "":
 		return d.Errf("template: the default template is already specified")
@@ -155,8 +171,33 @@ func (p *Phone) parseTemplate(d *caddyfile.Dispenser) error {
 		}
 		p.Templates[args[0]] = args[1]
 	default:
-		return d.Errf("template: want [<locale>] \"<text>\"")
+		return d.Errf("template: want [whatsapp|voice] [<locale>] \"<text>\"")
 	}
+	return nil
+}
+
+// parseChannelTemplate parses the rest of `template <channel> [<locale>] "<text>"`.
+func (p *Phone) parseChannelTemplate(d *caddyfile.Dispenser, channel string, args []string) error {
+	t := p.ChannelTemplates[channel]
+	switch {
+	case len(args) == 1 && t.Template != "":
+		return d.Errf("template %s: the default template is already specified", channel)
+	case len(args) == 1:
+		t.Template = args[0]
+	case len(args) == 2 && t.Templates[args[0]] != "":
+		return d.Errf("template %s %s: already specified", channel, args[0])
+	case len(args) == 2:
+		if t.Templates == nil {
+			t.Templates = map[string]string{}
+		}
+		t.Templates[args[0]] = args[1]
+	default:
+		return d.Errf("template: want [whatsapp|voice] [<locale>] \"<text>\"")
+	}
+	if p.ChannelTemplates == nil {
+		p.ChannelTemplates = map[string]ChannelTemplates{}
+	}
+	p.ChannelTemplates[channel] = t
 	return nil
 }
 
@@ -193,6 +234,9 @@ func (p *Phone) parseCompat(d *caddyfile.Dispenser) error {
 	raw, err := json.Marshal(opts)
 	if err != nil {
 		return d.Errf("compat %s: %v", name, err)
+	}
+	if string(raw) == "{}" {
+		return nil // no option set: the JSON stays as without a block
 	}
 	if p.CompatOptions == nil {
 		p.CompatOptions = map[string]json.RawMessage{}

@@ -111,6 +111,8 @@ func clerkStatus(e *apiError) (int, string) {
 const (
 	segPhoneNumbers = "phone_numbers"
 	segUsers        = "users"
+	// segCount is Clerk's users/count: no user ID can be "count" here.
+	segCount = "count"
 )
 
 // route matches the path below <prefix>/v1/. Segments are split on the
@@ -147,6 +149,19 @@ func (a *adminAPI) route(r *http.Request) (clerkRoute, bool) {
 			rt.handle = (*adminAPI).delete
 		}
 		return rt, true
+	case len(segs) == 1 && segs[0] == segUsers:
+		return getRoute(m, (*adminAPI).listUsers, ""), true
+	case len(segs) == 2 && segs[0] == segUsers && segs[1] == segCount:
+		return getRoute(m, (*adminAPI).countUsers, ""), true
+	case len(segs) == 2 && segs[0] == segUsers:
+		rt := clerkRoute{allow: "GET, HEAD, PATCH", arg: segs[1]}
+		switch m {
+		case http.MethodGet, http.MethodHead:
+			rt.handle = (*adminAPI).getUser
+		case http.MethodPatch:
+			rt.handle = (*adminAPI).updateUser
+		}
+		return rt, true
 	case len(segs) == 3 && segs[0] == segUsers && segs[2] == segPhoneNumbers:
 		rt := clerkRoute{allow: "GET, HEAD", arg: segs[1]}
 		if m == http.MethodGet || m == http.MethodHead {
@@ -155,6 +170,15 @@ func (a *adminAPI) route(r *http.Request) (clerkRoute, bool) {
 		return rt, true
 	}
 	return clerkRoute{}, false
+}
+
+// getRoute is a read-only route: GET and HEAD.
+func getRoute(method string, h func(a *adminAPI, w http.ResponseWriter, r *http.Request, arg string) error, arg string) clerkRoute {
+	rt := clerkRoute{allow: "GET, HEAD", arg: arg}
+	if method == http.MethodGet || method == http.MethodHead {
+		rt.handle = h
+	}
+	return rt
 }
 
 // authenticate accepts exactly "Bearer <api key>" (the scheme in any

@@ -38,6 +38,13 @@ type OTPConfig struct {
 	ResendAfter *caddy.Duration `json:"resend_after,omitempty"`
 }
 
+// ChannelTemplates are one channel's own `template` lines: a default and
+// per-locale texts, as the top-level template and templates are SMS's.
+type ChannelTemplates struct {
+	Template  string            `json:"template,omitempty"`
+	Templates map[string]string `json:"templates,omitempty"`
+}
+
 // LimitConfig is one `<count> <window>` budget. Count 0 disables it.
 type LimitConfig struct {
 	Count  int            `json:"count"`

@@ -16,7 +16,7 @@ import (
 
 const (
 	// corsMethods are the methods the user API and the compat routes use.
-	corsMethods = "GET, HEAD, POST, DELETE"
+	corsMethods = "GET, HEAD, POST, PUT, DELETE" // PUT: Kii's changePhone, supabase-js' updateUser
 	// corsMaxAge is how long, in seconds, a browser may keep a preflight.
 	corsMaxAge = "600"
 	// corsExpose are the response headers a page's script may read.

@@ -16,7 +16,17 @@ import (
 
 // descope is Descope's OTP update and verify routes (SPEC §6): what
 // sdk.otp.update.phone.sms and sdk.otp.verify.sms send.
-type descope struct{ p *Phone }
+type descope struct {
+	p *Phone
+	// loginClaim is login_id_claim: the token claim that holds the
+	// user's Descope login ID; "" for the token's user claim.
+	loginClaim string
+}
+
+// descopeOptions are `compat descope { login_id_claim … }`.
+type descopeOptions struct {
+	LoginIDClaim string `json:"login_id_claim,omitempty"`
+}
 
 // descopeRoutes are core-js-sdk's apiPaths.otp plus the delivery method;
 // other paths under /v1/auth/otp/ pass through. The update needs
@@ -29,13 +39,21 @@ var descopeRoutes = map[string]route{
 
 func init() {
 	registerVendor(vendorDialect{name: "descope", prefix: "/v1/auth/otp/", routes: descopeRoutes,
-		open: func(p *Phone, _ any) (dialect, error) {
+		options: func() (any, map[string]setting) {
+			o := new(descopeOptions)
+			return o, map[string]setting{"login_id_claim": str(&o.LoginIDClaim)}
+		},
+		open: func(p *Phone, opts any) (dialect, error) {
 			// Descope's SDK sends "Bearer <project_id>[:<jwt>]": without a
 			// project_id every call would be a 401.
 			if p.JWT == nil || p.JWT.ProjectID == "" {
 				return nil, errors.New("compat descope: needs jwt { project_id … }")
 			}
-			return descope{p}, nil
+			claim := opts.(*descopeOptions).LoginIDClaim
+			if claim != "" && !validLoginID(claim) || strings.TrimSpace(claim) != claim {
+				return nil, errors.New("compat descope: login_id_claim must name a claim")
+			}
+			return descope{p: p, loginClaim: claim}, nil
 		}})
 }
 
@@ -105,7 +123,8 @@ type descopeUpdateRequest struct {
 
 // descopeUpdate is POST /v1/auth/otp/update/phone/sms with
 // "Bearer <project_id>:<jwt>": the update rules of SPEC §4 for the token's
-// user, who must be the loginId. 200 {"maskedPhone"} whatever the rule.
+// user, who must be the loginId (the token's login_id_claim, with one).
+// 200 {"maskedPhone"} whatever the rule.
 func (p *Phone) descopeUpdate(w http.ResponseWriter, r *http.Request, id *bearer.Identity) error {
 	var req descopeUpdateRequest
 	if err := decodeJSON(w, r, &req, false); err != nil {
@@ -116,17 +135,23 @@ func (p *Phone) descopeUpdate(w http.ResponseWriter, r *http.Request, id *bearer
 		return errMissing("loginId")
 	case req.Phone == nil || *req.Phone == "":
 		return errMissing("phone")
-	case *req.LoginID != id.UserID:
+	case *req.LoginID != p.descopeLoginID(id):
 		return errForbidden("loginId is not the signed-in user.")
 	}
 	opts := templateOptions(req.TemplateOptions)
 	if err := flow.CheckTemplateOptions("templateOptions", opts); err != nil {
 		return err
 	}
+	if p.descopeLoginClaim() != "" {
+		// So that the token-less verify finds the user by this loginId.
+		if err := p.service.NoteLoginID(r.Context(), *req.LoginID, id.UserID); err != nil {
+			return err
+		}
+	}
 	// addToLoginIDs / onMergeUseExisting travel in the events (SPEC §8).
 	res, err := p.update(r, flow.UpdateRequest{UserID: id.UserID, PhoneNumber: *req.Phone,
 		Locale: req.Locale, TemplateOptions: opts, ProviderID: req.ProviderID,
-		Attributes: descopeAttributes(req.AddToLoginIDs, req.OnMergeUseExisting)}, "descope")
+		Attributes: descopeAttributes(req.AddToLoginIDs, req.OnMergeUseExisting), Channel: descopeChannel(r)}, "descope")
 	if err != nil {
 		return err
 	}
@@ -181,7 +206,8 @@ type descopeVerifyRequest struct {
 // descopeVerify is POST /v1/auth/otp/verify/sms. The SDK sends only
 // "Bearer <project_id>" here: the code proves possession for loginId, and
 // the token-less guard of flow.VerifyRequest.Tokenless bounds the guesses. A full "<project_id>:<jwt>" is accepted too,
-// for its own user only.
+// for its own user only. With login_id_claim, the user is the one whose
+// update named loginId (flow's login ID index).
 func (p *Phone) descopeVerify(w http.ResponseWriter, r *http.Request, _ *bearer.Identity) error {
 	var id *bearer.Identity
 	if !p.verifier.ProjectOnly(r.Header.Get("Authorization")) {
@@ -203,10 +229,21 @@ func (p *Phone) descopeVerify(w http.ResponseWriter, r *http.Request, _ *bearer.
 		return errInvalid("loginId is not a valid login ID.", "loginId")
 	case req.Code == nil || *req.Code == "":
 		return errMissing("code")
-	case id != nil && id.UserID != *req.LoginID:
+	case id != nil && p.descopeLoginID(id) != *req.LoginID:
 		return errForbidden("loginId is not the signed-in user.")
 	}
 	user := *req.LoginID
+	switch {
+	case id != nil:
+		user = id.UserID
+	case p.descopeLoginClaim() != "":
+		// The user whose update named this loginId (login_id_claim).
+		var err error
+		if user, err = p.service.LoginUser(r.Context(), *req.LoginID, clientIP(r)); err != nil {
+			observe("verify", err)
+			return err
+		}
+	}
 	// With the project alone the caller proved nothing: its guesses have
 	// a budget of their own and never lock the owner out (SPEC §6).
 	u, err := p.verify(r, flow.VerifyRequest{UserID: user, Code: *req.Code, Tokenless: id == nil}, "descope")
@@ -216,7 +253,7 @@ func (p *Phone) descopeVerify(w http.ResponseWriter, r *http.Request, _ *bearer.
 	// Descope answers a JWTResponse; no session is issued here, so only
 	// its user part is filled (withCookie in node-sdk copes with that).
 	writeJSON(w, http.StatusOK, map[string]any{
-		"user": map[string]any{"loginIds": []string{user}, "userId": user, "phone": u.PhoneNumber,
+		"user": map[string]any{"loginIds": []string{*req.LoginID}, "userId": user, "phone": u.PhoneNumber,
 			"verifiedPhone": true},
 		"firstSeen": false,
 	})
@@ -227,4 +264,26 @@ func (p *Phone) descopeVerify(w http.ResponseWriter, r *http.Request, _ *bearer.
 // not blank, no control characters.
 func validLoginID(s string) bool {
 	return strings.TrimSpace(s) != "" && strings.IndexFunc(s, unicode.IsControl) < 0
+}
+
+// descopeLoginClaim is the dialect's login_id_claim ("" without one).
+func (p *Phone) descopeLoginClaim() string {
+	for _, v := range p.vendors {
+		if d, ok := v.dialect.(descope); ok {
+			return d.loginClaim
+		}
+	}
+	return ""
+}
+
+// descopeLoginID is the login ID the token vouches for: its
+// login_id_claim (a string claim; "" when absent), else its user.
+func (p *Phone) descopeLoginID(id *bearer.Identity) string {
+	claim := p.descopeLoginClaim()
+	if claim == "" {
+		return id.UserID
+	}
+	v, _ := id.Claim(claim) // string claims are always kept
+	s, _ := v.(string)
+	return s
 }

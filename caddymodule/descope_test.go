@@ -328,7 +328,7 @@ func TestDescopeMaxAuthAge(t *testing.T) {
 // go to the next handler untouched.
 func TestDescopePassThrough(t *testing.T) {
 	h := newCompatHandler(t, compatConfig(""))
-	for _, path := range []string{"/v1/auth/otp/signin/sms", "/v1/auth/otp/update/phone/voice", "/v1/auth/otp/verify/email"} {
+	for _, path := range []string{"/v1/auth/otp/signin/sms", "/v1/auth/otp/update/email", "/v1/auth/otp/verify/email", "/v1/auth/otp/update/phone/fax"} {
 		if rec := h.call("POST", path, "Bearer P2abc", `{}`); rec.Code != 299 {
 			t.Fatalf("%s: %d %s", path, rec.Code, rec.Body)
 		}

@@ -51,12 +51,23 @@ func (p *Phone) dialectFor(path string) dialect {
 	}
 	for _, v := range p.vendors {
 		if strings.HasPrefix(path, v.prefix) {
-			if _, ok := v.routes[path]; ok {
+			if _, ok := v.routeKey(path); ok {
 				return v.dialect
 			}
 		}
 	}
 	return nil
+}
+
+// routeKey is the key in v.routes of the route that answers path: path
+// itself, or what v.match makes of it for a vendor whose paths hold
+// variables.
+func (v *vendorDialect) routeKey(path string) (string, bool) {
+	if v.match != nil {
+		return v.match(path)
+	}
+	_, ok := v.routes[path]
+	return path, ok
 }
 
 // vendorDialect is a vendor SDK's dialect, turned on by `compat <name>`.
@@ -65,7 +76,11 @@ func (p *Phone) dialectFor(path string) dialect {
 type vendorDialect struct {
 	name   string
 	prefix string           // where the SDK sends its calls
-	routes map[string]route // by path; other paths under prefix pass through
+	routes map[string]route // by path (or by match's key); other paths under prefix pass through
+	// match, for a vendor whose paths hold variables (kii.go's
+	// /api/apps/{app}/users/{userID}/…), names the route of a path under
+	// prefix, by its key in routes; nil: routes are keyed by exact path.
+	match func(path string) (routeKey string, ok bool)
 	// options returns a new value of the vendor's options (a pointer to
 	// a struct with JSON tags) and the Caddyfile settings that fill it, for
 	// `compat <name> { … }`; nil: the vendor takes no options.
@@ -178,7 +193,7 @@ func (p *Phone) update(r *http.Request, req flow.UpdateRequest, via string) (flo
 	observe("update", err)
 	if err == nil {
 		p.logger.Info("phone update", zap.String("user_id", req.UserID), zap.String("status", res.Status),
-			zap.String("to", numbers.Mask(res.SentTo)), viaField(via))
+			zap.String("to", numbers.Mask(res.SentTo)), zap.String("channel", res.Channel), viaField(via))
 	}
 	return res, err
 }

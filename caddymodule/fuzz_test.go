@@ -82,12 +82,13 @@ func FuzzCompatAndAdminBodies(f *testing.F) {
 		`{"loginId":"fuzz-user","phone":"+33612345678","templateOptions":{"a":1,"b":[true]},"providerId":"log","locale":"fr"}`,
 		`{"phone_number":"+33612345678"}`, `{"phone_number":"+33612345678","verification_code":"123456"}`,
 		`{"user_id":"fuzz-user","phone_number":"+33612345678","verified":true,"primary":true}`,
-		`{"primary":true,"reserved_for_second_factor":true}`, ``, `{}`, `[]`, `null`, `{"loginId":1}`, `[[[[[[`,
+		`{"primary":true,"reserved_for_second_factor":true}`,
+		`{"type":"phone_change","phone":"33612345678","token":"123456","gotrue_meta_security":{}}`, `{"phone":"+33612345678","code_challenge":null}`, ``, `{}`, `[]`, `null`, `{"loginId":1}`, `[[[[[[`,
 	} {
 		f.Add(seed)
 	}
 	p := provisionPhone(f, `{"jwt":{"secret":"`+benchSecret+`","project_id":"P2fuzz"},"store":{"backend":"memory"},
-		"cache":{"max_size":67108864},"sms":[{"provider":"log"}],"compat":["descope","reachfive"],
+		"cache":{"max_size":67108864},"sms":[{"provider":"log"}],"compat":["descope","reachfive","supabase"],
 		"admin":{"api_key":"sk_fuzz_0123456789abcdef"}}`)
 	withInstantSMS(f, p)
 	tok, _ := mintToken(benchSecret, "fuzz-user", "HS256", "", "", time.Hour, time.Now())
@@ -99,6 +100,9 @@ func FuzzCompatAndAdminBodies(f *testing.F) {
 		{"POST", "/identity/v1/send-phone-number-verification", "Bearer " + tok},
 		{"POST", "/phone/v1/phone_numbers", "Bearer sk_fuzz_0123456789abcdef"},
 		{"PATCH", "/phone/v1/phone_numbers/idn_fuzz", "Bearer sk_fuzz_0123456789abcdef"},
+		{"PUT", "/auth/v1/user", "Bearer " + tok},
+		{"POST", "/auth/v1/verify", "Bearer anon"},
+		{"POST", "/auth/v1/resend", "Bearer anon"},
 	}
 	allowed := map[int]bool{200: true, 202: true, 400: true, 403: true, 404: true, 409: true, 410: true,
 		413: true, 422: true, 429: true, 501: true}

@@ -17,7 +17,7 @@ import (
 // user, a number, a code or a token: only fixed names.
 var phoneMetrics = struct {
 	once        sync.Once
-	sends       *prometheus.CounterVec   // provider, result
+	sends       *prometheus.CounterVec   // provider, channel, result
 	outcomes    *prometheus.CounterVec   // op, result
 	rateLimited *prometheus.CounterVec   // limit
 	storeTime   *prometheus.HistogramVec // op, result
@@ -27,7 +27,8 @@ func initMetrics(reg *prometheus.Registry) error {
 	const ns, sub = "caddy", "phone"
 	phoneMetrics.once.Do(func() {
 		phoneMetrics.sends = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "sms_sends_total", Help: "SMS delivery attempts by provider and result (ok, error)."}, []string{"provider", "result"})
+			Name: "sms_sends_total", Help: "Code delivery attempts by provider, channel (sms, whatsapp, voice) and result (ok, error)."},
+			[]string{"provider", "channel", "result"})
 		phoneMetrics.outcomes = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "requests_total", Help: "Update, verify and resend calls by outcome (ok or the error code)."}, []string{"op", "result"})
 		phoneMetrics.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -63,13 +64,16 @@ func observe(op string, err error) {
 // meteredProvider counts a provider's sends.
 type meteredProvider struct{ sms.Provider }
 
+// Carries passes on what the provider carries.
+func (m meteredProvider) Carries(channel string) bool { return sms.Carries(m.Provider, channel) }
+
 func (m meteredProvider) Send(ctx context.Context, msg sms.Message) error {
 	err := m.Provider.Send(ctx, msg)
 	result := "ok"
 	if err != nil {
 		result = "error"
 	}
-	phoneMetrics.sends.WithLabelValues(m.Name(), result).Inc()
+	phoneMetrics.sends.WithLabelValues(m.Name(), sms.ChannelOf(msg), result).Inc()
 	return err
 }
 

@@ -79,6 +79,7 @@ type updateRequest struct {
 	Locale          string            `json:"locale"`
 	TemplateOptions map[string]string `json:"template_options"`
 	ProviderID      string            `json:"provider_id"`
+	Channel         string            `json:"channel"`
 }
 
 type updateBody struct {
@@ -87,6 +88,7 @@ type updateBody struct {
 	Verified      bool    `json:"verified"`
 	PendingNumber *string `json:"pending_phone_number"`
 	MaskedPhone   *string `json:"masked_phone"`
+	Channel       *string `json:"channel"` // how the code went; null when none was sent
 	ExpiresIn     int     `json:"expires_in"`
 	ResendAfter   int     `json:"resend_after"`
 }
@@ -100,7 +102,7 @@ func (p *Phone) handleUpdate(w http.ResponseWriter, r *http.Request, id *bearer.
 		return errInvalid("phone_number is required.", "phone_number")
 	}
 	res, err := p.update(r, flow.UpdateRequest{UserID: id.UserID, PhoneNumber: *req.PhoneNumber,
-		Locale: req.Locale, TemplateOptions: req.TemplateOptions, ProviderID: req.ProviderID}, "")
+		Locale: req.Locale, TemplateOptions: req.TemplateOptions, ProviderID: req.ProviderID, Channel: req.Channel}, "")
 	if err != nil {
 		return err
 	}
@@ -113,7 +115,8 @@ func (p *Phone) handleUpdate(w http.ResponseWriter, r *http.Request, id *bearer.
 // pending change, 200 otherwise.
 func updateAnswer(res flow.UpdateResult) (int, updateBody) {
 	body := updateBody{Status: res.Status, PhoneNumber: nullable(res.User.PhoneNumber), Verified: res.User.Verified,
-		PendingNumber: nullable(res.PendingNumber), ExpiresIn: seconds(res.ExpiresIn), ResendAfter: seconds(res.ResendAfter)}
+		PendingNumber: nullable(res.PendingNumber), ExpiresIn: seconds(res.ExpiresIn), ResendAfter: seconds(res.ResendAfter),
+		Channel: nullable(res.Channel)}
 	if res.SentTo != "" {
 		m := numbers.Mask(res.SentTo)
 		body.MaskedPhone = &m
@@ -146,7 +149,8 @@ func (p *Phone) handleVerify(w http.ResponseWriter, r *http.Request, id *bearer.
 }
 
 type resendRequest struct {
-	Locale string `json:"locale"`
+	Locale  string `json:"locale"`
+	Channel string `json:"channel"` // switches the challenge's; "" keeps it
 }
 
 func (p *Phone) handleResend(w http.ResponseWriter, r *http.Request, id *bearer.Identity) error {
@@ -154,7 +158,7 @@ func (p *Phone) handleResend(w http.ResponseWriter, r *http.Request, id *bearer.
 	if err := decodeJSON(w, r, &req, true); err != nil {
 		return err
 	}
-	res, err := p.resend(r, flow.ResendRequest{UserID: id.UserID, Locale: req.Locale})
+	res, err := p.resend(r, flow.ResendRequest{UserID: id.UserID, Locale: req.Locale, Channel: req.Channel})
 	if err != nil {
 		return err
 	}
@@ -164,7 +168,7 @@ func (p *Phone) handleResend(w http.ResponseWriter, r *http.Request, id *bearer.
 
 // sentBody is the answer to a resend.
 func sentBody(res flow.ResendResult) map[string]any {
-	return map[string]any{"status": "sent", "masked_phone": numbers.Mask(res.SentTo),
+	return map[string]any{"status": "sent", "masked_phone": numbers.Mask(res.SentTo), "channel": res.Channel,
 		"expires_in": seconds(res.ExpiresIn), "resend_after": seconds(res.ResendAfter)}
 }
 

@@ -52,10 +52,17 @@ type Phone struct {
 	// SMS providers, phone.sms.* modules named by "provider", tried in
 	// order.
 	SMSRaw []json.RawMessage `json:"sms,omitempty" caddy:"namespace=phone.sms inline_key=provider"`
-	// Message text with {code}, {app}, {minutes}.
+	// Message text with {code}, {app}, {minutes}: SMS's, and that of any
+	// channel without templates of its own.
 	Template string `json:"template,omitempty"`
 	// Per-locale message texts.
 	Templates map[string]string `json:"templates,omitempty"`
+	// The channels a caller may ask for: sms, whatsapp, voice. Default sms
+	// alone. Each must be carried by a configured provider.
+	Channels []string `json:"channels,omitempty"`
+	// The texts of whatsapp and voice when they have their own
+	// (`template voice [<locale>] "…"`), by channel.
+	ChannelTemplates map[string]ChannelTemplates `json:"channel_templates,omitempty"`
 	// {app} in messages.
 	AppName string `json:"app_name,omitempty"`
 	// Tell the app, in X-Phone-User / X-Phone-Number / X-Phone-Verified and
@@ -105,6 +112,9 @@ type Phone struct {
 	corsOrigins map[string]struct{}
 	// eventsRT is what `events` started (events_glue.go); nil without it.
 	eventsRT *eventsRuntime
+	// indexNumbers: a vendor finds users by the number their code went
+	// to (compat supabase), so the rules keep that index (flow.Config).
+	indexNumbers bool
 }
 
 // CaddyModule returns the Caddy module information.

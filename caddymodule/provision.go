@@ -121,7 +121,7 @@ func (p *Phone) check(ctx caddy.Context) (c checked, err error) {
 // checkCompat turns on the vendor dialects `compat` names, each with its
 // options from compat_options.
 func (p *Phone) checkCompat() error {
-	p.vendors = nil
+	p.vendors, p.indexNumbers = nil, false
 	for name := range p.CompatOptions {
 		if !slices.Contains(p.Compat, name) {
 			return fmt.Errorf("compat_options: %q is not under compat", name)
@@ -223,7 +223,8 @@ func (p *Phone) loadBackends(ctx caddy.Context, c *checked) error {
 	c.sender = sms.NewChain(providers...)
 	c.sender.Logger = p.logger.Named("sms")
 	c.sender.Mask = numbers.Mask
-	return nil
+	c.rules.NotifyChannel = notifyChannel(c.rules.Channels, c.sender)
+	return checkChannelsCarried(c.rules.Channels, c.sender)
 }
 
 // open opens the cache and the store and builds the rules.
@@ -267,12 +268,22 @@ func (p *Phone) open(ctx caddy.Context, c checked) error {
 			return err
 		}
 	}
-	p.service, err = flow.New(c.rules, flow.Deps{Users: p.users, Cache: p.flowCache, Sender: c.sender, Numbers: c.numbers,
-		Events: emitter, Logger: p.logger, SharedCache: c.cacheMod.Shared()})
-	if err != nil {
+	// The admin API's view of the numbers: several per user.
+	var pn store.PhoneNumbers
+	if p.Admin != nil && p.backend.Numbers != nil {
+		if pn, err = p.backend.Numbers(ctx); err != nil {
+			return fmt.Errorf("admin: %w", err)
+		}
+	}
+	deps := flow.Deps{Users: p.users, Cache: p.flowCache, Sender: c.sender, Numbers: c.numbers,
+		Events: emitter, Logger: p.logger, SharedCache: c.cacheMod.Shared()}
+	if pn != nil {
+		deps.Held = pn
+	}
+	if p.service, err = flow.New(c.rules, deps); err != nil {
 		return err
 	}
-	return p.provisionAdmin(ctx, c, cached)
+	return p.provisionAdmin(c, pn, cached)
 }
 
 // cacheNamespaceOf names a store's keys in a shared cache.
@@ -292,6 +303,17 @@ func (p *Phone) flowConfig() (flow.Config, error) {
 		AppName:        p.AppName,
 		Templates:      sms.Templates{Default: p.Template, ByLocale: p.Templates},
 		NotifyPrevious: p.NotifyPrevious,
+		IndexNumbers:   p.indexNumbers,
+		Channels:       p.Channels,
+	}
+	if err := flow.CheckChannels(p.Channels); err != nil {
+		return cfg, err
+	}
+	for ch, t := range p.ChannelTemplates {
+		if cfg.ChannelTemplates == nil {
+			cfg.ChannelTemplates = map[string]sms.Templates{}
+		}
+		cfg.ChannelTemplates[ch] = sms.Templates{Default: t.Template, ByLocale: t.Templates}
 	}
 	if p.AppName == "" {
 		cfg.AppName = "your account"
@@ -320,7 +342,10 @@ func (p *Phone) flowConfig() (flow.Config, error) {
 	if err := cfg.Check(); err != nil {
 		return cfg, err
 	}
-	return cfg, cfg.Templates.Validate()
+	if err := cfg.CheckTemplates(); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
 }
 
 // The read cache in front of a real store: a few seconds, so a second

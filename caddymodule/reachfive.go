@@ -130,6 +130,11 @@ func reachfiveLocale(r *http.Request) string {
 	if l := strings.TrimSpace(r.Header.Get("Custom-Locale")); localeShaped(l) {
 		return l
 	}
+	return acceptLanguage(r)
+}
+
+// acceptLanguage is the first tag of Accept-Language, if it is one.
+func acceptLanguage(r *http.Request) string {
 	l, _, _ := strings.Cut(r.Header.Get("Accept-Language"), ",")
 	l, _, _ = strings.Cut(l, ";")
 	if l = strings.TrimSpace(l); localeShaped(l) {

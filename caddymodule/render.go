@@ -130,6 +130,7 @@ var errorTable = []errorKind{
 		message: "The phone number is not valid.", param: "phone_number"},
 	{is: numbers.ErrNotAllowed, status: http.StatusUnprocessableEntity, code: "phone_number_not_allowed", param: "phone_number"},
 	{is: flow.ErrInvalidRequest, status: http.StatusBadRequest, code: "invalid_request"},
+	{is: flow.ErrChannelNotAllowed, status: http.StatusUnprocessableEntity, code: "channel_not_allowed", param: "channel"},
 	{is: flow.ErrNoPending, status: http.StatusConflict, code: "no_pending_verification",
 		message: "There is no pending verification."},
 	{is: flow.ErrExpired, status: http.StatusGone, code: "code_expired", message: "The code has expired; ask for a new one."},

@@ -49,6 +49,9 @@ type renamed struct {
 
 func (r renamed) Name() string { return r.name }
 
+// Carries passes on what the provider carries.
+func (r renamed) Carries(channel string) bool { return sms.Carries(r.Provider, channel) }
+
 func namedProvider(p sms.Provider, name string) sms.Provider {
 	if name == "" {
 		return p

@@ -10,19 +10,30 @@ import (
 
 func init() { caddy.RegisterModule(MessageBirdSMS{}) }
 
-// MessageBirdSMS is `sms messagebird`: MessageBird's SMS API.
+// MessageBirdSMS is `sms messagebird`: MessageBird's SMS and voice
+// messages and its Conversations API (WhatsApp). It carries SMS and voice
+// with originator, WhatsApp with whatsapp_channel_id.
 //
 //	sms messagebird {
-//	    access_key <key>
-//	    originator <sender>
-//	    api_url    <url>
-//	    name       <name>
+//	    access_key          <key>
+//	    originator          <sender>
+//	    whatsapp_channel_id <id>
+//	    whatsapp_template   <name>    # WhatsApp as this approved template (hsm), the code its parameter
+//	    whatsapp_namespace  <namespace>
+//	    api_url             <url>
+//	    name                <name>
 //	}
 type MessageBirdSMS struct {
 	// The access key.
 	AccessKey string `json:"access_key,omitempty"`
 	// The sender number or alphanumeric id.
 	Originator string `json:"originator,omitempty"`
+	// The WhatsApp channel's id in MessageBird.
+	WhatsAppChannelID string `json:"whatsapp_channel_id,omitempty"`
+	// An approved WhatsApp template (name and namespace) WhatsApp messages
+	// are sent as.
+	WhatsAppTemplate  string `json:"whatsapp_template,omitempty"`
+	WhatsAppNamespace string `json:"whatsapp_namespace,omitempty"`
 	// The API's base URL instead of MessageBird's (tests, proxies).
 	APIURL string `json:"api_url,omitempty"`
 	// Name used by provider_id and in metrics; default messagebird.
@@ -43,14 +54,17 @@ func (s *MessageBirdSMS) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return err
 	}
 	return parseBlock(d, 0, "sms messagebird", map[string]setting{"access_key": str(&s.AccessKey),
-		"originator": str(&s.Originator), "api_url": str(&s.APIURL), "name": str(&s.Name)})
+		"originator": str(&s.Originator), "whatsapp_channel_id": str(&s.WhatsAppChannelID),
+		"whatsapp_template": str(&s.WhatsAppTemplate), "whatsapp_namespace": str(&s.WhatsAppNamespace),
+		"api_url": str(&s.APIURL), "name": str(&s.Name)})
 }
 
 // Provision expands and checks the settings.
 func (s *MessageBirdSMS) Provision(caddy.Context) (err error) {
 	x := caddy.NewReplacer().ReplaceKnown
 	s.provider, err = sms.NewMessageBird(sms.MessageBirdConfig{Name: s.Name, AccessKey: x(s.AccessKey, ""),
-		Originator: x(s.Originator, ""), BaseURL: x(s.APIURL, "")}, nil)
+		Originator: x(s.Originator, ""), WhatsAppChannelID: x(s.WhatsAppChannelID, ""),
+		WhatsAppTemplate: x(s.WhatsAppTemplate, ""), WhatsAppNamespace: x(s.WhatsAppNamespace, ""), BaseURL: x(s.APIURL, "")}, nil)
 	return err
 }
 

@@ -10,13 +10,18 @@ import (
 
 func init() { caddy.RegisterModule(TwilioSMS{}) }
 
-// TwilioSMS is `sms twilio`: Twilio Programmable Messaging.
+// TwilioSMS is `sms twilio`: Twilio Programmable Messaging (SMS and
+// WhatsApp) and Programmable Voice. It carries SMS with from or
+// messaging_service_sid, WhatsApp with whatsapp_from, voice with a from
+// that is a phone number.
 //
 //	sms twilio {
 //	    account_sid           <sid>
 //	    auth_token            <token>
 //	    from                  <sender>
 //	    messaging_service_sid <sid>
+//	    whatsapp_from         whatsapp:+<E.164>|<MG… sid>
+//	    content_sid           <HX… sid>      # WhatsApp as this approved template, the code its {{1}}
 //	    api_url               <url>
 //	    name                  <name>
 //	}
@@ -28,6 +33,10 @@ type TwilioSMS struct {
 	From string `json:"from,omitempty"`
 	// A Messaging Service SID, sent instead of from when both are set.
 	MessagingServiceSID string `json:"messaging_service_sid,omitempty"`
+	// The WhatsApp sender: whatsapp:+<E.164>, or a Messaging Service SID.
+	WhatsAppFrom string `json:"whatsapp_from,omitempty"`
+	// A Content template SID (HX…) WhatsApp messages are sent as.
+	ContentSID string `json:"content_sid,omitempty"`
 	// The API's base URL instead of Twilio's (tests, proxies).
 	APIURL string `json:"api_url,omitempty"`
 	// Name used by provider_id and in metrics; default twilio.
@@ -48,14 +57,16 @@ func (s *TwilioSMS) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return err
 	}
 	return parseBlock(d, 0, "sms twilio", map[string]setting{"account_sid": str(&s.AccountSID), "auth_token": str(&s.AuthToken),
-		"from": str(&s.From), "messaging_service_sid": str(&s.MessagingServiceSID), "api_url": str(&s.APIURL), "name": str(&s.Name)})
+		"from": str(&s.From), "messaging_service_sid": str(&s.MessagingServiceSID), "whatsapp_from": str(&s.WhatsAppFrom),
+		"content_sid": str(&s.ContentSID), "api_url": str(&s.APIURL), "name": str(&s.Name)})
 }
 
 // Provision expands and checks the settings.
 func (s *TwilioSMS) Provision(caddy.Context) (err error) {
 	x := caddy.NewReplacer().ReplaceKnown
 	s.provider, err = sms.NewTwilio(sms.TwilioConfig{Name: s.Name, AccountSID: x(s.AccountSID, ""), AuthToken: x(s.AuthToken, ""),
-		From: x(s.From, ""), MessagingServiceSID: x(s.MessagingServiceSID, ""), BaseURL: x(s.APIURL, "")}, nil)
+		From: x(s.From, ""), MessagingServiceSID: x(s.MessagingServiceSID, ""), WhatsAppFrom: x(s.WhatsAppFrom, ""),
+		ContentSID: x(s.ContentSID, ""), BaseURL: x(s.APIURL, "")}, nil)
 	return err
 }
 

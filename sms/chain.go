@@ -42,13 +42,23 @@ func (c *Chain) Names() []string {
 	return names
 }
 
-// Send delivers m through the first provider that accepts it, or through
-// the provider named m.ProviderID alone. The error wraps ErrDeliveryFailed
-// and every provider's cause.
+// Carries reports whether some provider of the chain carries channel.
+func (c *Chain) Carries(channel string) bool {
+	for _, p := range c.providers {
+		if Carries(p, channel) {
+			return true
+		}
+	}
+	return false
+}
+
+// Send delivers m through the first provider, in order, that carries its
+// channel and accepts it, or through the provider named m.ProviderID
+// alone. The error wraps ErrDeliveryFailed and every provider's cause.
 func (c *Chain) Send(ctx context.Context, m Message) error {
-	providers := c.providers
+	channel := ChannelOf(m)
+	var providers []Provider
 	if m.ProviderID != "" {
-		providers = nil
 		for _, p := range c.providers {
 			if p.Name() == m.ProviderID {
 				providers = []Provider{p}
@@ -59,9 +69,18 @@ func (c *Chain) Send(ctx context.Context, m Message) error {
 			// The id comes from the request; it is not echoed.
 			return fmt.Errorf("%w: unknown provider_id", ErrDeliveryFailed)
 		}
+		if !Carries(providers[0], channel) {
+			return fmt.Errorf("%w: provider_id does not carry %s", ErrDeliveryFailed, channel)
+		}
+	} else {
+		for _, p := range c.providers {
+			if Carries(p, channel) {
+				providers = append(providers, p)
+			}
+		}
 	}
 	if len(providers) == 0 {
-		return fmt.Errorf("%w: no provider configured", ErrDeliveryFailed)
+		return fmt.Errorf("%w: no provider configured for %s", ErrDeliveryFailed, channel)
 	}
 	var errs causes
 	for _, p := range providers {
@@ -78,6 +97,7 @@ func (c *Chain) Send(ctx context.Context, m Message) error {
 		if c.Logger != nil {
 			c.Logger.Warn("sms provider failed",
 				zap.String("provider", p.Name()),
+				zap.String("channel", channel),
 				zap.String("to", c.mask(m.To)),
 				zap.String("id", m.ID),
 				zap.Error(err),

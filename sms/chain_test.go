@@ -192,7 +192,7 @@ func TestLogProvider(t *testing.T) {
 	if len(entries) != 1 {
 		t.Fatalf("%d WARN entries, want 1", len(entries))
 	}
-	want := map[string]any{"id": m.ID, "to": m.To, "body": m.Body, "purpose": "update", "locale": "en"}
+	want := map[string]any{"id": m.ID, "to": m.To, "body": m.Body, "purpose": "update", "locale": "en", "channel": "sms"}
 	got := entries[0].ContextMap()
 	for k, v := range want {
 		if got[k] != v {

@@ -10,6 +10,7 @@ import (
 // message, code included, to the log. This is the one place a code may be
 // logged, which is why it logs at WARN and the Caddy glue warns at start.
 type logProvider struct {
+	allChannels
 	logger *zap.Logger
 }
 
@@ -29,6 +30,7 @@ func (p logProvider) Send(ctx context.Context, m Message) error {
 		zap.String("to", m.To),
 		zap.String("body", m.Body),
 		zap.String("purpose", m.Purpose),
+		zap.String("channel", ChannelOf(m)),
 		zap.String("locale", localeOrDefault(m.Locale)),
 	)
 	return nil

@@ -10,10 +10,17 @@ import (
 	"strings"
 )
 
-// MessageBirdAPI is the base URL of MessageBird's (Bird's) REST API.
-const MessageBirdAPI = "https://rest.messagebird.com"
+// MessageBirdAPI is the base URL of MessageBird's (Bird's) REST API (SMS
+// and voice messages); MessageBirdConversationsAPI that of its
+// Conversations API (WhatsApp).
+const (
+	MessageBirdAPI              = "https://rest.messagebird.com"
+	MessageBirdConversationsAPI = "https://conversations.messagebird.com"
+)
 
-// MessageBirdConfig configures the MessageBird SMS provider.
+// MessageBirdConfig configures the MessageBird provider: SMS through
+// /messages, voice through /voicemessages (both with Originator), WhatsApp
+// through the Conversations API's /v1/send (with WhatsAppChannelID).
 type MessageBirdConfig struct {
 	// Name used by provider_id and in metrics; default "messagebird".
 	Name string
@@ -22,16 +29,29 @@ type MessageBirdConfig struct {
 	// Sender: a number (sent without its +) or an alphanumeric id of at
 	// most 11 characters.
 	Originator string
-	// BaseURL replaces MessageBirdAPI (tests, proxies).
+	// WhatsAppChannelID is the id of the WhatsApp channel installed in
+	// MessageBird: the "from" of a Conversations API send.
+	WhatsAppChannelID string
+	// WhatsAppTemplate and WhatsAppNamespace, when set, send WhatsApp
+	// messages as that approved template (type "hsm", the code its one
+	// parameter, the message's locale its language) instead of free text.
+	WhatsAppTemplate  string
+	WhatsAppNamespace string
+	// BaseURL replaces both MessageBirdAPI and MessageBirdConversationsAPI
+	// (tests, proxies).
 	BaseURL string
 }
 
 type messageBird struct {
-	name       string
-	endpoint   string
-	auth       string
-	originator string
-	client     *http.Client
+	name          string
+	endpoint      string // /messages
+	voice         string // /voicemessages
+	conversations string // /v1/send
+	auth          string
+	originator    string
+	channelID     string
+	template, ns  string
+	client        *http.Client
 }
 
 // NewMessageBird returns a provider that POSTs {BaseURL}/messages the JSON
@@ -44,15 +64,25 @@ func NewMessageBird(cfg MessageBirdConfig, client *http.Client) (Provider, error
 	switch {
 	case cfg.AccessKey == "":
 		return nil, errors.New("sms messagebird: access_key is required")
-	case cfg.Originator == "":
-		return nil, errors.New("sms messagebird: originator is required")
+	case cfg.Originator == "" && cfg.WhatsAppChannelID == "":
+		return nil, errors.New("sms messagebird: originator is required (or whatsapp_channel_id, for WhatsApp alone)")
+	case (cfg.WhatsAppTemplate != "" || cfg.WhatsAppNamespace != "") && cfg.WhatsAppChannelID == "":
+		return nil, errors.New("sms messagebird: whatsapp_template needs whatsapp_channel_id")
+	case (cfg.WhatsAppTemplate == "") != (cfg.WhatsAppNamespace == ""):
+		return nil, errors.New("sms messagebird: whatsapp_template and whatsapp_namespace go together")
 	}
 	base, err := baseURL("messagebird", cfg.BaseURL, MessageBirdAPI)
 	if err != nil {
 		return nil, err
 	}
-	p := &messageBird{name: cfg.Name, endpoint: base + "/messages", auth: "AccessKey " + cfg.AccessKey,
-		originator: senderID(cfg.Originator), client: defaultClient(client)}
+	conv := base
+	if cfg.BaseURL == "" {
+		conv = MessageBirdConversationsAPI
+	}
+	p := &messageBird{name: cfg.Name, endpoint: base + "/messages", voice: base + "/voicemessages",
+		conversations: conv + "/v1/send", auth: "AccessKey " + cfg.AccessKey,
+		originator: senderID(cfg.Originator), channelID: cfg.WhatsAppChannelID,
+		template: cfg.WhatsAppTemplate, ns: cfg.WhatsAppNamespace, client: defaultClient(client)}
 	if p.name == "" {
 		p.name = "messagebird"
 	}
@@ -60,6 +90,17 @@ func NewMessageBird(cfg MessageBirdConfig, client *http.Client) (Provider, error
 }
 
 func (p *messageBird) Name() string { return p.name }
+
+// Carries says which channels the settings allow.
+func (p *messageBird) Carries(channel string) bool {
+	switch channel {
+	case ChannelSMS, ChannelVoice:
+		return p.originator != ""
+	case ChannelWhatsApp:
+		return p.channelID != ""
+	}
+	return false
+}
 
 type messageBirdRequest struct {
 	Originator string   `json:"originator"`
@@ -78,17 +119,38 @@ type messageBirdAnswer struct {
 }
 
 func (p *messageBird) Send(ctx context.Context, m Message) error {
+	switch ChannelOf(m) {
+	case ChannelSMS:
+		if p.originator == "" {
+			return fmt.Errorf("%w: messagebird: no originator configured", ErrDeliveryFailed)
+		}
+		return p.sendSMS(ctx, m)
+	case ChannelVoice:
+		return p.sendVoice(ctx, m)
+	case ChannelWhatsApp:
+		return p.sendWhatsApp(ctx, m)
+	}
+	return fmt.Errorf("%w: messagebird: unknown channel", ErrDeliveryFailed)
+}
+
+func (p *messageBird) sendSMS(ctx context.Context, m Message) error {
 	r := messageBirdRequest{Originator: p.originator, Recipients: []string{msisdn(m.To)}, Body: m.Body, Reference: m.ID}
 	if !isGSM7(m.Body) {
 		r.DataCoding = "unicode"
 	}
+	return p.post(ctx, p.endpoint, r)
+}
+
+// post sends one JSON request with the access key; a 2xx answer (201
+// Created, 202 Accepted) means sent.
+func (p *messageBird) post(ctx context.Context, url string, r any) error {
 	body, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("%w: messagebird: encoding message: %w", ErrDeliveryFailed, err)
 	}
 	status, answer, err := apiCall{
 		provider:    "messagebird",
-		url:         p.endpoint,
+		url:         url,
 		contentType: "application/json",
 		body:        body,
 		header:      http.Header{"Authorization": {p.auth}},

@@ -10,7 +10,8 @@ import (
 // ErrDeliveryFailed: no provider accepted the message.
 var ErrDeliveryFailed = errors.New("sms: delivery failed")
 
-// Message is one SMS. Its JSON form is the webhook provider's body (SPEC §8):
+// Message is one message: an SMS, a WhatsApp message or a voice call's
+// text (Channel). Its JSON form is the webhook provider's body (SPEC §8):
 // every field is always present.
 type Message struct {
 	ID              string            `json:"id"`
@@ -21,6 +22,10 @@ type Message struct {
 	Purpose         string            `json:"purpose"` // "update" or "resend"
 	UserID          string            `json:"user_id"`
 	TemplateOptions map[string]string `json:"template_options"` // {} when none
+	// Channel is how the message goes: ChannelSMS ("" means it too),
+	// ChannelWhatsApp or ChannelVoice. For a voice message Body is the text
+	// read out, its code spelled digit by digit (SpokenCode).
+	Channel string `json:"channel"`
 	// ProviderID, when set, names the one provider to use (Descope's providerId).
 	ProviderID string `json:"-"`
 }

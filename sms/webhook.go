@@ -12,10 +12,11 @@ import (
 const DefaultWebhookTimeout = 10 * time.Second
 
 type webhook struct {
-	name   string
-	url    string
-	secret []byte
-	client *http.Client
+	allChannels // the gateway reads the channel in the body
+	name        string
+	url         string
+	secret      []byte
+	client      *http.Client
 }
 
 // NewWebhook returns a provider that POSTs each Message as JSON to url,
@@ -34,12 +35,13 @@ func NewWebhook(name, url, secret string, client *http.Client) Provider {
 func (w *webhook) Name() string { return w.name }
 
 // webhookBody fills the defaults SPEC §8 promises: every field present,
-// template_options an object, locale "en".
+// template_options an object, locale "en", channel "sms".
 func webhookBody(m Message) ([]byte, error) {
 	if m.TemplateOptions == nil {
 		m.TemplateOptions = map[string]string{}
 	}
 	m.Locale = localeOrDefault(m.Locale)
+	m.Channel = ChannelOf(m)
 	return json.Marshal(m)
 }
 

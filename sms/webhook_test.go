@@ -71,8 +71,9 @@ func TestWebhookBodyAndSignature(t *testing.T) {
 	if r.method != http.MethodPost || r.contentType != "application/json" {
 		t.Errorf("method %q, content type %q", r.method, r.contentType)
 	}
-	// All eight fields, locale defaulted, template_options an empty object.
-	want := `{"id":"msg_1","to":"+33612345678","body":"Your Acme code is 482913. It expires in 10 min.","code":"482913","locale":"en","purpose":"update","user_id":"user_42","template_options":{}}`
+	// All nine fields, locale defaulted, template_options an empty object,
+	// channel sms when the message names none.
+	want := `{"id":"msg_1","to":"+33612345678","body":"Your Acme code is 482913. It expires in 10 min.","code":"482913","locale":"en","purpose":"update","user_id":"user_42","template_options":{},"channel":"sms"}`
 	if string(r.body) != want {
 		t.Errorf("body\n got %s\nwant %s", r.body, want)
 	}
@@ -97,10 +98,11 @@ func TestWebhookKeepsLocaleAndOptions(t *testing.T) {
 	m.Purpose = "resend"
 	m.TemplateOptions = map[string]string{"brand": "Acme <FR>"}
 	m.ProviderID = "gw" // not part of the body
+	m.Channel = ChannelVoice
 	if err := NewWebhook("gw", srv.URL, "k", nil).Send(context.Background(), m); err != nil {
 		t.Fatalf("202 should count as sent: %v", err)
 	}
-	want := `{"id":"msg_1","to":"+33612345678","body":"Your Acme code is 482913. It expires in 10 min.","code":"482913","locale":"fr-CA","purpose":"resend","user_id":"user_42","template_options":{"brand":"Acme \u003cFR\u003e"}}`
+	want := `{"id":"msg_1","to":"+33612345678","body":"Your Acme code is 482913. It expires in 10 min.","code":"482913","locale":"fr-CA","purpose":"resend","user_id":"user_42","template_options":{"brand":"Acme \u003cFR\u003e"},"channel":"voice"}`
 	if b := string(got()[0].body); b != want {
 		t.Errorf("body\n got %s\nwant %s", b, want)
 	}

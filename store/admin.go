@@ -105,6 +105,16 @@ type PhoneNumbers interface {
 	UpdatePhoneNumber(ctx context.Context, id string, c PhoneNumberChange) (PhoneNumber, error)
 	// DeletePhoneNumber removes a number and returns it as it was.
 	DeletePhoneNumber(ctx context.Context, id string) (PhoneNumber, error)
+	// FindUsers returns the IDs of the users holding any of q's numbers,
+	// in q's order and page, through an index on the number.
+	FindUsers(ctx context.Context, q UserQuery) ([]string, error)
+	// CountUsers returns how many users hold any of numbers.
+	CountUsers(ctx context.Context, numbers []string) (int, error)
+	// HoldsVerified tells whether the user holds number verified, as
+	// their primary number or another: Users.Set of such a number
+	// unverified stores it verified (an admin's verification is never
+	// lowered), so the rules treat it as verified already.
+	HoldsVerified(ctx context.Context, userID, number string) (bool, error)
 }
 
 // numbersBackend is what a backend provides: finding the owner of an ID
@@ -118,6 +128,10 @@ type numbersBackend interface {
 	// primary ("" when none), which a shared backend locks first. fn may
 	// run again when the backend retries.
 	inUser(ctx context.Context, userID, number string, write bool, fn func(numbersTx) error) error
+	// findUsers and countUsers serve FindUsers and CountUsers; numbers
+	// is non-empty, without duplicates, and q's page is checked.
+	findUsers(ctx context.Context, q UserQuery) ([]string, error)
+	countUsers(ctx context.Context, numbers []string) (int, error)
 }
 
 // numbersTx is one user's numbers inside a transaction.
@@ -168,6 +182,19 @@ func (s *numbersService) ListPhoneNumbers(ctx context.Context, userID string) ([
 		return nil, err
 	}
 	return out, nil
+}
+
+func (s *numbersService) HoldsVerified(ctx context.Context, userID, number string) (bool, error) {
+	rows, err := s.ListPhoneNumbers(ctx, userID)
+	if err != nil {
+		return false, err
+	}
+	for _, n := range rows {
+		if n.PhoneNumber == number && n.Verified {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (s *numbersService) GetPhoneNumber(ctx context.Context, id string) (PhoneNumber, error) {

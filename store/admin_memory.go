@@ -208,3 +208,40 @@ func (tx *memoryNumbersTx) setUser(_ context.Context, u User) error {
 	tx.user = u
 	return nil
 }
+
+// holdersOf returns the users holding any of numbers, each with its age
+// (UserCreatedAt). The memory store, for tests and demos, scans: the
+// users Set wrote are brought in line (reconcile) first, so a number the
+// user API stored is found as the SQL stores' triggers would file it.
+func (b memoryNumbersBackend) holdersOf(numbers []string) map[string]int64 {
+	b.m.mu.Lock()
+	defer b.m.mu.Unlock()
+	candidates := map[string]bool{}
+	for id, u := range b.m.users {
+		if slices.Contains(numbers, u.number) {
+			candidates[id] = true
+		}
+	}
+	for _, r := range b.rows.byID {
+		if slices.Contains(numbers, r.PhoneNumber) {
+			candidates[r.UserID] = true
+		}
+	}
+	ages := map[string]int64{}
+	for id := range candidates {
+		b.reconcile(id)
+		rows := b.userRows(id)
+		if slices.ContainsFunc(rows, func(r PhoneNumber) bool { return slices.Contains(numbers, r.PhoneNumber) }) {
+			ages[id] = UserCreatedAt(rows)
+		}
+	}
+	return ages
+}
+
+func (b memoryNumbersBackend) findUsers(_ context.Context, q UserQuery) ([]string, error) {
+	return pageUsers(b.holdersOf(q.PhoneNumbers), q), nil
+}
+
+func (b memoryNumbersBackend) countUsers(_ context.Context, numbers []string) (int, error) {
+	return len(b.holdersOf(numbers)), nil
+}

@@ -60,6 +60,8 @@ var pgNumbersDDL = []string{
 	`CREATE UNIQUE INDEX IF NOT EXISTS phone_numbers_verified_number ON {numbers} (phone_number) WHERE verified`,
 	`CREATE UNIQUE INDEX IF NOT EXISTS phone_numbers_primary ON {numbers} (user_id) WHERE is_primary`,
 	`CREATE UNIQUE INDEX IF NOT EXISTS phone_numbers_default_second_factor ON {numbers} (user_id) WHERE default_second_factor`,
+	// The admin API's user list finds users by number (findUsers).
+	`CREATE INDEX IF NOT EXISTS phone_numbers_number ON {numbers} (phone_number)`,
 	`CREATE OR REPLACE FUNCTION {follow}() RETURNS trigger LANGUAGE plpgsql AS $fn$
 	DECLARE
 		now_ms bigint := (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
@@ -483,4 +485,65 @@ func pgNumbersResult(err error) error {
 		return fmt.Errorf("%w: %w", errNumbersConflict, err)
 	}
 	return ErrPhoneInUse // the verified-number indexes, or the legacy table's own
+}
+
+// matchedUsers is the set of users holding any of the numbers ($1, a
+// text array) as a subquery: through phone_numbers_number, and, with a
+// legacy users table, the legacy rows of users the module does not
+// manage, through that table's index on its phone column if it has one
+// (as Set's in-use check).
+func (b pgNumbers) matchedUsers() string {
+	q := `SELECT user_id FROM ` + b.numbers + ` WHERE phone_number = ANY($1::text[])`
+	if l := b.s.legacy; l != nil {
+		q += ` UNION SELECT l.` + l.id + `::text FROM ` + l.table + ` AS l
+			WHERE l.` + l.phone + ` = ANY($1::text[])
+			  AND NOT EXISTS (SELECT 1 FROM ` + b.users + ` AS p WHERE p.user_id = l.` + l.id + `::text)`
+	} else {
+		q = `SELECT DISTINCT ` + strings.TrimPrefix(q, "SELECT ")
+	}
+	return q
+}
+
+// findUsersQuery orders the matched users by their oldest number (a
+// legacy user the module has never written has none: the epoch, as List
+// shows its number), through phone_numbers_user_number.
+func (b pgNumbers) findUsersQuery(q UserQuery) string {
+	order := "DESC"
+	if q.Oldest {
+		order = "ASC"
+	}
+	return `SELECT m.user_id FROM (` + b.matchedUsers() + `) AS m
+		ORDER BY COALESCE((SELECT min(n.created_at) FROM ` + b.numbers + ` AS n WHERE n.user_id = m.user_id), 0) ` + order + `,
+		         m.user_id COLLATE "C"
+		LIMIT $2 OFFSET $3`
+}
+
+func (b pgNumbers) findUsers(ctx context.Context, q UserQuery) ([]string, error) {
+	var out []string
+	err := b.s.run(ctx, func(ctx context.Context) error {
+		rows, err := b.s.pool.Query(ctx, b.findUsersQuery(q), q.PhoneNumbers, q.Limit, q.Offset)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		return nil, b.s.fail("phone numbers: find users", err)
+	}
+	if out == nil {
+		out = []string{}
+	}
+	return out, nil
+}
+
+func (b pgNumbers) countUsers(ctx context.Context, numbers []string) (int, error) {
+	var n int
+	err := b.s.run(ctx, func(ctx context.Context) error {
+		return b.s.pool.QueryRow(ctx, `SELECT count(*) FROM (`+b.matchedUsers()+`) AS m`, numbers).Scan(&n)
+	})
+	if err != nil {
+		return 0, b.s.fail("phone numbers: count users", err)
+	}
+	return n, nil
 }

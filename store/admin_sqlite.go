@@ -40,6 +40,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS phone_numbers_user_number ON phone_numbers (us
 CREATE UNIQUE INDEX IF NOT EXISTS phone_numbers_verified_number ON phone_numbers (phone_number) WHERE verified = 1;
 CREATE UNIQUE INDEX IF NOT EXISTS phone_numbers_primary ON phone_numbers (user_id) WHERE is_primary = 1;
 CREATE UNIQUE INDEX IF NOT EXISTS phone_numbers_default_second_factor ON phone_numbers (user_id) WHERE default_second_factor = 1;
+-- The admin API's user list finds users by number (findUsers).
+CREATE INDEX IF NOT EXISTS phone_numbers_number ON phone_numbers (phone_number);
 
 DROP TRIGGER IF EXISTS phone_numbers_follow_insert;
 CREATE TRIGGER phone_numbers_follow_insert AFTER INSERT ON phone_users
@@ -249,4 +251,64 @@ func (tx *sqliteNumbersTx) result(op string, err error) error {
 		return ErrPhoneInUse
 	}
 	return tx.s.fail(op, err)
+}
+
+// sqliteFindUsers selects the users holding any of the numbers ({in}: one
+// placeholder per number) through phone_numbers_number, then orders them
+// by their oldest number through phone_numbers_user_number; {order} is
+// ASC or DESC.
+const sqliteFindUsers = `SELECT user_id FROM phone_numbers
+	WHERE user_id IN (SELECT user_id FROM phone_numbers WHERE phone_number IN ({in}))
+	GROUP BY user_id ORDER BY min(created_at) {order}, user_id LIMIT ? OFFSET ?`
+
+const sqliteCountUsers = `SELECT count(DISTINCT user_id) FROM phone_numbers WHERE phone_number IN ({in})`
+
+// sqliteIn fills {in} with one placeholder per number and returns the
+// numbers as arguments.
+func sqliteIn(query string, numbers []string) (string, []any) {
+	args := make([]any, len(numbers))
+	for i, n := range numbers {
+		args[i] = n
+	}
+	return strings.Replace(query, "{in}", strings.TrimSuffix(strings.Repeat("?, ", len(numbers)), ", "), 1), args
+}
+
+// findUsersQuery is findUsers' statement and arguments.
+func (sqliteNumbers) findUsersQuery(q UserQuery) (string, []any) {
+	order := "DESC"
+	if q.Oldest {
+		order = "ASC"
+	}
+	query, args := sqliteIn(strings.Replace(sqliteFindUsers, "{order}", order, 1), q.PhoneNumbers)
+	return query, append(args, q.Limit, q.Offset)
+}
+
+func (b sqliteNumbers) findUsers(ctx context.Context, q UserQuery) ([]string, error) {
+	query, args := b.findUsersQuery(q)
+	rows, err := b.s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, b.s.fail("phone numbers: find users", err)
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, b.s.fail("phone numbers: find users", err)
+		}
+		out = append(out, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, b.s.fail("phone numbers: find users", err)
+	}
+	return out, nil
+}
+
+func (b sqliteNumbers) countUsers(ctx context.Context, numbers []string) (int, error) {
+	query, args := sqliteIn(sqliteCountUsers, numbers)
+	var n int
+	if err := b.s.db.QueryRowContext(ctx, query, args...).Scan(&n); err != nil {
+		return 0, b.s.fail("phone numbers: count users", err)
+	}
+	return n, nil
 }

@@ -49,6 +49,9 @@ func testPhoneNumbers(t *testing.T, open func(t *testing.T) numbersStore) {
 		{"Times", pnTimes},
 		{"ConcurrentCreates", pnConcurrentCreates},
 		{"ConcurrentVerifiedSameNumber", pnConcurrentSameNumber},
+		{"FindUsersByNumber", pnFindUsers},
+		{"FindUsersFollowsSet", pnFindUsersFollowsSet},
+		{"FindUsersRefusesUnbounded", pnFindUsersBounds},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}

@@ -52,11 +52,12 @@ type OutboxRow struct {
 }
 
 // DefaultOutboxLease is how long Due hands an event to one dispatcher
-// when the outbox sets no lease of its own. It must exceed the time a
-// dispatcher may spend on one batch, so that a live dispatcher's claim
-// does not lapse under it (caddymodule/events checks its defaults
-// against it).
-const DefaultOutboxLease = 5 * time.Minute
+// when the outbox sets no lease of its own: how long the events a killed
+// instance had claimed wait before another sends them. A live dispatcher
+// attempts an event only while its claim outlives the attempt
+// (caddymodule/events), so the lease bounds one attempt, not a batch.
+// Instances' clocks must agree to well within it.
+const DefaultOutboxLease = 30 * time.Second
 
 // CheckAdd reports whether e can be added to the outbox of stream: it
 // needs an id and a body, and names no other stream.

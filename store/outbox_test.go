@@ -159,14 +159,15 @@ func testOutbox(t *testing.T, handles outboxHandles) {
 		}
 		due(t, o, now, 2, all[0], all[1])
 		due(t, o, now, 2, all[2], all[3])
-		if err := o.Retry(ctx, all[1], 3, now.Add(time.Minute)); err != nil {
+		retryAt := now.Add(store.DefaultOutboxLease / 2) // while the others stay leased
+		if err := o.Retry(ctx, all[1], 3, retryAt); err != nil {
 			t.Fatal(err)
 		}
 		if err := o.Retry(ctx, all[0], 1, now); err != nil { // handed back at once
 			t.Fatal(err)
 		}
 		due(t, o, now, 10, all[0], all[4])
-		got := due(t, o, now.Add(time.Minute), 10, all[1])
+		got := due(t, o, retryAt, 10, all[1])
 		if got[0].Attempts != 3 {
 			t.Fatalf("attempts %d, want 3", got[0].Attempts)
 		}

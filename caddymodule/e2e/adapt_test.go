@@ -62,8 +62,12 @@ const fullCaddyfile = `:9080 {
 			secret {env.SMS_HOOK_SECRET}
 			name gw
 		}
+		channels sms whatsapp voice
 		template "Your {app} code is {code}."
 		template fr "Votre code {app} est {code}."
+		template voice "Your {app} code: {code}."
+		template voice fr "Votre code {app} : {code}."
+		template whatsapp "*{code}* is your {app} code."
 		app_name Acme
 		inject_headers
 		require_verified /checkout* /payouts*
@@ -112,6 +116,11 @@ const fullHandlerJSON = `{
 	],
 	"template": "Your {app} code is {code}.",
 	"templates": {"fr": "Votre code {app} est {code}."},
+	"channels": ["sms", "whatsapp", "voice"],
+	"channel_templates": {
+		"voice": {"template": "Your {app} code: {code}.", "templates": {"fr": "Votre code {app} : {code}."}},
+		"whatsapp": {"template": "*{code}* is your {app} code."}
+	},
 	"app_name": "Acme",
 	"inject_headers": true,
 	"require_verified": ["/checkout*", "/payouts*"]
@@ -168,6 +177,33 @@ func TestAdaptBackends(t *testing.T) {
 			key_prefix phone:
 			timeout 1s
 		}`, "cache", `{"backend":"redis","url":"redis://127.0.0.1:6379/0","key_prefix":"phone:","timeout":1000000000}`},
+		// The providers' channel settings (SPEC §2), after the base's sms log.
+		{"sms twilio channels", `sms twilio {
+			account_sid AC1
+			auth_token {env.TWILIO_TOKEN}
+			from +15550001111
+			whatsapp_from whatsapp:+15550002222
+			content_sid HX0123
+		}`, "sms", `[{"provider":"log"},{"provider":"twilio","account_sid":"AC1","auth_token":"{env.TWILIO_TOKEN}","from":"+15550001111",
+			"whatsapp_from":"whatsapp:+15550002222","content_sid":"HX0123"}]`},
+		{"sms vonage channels", `sms vonage {
+			api_key k
+			api_secret {env.VONAGE_SECRET}
+			from 15550001111
+			whatsapp_from 15550002222
+			whatsapp_template acme_otp
+			application_id app-1
+			private_key_file /etc/keys/vonage.pem
+		}`, "sms", `[{"provider":"log"},{"provider":"vonage","api_key":"k","api_secret":"{env.VONAGE_SECRET}","from":"15550001111",
+			"whatsapp_from":"15550002222","whatsapp_template":"acme_otp","application_id":"app-1","private_key_file":"/etc/keys/vonage.pem"}]`},
+		{"sms messagebird channels", `sms messagebird {
+			access_key {env.MB_KEY}
+			originator +15550001111
+			whatsapp_channel_id chan-1
+			whatsapp_template acme_otp
+			whatsapp_namespace ns-1
+		}`, "sms", `[{"provider":"log"},{"provider":"messagebird","access_key":"{env.MB_KEY}","originator":"+15550001111",
+			"whatsapp_channel_id":"chan-1","whatsapp_template":"acme_otp","whatsapp_namespace":"ns-1"}]`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -271,6 +307,15 @@ func TestInvalidConfigRefused(t *testing.T) {
 		{"sms twilio from twice", jwtOK + "sms twilio {\n from +1\n from +2\n}", []string{"from", "already specified"}, true},
 		{"template locale twice", jwtOK + smsOK + "template fr \"a {code}\"\ntemplate fr \"b {code}\"", []string{"template fr", "already specified"}, true},
 		{"compat vendor twice", jwtOK + smsOK + "compat reachfive\ncompat reachfive", []string{"compat reachfive", "already specified"}, true},
+		// Channels (SPEC §2, §4).
+		{"unknown channel", jwtOK + smsOK + "channels sms fax", []string{"channels", "fax"}, true},
+		{"channels twice", jwtOK + smsOK + "channels sms\nchannels voice", []string{"channels", "already specified"}, true},
+		{"channel no provider carries", jwtOK + "sms twilio {\n account_sid AC1\n auth_token t\n from Acme\n}\nchannels sms whatsapp voice",
+			[]string{"channels", "whatsapp", "no configured provider carries it", "whatsapp_from"}, false},
+		{"voice template without code", jwtOK + smsOK + `template voice "Hello {app}"`, []string{"voice", "template", "{code}"}, false},
+		{"voice template twice", jwtOK + smsOK + "template voice fr \"a {code}\"\ntemplate voice fr \"b {code}\"", []string{"template voice fr", "already specified"}, true},
+		{"vonage key file missing", jwtOK + smsOK + "sms vonage {\n application_id a\n private_key_file /nonexistent/vonage.pem\n}", []string{"private_key_file"}, false},
+		{"twilio whatsapp_from not a number", jwtOK + "sms twilio {\n account_sid AC1\n auth_token t\n whatsapp_from whatsapp:Acme\n}", []string{"whatsapp_from"}, false},
 	}
 	// The wrapper itself is a valid config.
 	if status, body := loadRaw(t, rawSite(jwtOK+smsOK)); status != 200 {

@@ -33,6 +33,7 @@ var flowTests = []struct {
 	{"ResendCooldown", TestResendCooldown},
 	{"ResendCooldownSurvivesCancel", TestResendCooldownSurvivesCancel},
 	{"DescopeTokenlessVerifyGuard", TestDescopeTokenlessVerifyGuard},
+	{"DescopeLoginIDClaim", TestDescopeLoginIDClaim},
 	{"CancelPending", TestCancelPending},
 	{"PhoneNumberInUse", TestPhoneNumberInUse},
 	{"DeliveryFailure", TestDeliveryFailure},

@@ -26,6 +26,8 @@ type phoneEvent struct {
 	PhoneNumber         *string `json:"phone_number"`
 	PreviousPhoneNumber *string `json:"previous_phone_number"`
 	OccurredAt          string  `json:"occurred_at"`
+	// Channel is how the change's code went; absent when none was sent.
+	Channel string `json:"channel"`
 }
 
 // eventReceiver is the legacy app's events endpoint: it checks the
@@ -66,7 +68,14 @@ func (r *eventReceiver) serve(w http.ResponseWriter, req *http.Request) {
 			r.t.Errorf("events: body lacks %q: %s", k, body)
 		}
 	}
-	if len(fields) != len(want) { // no Descope fields on the user API, no code ever
+	n := len(want)
+	if ch, ok := fields["channel"]; ok { // how the code of the change went, when one did
+		n++
+		if c := string(ch); c != `"sms"` && c != `"whatsapp"` && c != `"voice"` {
+			r.t.Errorf("events: channel %s", ch)
+		}
+	}
+	if len(fields) != n { // no Descope fields on the user API, no code ever
 		r.t.Errorf("events: unexpected fields: %s", body)
 	}
 	var e phoneEvent
@@ -183,6 +192,9 @@ func TestEventsThroughAFlow(t *testing.T) {
 	wantEvent(t, got[3], "phone.verified", u, second, first)
 	ids := map[string]bool{}
 	for _, ev := range got {
+		if ev.Channel != "sms" { // each change here sent a code by SMS
+			t.Fatalf("event %+v: channel %q, want sms", ev, ev.Channel)
+		}
 		ids[ev.ID] = true
 		raw, _ := json.Marshal(ev)
 		for _, c := range codes {

@@ -99,6 +99,7 @@ type site struct {
 	cache    string // default: defaultCache, bigcache
 	upstream string // default: respond with the user placeholder
 	global   string // extra global options
+	others   string // further site blocks, after the phone site
 }
 
 // env is one test's running Caddy, SMS sink and client.
@@ -169,7 +170,8 @@ func (e *env) load(s site) {
 	}
 	%s
 }
-`, adminPort, httpPort, httpsPort, s.global, httpPort, jwtSecret, s.jwt, e.cacheSecret, s.store, s.cache, s.sms, s.phone, s.upstream)
+%s
+`, adminPort, httpPort, httpsPort, s.global, httpPort, jwtSecret, s.jwt, e.cacheSecret, s.store, s.cache, s.sms, s.phone, s.upstream, s.others)
 	e.tester.InitServer(cfg, "caddyfile")
 	if e.t.Failed() {
 		e.t.FailNow()
@@ -303,7 +305,7 @@ func (s *smsSink) serve(w http.ResponseWriter, r *http.Request) {
 	if err := json.Unmarshal(body, &fields); err != nil {
 		s.t.Errorf("sms webhook: body not JSON: %v", err)
 	}
-	for _, k := range []string{"id", "to", "body", "code", "locale", "purpose", "user_id", "template_options"} {
+	for _, k := range []string{"id", "to", "body", "code", "locale", "purpose", "user_id", "template_options", "channel"} {
 		if _, ok := fields[k]; !ok {
 			s.t.Errorf("sms webhook: body lacks %q: %s", k, body)
 		}

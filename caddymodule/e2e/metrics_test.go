@@ -32,7 +32,7 @@ func TestMetrics(t *testing.T) {
 		`caddy_phone_requests_total{op="verify",result="invalid_code"}`,
 		`caddy_phone_requests_total{op="verify",result="ok"}`,
 		`caddy_phone_requests_total{op="resend",result="no_pending_verification"}`,
-		`caddy_phone_sms_sends_total{provider="webhook",result="ok"}`,
+		`caddy_phone_sms_sends_total{channel="sms",provider="webhook",result="ok"}`,
 		`caddy_phone_store_duration_seconds_count{op="set",result="ok"}`,
 	} {
 		if !strings.Contains(m, want) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -171,6 +172,113 @@ func TestSDKClerkPhoneNumbers(t *testing.T) {
 	}
 }
 
+// sdkUser checks a User the SDK built (clerk.mjs prints its fields and
+// its primaryPhoneNumber getter) and returns it.
+func sdkUser(t *testing.T, v any, id, primary string) map[string]any {
+	t.Helper()
+	u, _ := v.(map[string]any)
+	classes, _ := u["phoneNumberClasses"].([]any)
+	cls, _ := u["userClass"].(string)
+	if strings.TrimLeft(cls, "_") != "User" || u["id"] != id || u["primaryPhoneNumber"] != primary || len(classes) == 0 {
+		t.Fatalf("want the SDK's User %s with primary %s: %v", id, primary, u)
+	}
+	for _, c := range classes {
+		if c, _ := c.(string); strings.TrimLeft(c, "_") != "PhoneNumber" {
+			t.Fatalf("phoneNumbers hold %v, want PhoneNumber", classes)
+		}
+	}
+	return u
+}
+
+// userList checks getUserList's {data, totalCount} and returns the IDs.
+func (r clerkResult) userList(t *testing.T, total int) []string {
+	t.Helper()
+	list, _ := r.Data["data"].([]any)
+	if !r.OK || list == nil || r.Data["totalCount"] != float64(total) {
+		t.Fatalf("want %d users in all: %s", total, r.raw)
+	}
+	ids := []string{}
+	for _, u := range list {
+		ids = append(ids, u.(map[string]any)["id"].(string))
+	}
+	return ids
+}
+
+// users.getUser, users.updateUser({primaryPhoneNumberID}),
+// users.getUserList({phoneNumber}) (which calls getCount too) and
+// users.getCount through the unmodified SDK, with a user the admin API
+// made and one who verified a number through the user API.
+func TestSDKClerkUsers(t *testing.T) {
+	node := needSDK(t, "@clerk/backend", "@clerk/shared")
+	e := newEnv(t, clerkSite(""))
+	u, v, w, n := uniqueUser(t, "u"), uniqueUser(t, "v"), uniqueUser(t, "w"), clerkNumbers(3)
+	mk := func(user, number string, verified bool) string {
+		t.Helper()
+		r := clerk(t, node, "create", map[string]any{"args": map[string]any{"userId": user, "phoneNumber": number, "verified": verified}})
+		time.Sleep(3 * time.Millisecond) // users' ages differ
+		return r.number(t)["id"].(string)
+	}
+	first, second := mk(u, n[0], false), mk(u, n[1], true)
+	theirs := mk(v, n[0], false) // unverified: two users may hold it
+	// w verifies n[2] through the user API, with the code the SMS carried.
+	wt := token(t, w)
+	e.do("POST", "/phone/update", wt, map[string]any{"phone_number": n[2]}).want(t, 200, "")
+	e.do("POST", "/phone/verify", wt, map[string]any{"code": e.sink.last(w).Code}).want(t, 200, "")
+
+	got := sdkUser(t, clerk(t, node, "getUser", map[string]any{"id": u}).Data, u, n[0])
+	if got["primaryPhoneNumberId"] != first || len(got["phoneNumbers"].([]any)) != 2 || got["firstName"] != nil {
+		t.Fatalf("getUser: %v", got)
+	}
+	sdkUser(t, clerk(t, node, "getUser", map[string]any{"id": w}).Data, w, n[2])
+
+	// updateUser: the verified number becomes the one GET /phone shows.
+	up := sdkUser(t, clerk(t, node, "updateUser", map[string]any{"id": u, "args": map[string]any{"primaryPhoneNumberID": second}}).Data, u, n[1])
+	if up["primaryPhoneNumberId"] != second {
+		t.Fatalf("updateUser: %v", up)
+	}
+	if st := e.do("GET", "/phone", token(t, u), nil).want(t, 200, ""); st.body["phone_number"] != n[1] || st.body["verified"] != true {
+		t.Fatalf("GET /phone after updateUser: %s", st.raw)
+	}
+
+	// getUserList: newest first, with its count; a page; one number as a
+	// plain string, written with spaces.
+	if ids := clerk(t, node, "getUserList", map[string]any{"args": map[string]any{"phoneNumber": []string{n[0]}}}).userList(t, 2); !slices.Equal(ids, []string{v, u}) {
+		t.Fatalf("getUserList(n0) = %q, want %q", ids, []string{v, u})
+	}
+	all := map[string]any{"phoneNumber": n, "orderBy": "created_at", "limit": 2, "offset": 1}
+	if ids := clerk(t, node, "getUserList", map[string]any{"args": all}).userList(t, 3); !slices.Equal(ids, []string{v, w}) {
+		t.Fatalf("getUserList(all, page 2) = %q, want %q", ids, []string{v, w})
+	}
+	spaced := n[2][:3] + " " + n[2][3:4] + " " + n[2][4:]
+	if ids := clerk(t, node, "getUserList", map[string]any{"args": map[string]any{"phoneNumber": spaced}}).userList(t, 1); !slices.Equal(ids, []string{w}) {
+		t.Fatalf("getUserList(spaced n2) = %q", ids)
+	}
+	if c := clerk(t, node, "getCount", map[string]any{"args": map[string]any{"phoneNumber": []string{n[1]}}}); !c.OK || c.Data["count"] != float64(1) {
+		t.Fatalf("getCount(n1): %s", c.raw)
+	}
+	if ids := clerk(t, node, "getUserList", map[string]any{"args": map[string]any{"phoneNumber": []string{"+33699999999"}}}).userList(t, 0); len(ids) != 0 {
+		t.Fatalf("getUserList(nobody's) = %q", ids)
+	}
+
+	// Refusals, as ClerkAPIResponseErrors with Clerk's codes.
+	clerk(t, node, "getUser", map[string]any{"id": uniqueUser(t, "nobody")}).apiError(t, 404, "resource_not_found", "")
+	clerk(t, node, "updateUser", map[string]any{"id": uniqueUser(t, "nobody"), "args": map[string]any{"primaryPhoneNumberID": first}}).
+		apiError(t, 404, "resource_not_found", "")
+	clerk(t, node, "updateUser", map[string]any{"id": u, "args": map[string]any{"primaryPhoneNumberID": theirs}}).
+		apiError(t, 422, "form_param_format_invalid", "primary_phone_number_id")
+	clerk(t, node, "updateUser", map[string]any{"id": u, "args": map[string]any{"firstName": "Ann"}}).
+		apiError(t, 400, "invalid_request", "")
+	clerk(t, node, "getUserList", map[string]any{"args": map[string]any{"phoneNumber": []string{"hello"}}}).
+		apiError(t, 422, "form_param_format_invalid", "phone_number")
+	clerk(t, node, "getUserList", map[string]any{"args": map[string]any{"limit": 5}}).
+		apiError(t, 422, "form_param_missing", "phone_number")
+	clerk(t, node, "getUserList", map[string]any{"args": map[string]any{"phoneNumber": []string{n[0]}, "emailAddress": []string{"a@example.com"}}}).
+		apiError(t, 422, "form_param_format_invalid", "email_address")
+	clerk(t, node, "getCount", map[string]any{"secretKey": "sk_test_wrong_key_000000000", "args": map[string]any{"phoneNumber": []string{n[0]}}}).
+		apiError(t, 401, "authentication_invalid", "")
+	clerk(t, node, "getUser", map[string]any{"secretKey": token(t, u), "id": u}).apiError(t, 401, "authentication_invalid", "")
+}
+
 // The SDK with a wrong secret key, or a user's token as its key, gets
 // Clerk's 401 authentication_invalid as a ClerkAPIResponseError.
 func TestSDKClerkUnauthorized(t *testing.T) {
@@ -225,6 +333,12 @@ func TestSDKClerkPostgres(t *testing.T) {
 	}
 	clerk(t, node, "delete", map[string]any{"id": a["id"]})
 	clerk(t, node, "get", map[string]any{"id": a["id"]}).apiError(t, 404, "resource_not_found", "")
+	// The users methods on PostgreSQL.
+	sdkUser(t, clerk(t, node, "getUser", map[string]any{"id": u}).Data, u, n[1])
+	if ids := clerk(t, node, "getUserList", map[string]any{"args": map[string]any{"phoneNumber": n}}).userList(t, 1); !slices.Equal(ids, []string{u}) {
+		t.Fatalf("getUserList on postgres = %q", ids)
+	}
+	clerk(t, node, "getUserList", map[string]any{"args": map[string]any{"phoneNumber": []string{n[0]}}}).userList(t, 0)
 }
 
 // The http store keeps one number per user: 501 not_supported.
@@ -233,6 +347,8 @@ func TestSDKClerkNotSupported(t *testing.T) {
 	newEnv(t, clerkSite("store http http://127.0.0.1:9"))
 	clerk(t, node, "create", map[string]any{"args": map[string]any{"userId": "u", "phoneNumber": clerkNumbers(1)[0]}}).
 		apiError(t, 501, "not_supported", "")
+	clerk(t, node, "getUser", map[string]any{"id": "u"}).apiError(t, 501, "not_supported", "")
+	clerk(t, node, "getUserList", map[string]any{"args": map[string]any{"phoneNumber": clerkNumbers(1)}}).apiError(t, 501, "not_supported", "")
 }
 
 // doAdmin is do with the admin key.

@@ -164,3 +164,42 @@ func TestSDKDescopeTooManyAttempts(t *testing.T) {
 	r := descope(t, node, "verify", map[string]any{"loginId": u, "code": code})
 	wantDescopeSDKError(t, errs, r, 429, "too_many_attempts", "E061103", "tooManyOTPAttempts")
 }
+
+// With `compat descope { login_id_claim email }`, the SDK's loginId is the
+// user's e-mail, as in Descope, while the token's subject is another ID:
+// update with the e-mail and the token, verify with the e-mail and the
+// project alone; the subject as loginId is refused (forbidden, then
+// userNotFound), as is an e-mail no update named.
+func TestSDKDescopeLoginIDClaim(t *testing.T) {
+	node := needSDK(t, "@descope/node-sdk", "@descope/core-js-sdk")
+	e := newEnv(t, descopeLoginSite(""))
+	errs := descopeErrors(t, node)
+	u, number := uniqueUser(t, "u"), sdkNumber()
+	email := "ann." + fmt.Sprint(time.Now().UnixNano()) + "@example.com"
+	tok := token(t, u, "email", email)
+
+	wantDescopeSDKError(t, errs, descope(t, node, "update", map[string]any{"loginId": u, "phone": number, "token": tok}),
+		403, "forbidden", "E011001", "badRequest")
+	r := descope(t, node, "update", map[string]any{"loginId": email, "phone": number, "token": tok})
+	if !r.OK || r.Data["maskedPhone"] != numbers.Mask(number) {
+		t.Fatalf("update: %s", r.raw)
+	}
+	code := e.sink.last(u).Code
+	wantDescopeSDKError(t, errs, descope(t, node, "verify", map[string]any{"loginId": u, "code": code}),
+		409, "no_pending_verification", "E062108", "userNotFound")
+	wantDescopeSDKError(t, errs, descope(t, node, "verify", map[string]any{"loginId": "other." + email, "code": code}),
+		409, "no_pending_verification", "E062108", "userNotFound")
+
+	r = descope(t, node, "verify", map[string]any{"loginId": email, "code": code})
+	user, _ := r.Data["user"].(map[string]any)
+	if !r.OK || user["userId"] != u || user["phone"] != number || user["verifiedPhone"] != true {
+		t.Fatalf("verify: %s", r.raw)
+	}
+	if ids, _ := user["loginIds"].([]any); len(ids) != 1 || ids[0] != email {
+		t.Fatalf("loginIds: %s", r.raw)
+	}
+	st := e.do("GET", "/phone", tok, nil).want(t, 200, "")
+	if st.body["phone_number"] != number || st.body["verified"] != true {
+		t.Fatalf("status after the SDK's verify: %s", st.raw)
+	}
+}

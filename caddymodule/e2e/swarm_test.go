@@ -425,7 +425,18 @@ func TestSwarmCrashAndConcurrency(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Errorf("%s: events missing after 30s: %s (%d events of the user received)", u.id, strings.Join(missing, ", "), len(got))
+				var mine []*swarmCall
+				for _, c := range calls {
+					if c.user == u.id {
+						mine = append(mine, c)
+					}
+				}
+				var evs strings.Builder
+				for _, e := range got {
+					fmt.Fprintf(&evs, "\t%s %s %s (previous %s) at %s\n", e.ID, e.Type, deref(e.PhoneNumber), deref(e.PreviousPhoneNumber), e.OccurredAt)
+				}
+				t.Errorf("%s: events missing %s after the swarm: %s\nevents received:\n%scalls (all):\n%s", u.id,
+					store.DefaultOutboxLease+time.Minute, strings.Join(missing, ", "), evs.String(), describeAllCalls(mine))
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -563,12 +574,19 @@ func allowedFinal(calls []*swarmCall, numbers []string) map[swarmState]bool {
 	return allowed
 }
 
-func describeCalls(calls []*swarmCall) string {
+func describeCalls(calls []*swarmCall) string { return describeLastCalls(calls, 15) }
+
+// describeAllCalls lists every call, ended first first.
+func describeAllCalls(calls []*swarmCall) string { return describeLastCalls(calls, len(calls)) }
+
+// describeLastCalls lists the last n calls to end, with their times from
+// the first call's start.
+func describeLastCalls(calls []*swarmCall, n int) string {
 	sorted := append([]*swarmCall(nil), calls...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].end.Before(sorted[j].end) })
 	var b strings.Builder
 	t0 := sorted[0].start
-	for _, c := range sorted[max(0, len(sorted)-15):] {
+	for _, c := range sorted[max(0, len(sorted)-n):] {
 		fmt.Fprintf(&b, "\t[%6.3f %6.3f] %s %s %s -> %d %v\n", c.start.Sub(t0).Seconds(), c.end.Sub(t0).Seconds(), c.op, c.number, c.code, c.status, c.body)
 	}
 	return b.String()

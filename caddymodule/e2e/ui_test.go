@@ -288,3 +288,41 @@ func TestUIPendingResendCancel(t *testing.T) {
 	}
 	b.checkClean()
 }
+
+// The page lets the person pick how the code comes: by a voice call here,
+// then a resend by WhatsApp, which this site does not enable (the API's
+// 422 is shown, nothing is sent), then by SMS again.
+func TestUIChannel(t *testing.T) {
+	b := newBrowser(t)
+	e := newEnv(t, site{phone: "channels sms voice\n\t\totp {\n\t\t\tresend_after 0\n\t\t}"})
+	user := uniqueUser(t, "ui")
+
+	b.do(chromedp.Navigate(uiBase() + "/phone/ui"))
+	b.do(chromedp.SetValue(chromedp.ID("token"), token(t, user)), chromedp.Click(chromedp.ID("use-token")))
+	b.waitText("state-number", "None")
+	b.do(chromedp.SendKeys(chromedp.ID("phone"), "+14155552671"), chromedp.SetValue(chromedp.ID("channel"), "voice"),
+		chromedp.Click(chromedp.ID("send")))
+	b.waitText("message-text", "Code sent by a voice call to +1******2671.")
+	b.waitText("sent-to", "Enter the code we read out in a call to +1******2671.")
+	if m := e.sink.last(user); m.Channel != "voice" {
+		t.Fatalf("the page asked for %q", m.Channel)
+	}
+
+	b.do(chromedp.SetValue(chromedp.ID("channel"), "whatsapp"), chromedp.Click(chromedp.ID("resend")))
+	b.waitText("message-text", "The whatsapp channel is not enabled.")
+	b.waitText("message-code", "channel_not_allowed")
+	if n := e.sink.count(user); n != 1 {
+		t.Fatalf("%d messages after a refused channel, want 1", n)
+	}
+
+	b.do(chromedp.SetValue(chromedp.ID("channel"), "sms"), chromedp.Click(chromedp.ID("resend")))
+	b.waitText("message-text", "New code sent to +1******2671.")
+	b.waitText("sent-to", "Enter the code we texted to +1******2671.")
+	m := e.sink.last(user)
+	if m.Channel != "sms" || m.Purpose != "resend" {
+		t.Fatalf("resend: %+v", m)
+	}
+	b.do(chromedp.SendKeys(chromedp.ID("code"), m.Code), chromedp.Click(chromedp.ID("verify-button")))
+	b.waitText("message-text", "+14155552671 is verified.")
+	b.checkClean()
+}

@@ -67,6 +67,12 @@ type Config struct {
 	Poll time.Duration
 	// Batch is how many events one read claims; default 8.
 	Batch int
+	// Lease is how long the outbox hands out a claim (its own Lease);
+	// default store.DefaultOutboxLease. An event is attempted only while
+	// its claim outlives the attempt (Timeout) and the outbox write after
+	// it; the rest of a batch is handed back and claimed afresh, so no
+	// claim lapses under a live dispatcher and a dead one's lapses soon.
+	Lease time.Duration
 	// Clock tells the time of events, due times and backoffs, and times
 	// the poll and each attempt; default SystemClock. The signature
 	// always uses the real time.
@@ -143,6 +149,13 @@ func NewDispatcher(cfg Config) (*Dispatcher, error) {
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = DefaultBatch
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = store.DefaultOutboxLease
+	}
+	if cfg.Timeout+writeTimeout >= cfg.Lease {
+		return nil, fmt.Errorf("events: an attempt (timeout %s, then %s to record it) must fit in the outbox lease of %s",
+			cfg.Timeout, writeTimeout, cfg.Lease)
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = SystemClock{}
@@ -324,6 +337,7 @@ func (d *Dispatcher) add(ctx context.Context, e Event) error {
 // drain delivers due events until none is left, the receiver is down, or
 // ctx is done.
 func (d *Dispatcher) drain(ctx context.Context) {
+claim:
 	for ctx.Err() == nil {
 		now := d.cfg.Clock.Now()
 		d.mu.Lock()
@@ -346,10 +360,17 @@ func (d *Dispatcher) drain(ctx context.Context) {
 		for i, r := range rows {
 			batch[i] = Decode(r)
 		}
+		claimEnds := now.Add(d.cfg.Lease)
 		for i, p := range batch {
 			if ctx.Err() != nil {
 				d.handBack(ctx, batch[i:])
 				return
+			}
+			if d.cfg.Clock.Now().Add(d.cfg.Timeout + writeTimeout).After(claimEnds) {
+				// The claim could lapse during this attempt, and another
+				// dispatcher send the event too: claim it afresh.
+				d.handBack(ctx, batch[i:])
+				continue claim
 			}
 			err := d.post(ctx, p)
 			if err == nil {

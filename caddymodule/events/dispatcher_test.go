@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -546,9 +547,73 @@ func TestOutboxRoundTrip(t *testing.T) {
 	}
 }
 
-// A claim outlives the longest batch a dispatcher may spend on it.
-func TestDefaultLeaseCoversABatch(t *testing.T) {
-	if store.DefaultOutboxLease <= events.DefaultBatch*events.DefaultTimeout {
-		t.Fatalf("lease %s, a batch may take %s", store.DefaultOutboxLease, events.DefaultBatch*events.DefaultTimeout)
+// The default lease leaves room for an attempt at the default timeout;
+// a timeout that leaves none is refused, rather than a dispatcher that
+// would hand back every claim.
+func TestLeaseFitsAnAttempt(t *testing.T) {
+	ob := events.NewMemoryOutbox()
+	if _, err := events.NewDispatcher(events.Config{URL: "http://127.0.0.1:1/", Outbox: ob}); err != nil {
+		t.Fatalf("defaults refused: %v", err)
+	}
+	_, err := events.NewDispatcher(events.Config{URL: "http://127.0.0.1:1/", Outbox: ob, Timeout: store.DefaultOutboxLease})
+	if err == nil || !strings.Contains(err.Error(), "must fit in the outbox lease") {
+		t.Fatalf("a timeout as long as the lease: err = %v", err)
+	}
+}
+
+// claimRecorder is an outbox that remembers when each event was last
+// claimed.
+type claimRecorder struct {
+	events.Outbox
+	mu      sync.Mutex
+	claimed map[string]time.Time
+}
+
+func (c *claimRecorder) Due(ctx context.Context, now time.Time, limit int) ([]store.OutboxRow, error) {
+	rows, err := c.Outbox.Due(ctx, now, limit)
+	c.mu.Lock()
+	for _, r := range rows {
+		c.claimed[r.ID] = now
+	}
+	c.mu.Unlock()
+	return rows, err
+}
+
+func (c *claimRecorder) claimedAt(id string) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.claimed[id]
+}
+
+// An event is attempted only under a claim that outlives the attempt and
+// its outbox write: a slow receiver makes the dispatcher claim the rest
+// of a batch afresh rather than send under a claim that may lapse, when
+// another instance would send the event too.
+func TestAttemptsFitInTheirClaim(t *testing.T) {
+	const lease, write = 40 * time.Second, 5 * time.Second // write: the dispatcher's bound on an outbox write
+	r := newReceiver(t)
+	clock := newClock()
+	mem := events.NewMemoryOutbox()
+	mem.Lease = lease
+	ob := &claimRecorder{Outbox: mem, claimed: map[string]time.Time{}}
+	r.setAnswer(func(id string, n int) int {
+		if left := ob.claimedAt(id).Add(lease).Sub(clock.Now()); left < testTimeout+write {
+			t.Errorf("event %d attempted with %s left of its claim; an attempt may take %s", n, left, testTimeout+write)
+		}
+		clock.Advance(10 * time.Second) // a slow receiver
+		return http.StatusOK
+	})
+	cfg := config(r.srv.URL, ob, clock)
+	cfg.Lease = lease
+	d, err := events.NewDispatcher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := emit(t, d, 3) // before Start: one claim takes all three
+	d.Start(context.Background())
+	t.Cleanup(func() { d.Close() })
+	r.waitDelivered(ids...)
+	if got := r.delivered(); len(got) != 3 {
+		t.Fatalf("delivered %v, want each of %v once", got, ids)
 	}
 }

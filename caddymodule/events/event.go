@@ -53,6 +53,10 @@ type Event struct {
 	PreviousPhoneNumber string
 	// OccurredAt is when the change happened; sent in RFC 3339, UTC.
 	OccurredAt time.Time
+	// Channel is how the code of the change went (sms, whatsapp, voice):
+	// set on phone.pending, phone.verified and a phone.updated that sent
+	// a code; "" (absent from the JSON) otherwise.
+	Channel string
 	// Attributes are vendor-specific fields of the call that made the
 	// change (Descope's add_to_login_ids and on_merge_use_existing), sent
 	// as extra fields of the JSON after the others, in this order; none
@@ -69,7 +73,7 @@ type Attr struct {
 
 // ownFields are the JSON fields of every event, which no Attr may take.
 var ownFields = map[string]bool{"id": true, "type": true, "user_id": true, "phone_number": true,
-	"previous_phone_number": true, "occurred_at": true}
+	"previous_phone_number": true, "occurred_at": true, "channel": true}
 
 // CheckAttrs reports whether attrs can go in an event: each name
 // [a-z][a-z0-9_]*, none of the event's own fields, none twice; each
@@ -111,6 +115,7 @@ type wire struct {
 	PhoneNumber         *string `json:"phone_number"`
 	PreviousPhoneNumber *string `json:"previous_phone_number"`
 	OccurredAt          string  `json:"occurred_at"`
+	Channel             string  `json:"channel,omitempty"`
 }
 
 // timeFormat is RFC 3339 in UTC with milliseconds, so that two events of
@@ -118,14 +123,15 @@ type wire struct {
 const timeFormat = "2006-01-02T15:04:05.000Z07:00"
 
 // MarshalJSON writes {"id","type","user_id","phone_number",
-// "previous_phone_number","occurred_at"} (numbers null when empty), then
-// the attributes, in order.
+// "previous_phone_number","occurred_at"} (numbers null when empty),
+// "channel" when set, then the attributes, in order.
 func (e Event) MarshalJSON() ([]byte, error) {
 	b, err := json.Marshal(wire{
 		ID: e.ID, Type: e.Type, UserID: e.UserID,
 		PhoneNumber:         nullable(e.PhoneNumber),
 		PreviousPhoneNumber: nullable(e.PreviousPhoneNumber),
 		OccurredAt:          e.OccurredAt.UTC().Format(timeFormat),
+		Channel:             e.Channel,
 	})
 	if err != nil || len(e.Attributes) == 0 {
 		return b, err
@@ -154,7 +160,7 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("events: occurred_at: %w", err)
 	}
-	*e = Event{ID: w.ID, Type: w.Type, UserID: w.UserID, OccurredAt: t.UTC()}
+	*e = Event{ID: w.ID, Type: w.Type, UserID: w.UserID, OccurredAt: t.UTC(), Channel: w.Channel}
 	if w.PhoneNumber != nil {
 		e.PhoneNumber = *w.PhoneNumber
 	}

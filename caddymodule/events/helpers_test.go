@@ -25,7 +25,7 @@ const secret = "events-secret-0123456789"
 // write to the outbox, a dispatcher gone idle) to happen.
 const (
 	testPoll    = 100 * time.Millisecond
-	testTimeout = 30 * time.Second
+	testTimeout = 20 * time.Second
 	// testMaxBackoff caps the retries: advancing the clock by it makes
 	// any retry due.
 	testMaxBackoff = 8 * time.Second

@@ -24,6 +24,7 @@ type challenge struct {
 	ClaimedUntil time.Time // a verify is writing to the store until then
 	MAC          [sha256.Size]byte
 	Locale       string // locale of the update, reused by resend
+	Channel      string // how the code went: sms ("" reads as sms), whatsapp, voice; flags bits 5..6
 	// Attrs are the update's vendor-specific attributes, told in the
 	// events of the change (phone.verified included).
 	Attrs []Attr
@@ -52,7 +53,8 @@ const (
 	challengeVersionOpen  = 3
 )
 
-// Bits of the flags byte; bits 5..7 are free and ignored when read.
+// Bits of the flags byte; bits 5..6 hold the channel (channels.go), bit
+// 7 is free and ignored when read.
 const (
 	flagPending = 1 << 0
 	// Written by the release before attributes only (version 1).
@@ -86,6 +88,7 @@ func (c *challenge) encode() []byte {
 	if c.Pending {
 		flags |= flagPending
 	}
+	flags |= channelBits(c.Channel)
 	b = append(b, flags, byte(min(c.Attempts, 255)))
 	b = binary.BigEndian.AppendUint64(b, uint64(unixNano(c.ExpiresAt)))
 	b = binary.BigEndian.AppendUint64(b, uint64(unixNano(c.SentAt)))
@@ -116,7 +119,7 @@ func decodeChallenge(b []byte) (*challenge, error) {
 	if len(b) < fixed+2 || b[0] < challengeVersion || b[0] > challengeVersionOpen {
 		return nil, errCorrupt
 	}
-	c := &challenge{Pending: b[1]&flagPending != 0, Attempts: int(b[2])}
+	c := &challenge{Pending: b[1]&flagPending != 0, Attempts: int(b[2]), Channel: channelOfBits(b[1])}
 	c.ExpiresAt = fromUnixNano(int64(binary.BigEndian.Uint64(b[3:])))
 	c.SentAt = fromUnixNano(int64(binary.BigEndian.Uint64(b[11:])))
 	c.ClaimedUntil = fromUnixNano(int64(binary.BigEndian.Uint64(b[19:])))

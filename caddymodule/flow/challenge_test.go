@@ -33,7 +33,8 @@ func sampleChallenge() *challenge {
 func sameChallenge(a, b *challenge) bool {
 	return a.Number == b.Number && a.Pending == b.Pending && a.Attempts == b.Attempts && a.OpenAttempts == b.OpenAttempts &&
 		a.ExpiresAt.Equal(b.ExpiresAt) && a.SentAt.Equal(b.SentAt) &&
-		a.ClaimedUntil.Equal(b.ClaimedUntil) && a.MAC == b.MAC && a.Locale == b.Locale && sameAttrs(a.Attrs, b.Attrs)
+		a.ClaimedUntil.Equal(b.ClaimedUntil) && a.MAC == b.MAC && a.Locale == b.Locale && sameAttrs(a.Attrs, b.Attrs) &&
+		channelOfBits(channelBits(a.Channel)) == channelOfBits(channelBits(b.Channel)) // "" is sms
 }
 
 func TestChallengeRoundtrip(t *testing.T) {
@@ -60,6 +61,9 @@ func TestChallengeRoundtrip(t *testing.T) {
 		{"token-less attempts", func(c *challenge) { c.OpenAttempts = 3 }},
 		{"255 token-less attempts", func(c *challenge) { c.OpenAttempts = 255 }},
 		{"token-less attempts and attributes", func(c *challenge) { c.OpenAttempts, c.Attrs = 1, largestAttrs() }},
+		{"whatsapp", func(c *challenge) { c.Channel = "whatsapp" }},
+		{"voice, rule 2, attributes", func(c *challenge) { c.Channel, c.Pending, c.Attrs = "voice", false, largestAttrs() }},
+		{"sms", func(c *challenge) { c.Channel = "sms" }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

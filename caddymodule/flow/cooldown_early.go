@@ -10,10 +10,12 @@ import (
 // used to wait for the user's lock (held by the previous one) to learn it
 // was refused, so the flood's refusals ran one at a time. A refusal
 // changes nothing, so it needs no lock: it reads the cooldown, then the
-// user, and refuses only if rule 4 (the verified number typed again,
-// which is answered "unchanged") does not apply. Anything else — no
-// cooldown, a read that fails, rule 4 — goes on to the locked path, which
-// checks everything again.
+// user, and refuses only if neither rule 4 (the verified number typed
+// again, answered "unchanged") nor a number the user holds verified among
+// their others (made theirs with no code) applies: both come before the
+// cooldown in Update. Anything else — no cooldown, a read that fails,
+// either of those — goes on to the locked path, which checks everything
+// again.
 func (s *Service) refuseInCooldown(ctx context.Context, userID, number string) error {
 	if !s.cfg.Verification || s.cfg.ResendAfter <= 0 {
 		return nil
@@ -28,6 +30,9 @@ func (s *Service) refuseInCooldown(ctx context.Context, userID, number string) e
 	}
 	u, err := s.users.Get(ctx, userID)
 	if err != nil || (u.Verified && u.PhoneNumber == number) {
+		return nil
+	}
+	if held, err := s.holdsVerified(ctx, userID, number); err != nil || held {
 		return nil
 	}
 	return refused

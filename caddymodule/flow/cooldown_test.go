@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-phone/caddy-phone/caddymodule/numbers"
 	"github.com/caddy-phone/caddy-phone/store"
 )
 
@@ -129,4 +130,21 @@ func TestCooldownRefusalTakesNoLock(t *testing.T) {
 	h.mustVerify("u1", h.sender.Last(t).Code)
 	h.mustUpdate("u1", frNumber(1), StatusUnchanged) // rule 4 beats the cooldown
 	h.wantUser("u1", frNumber(1), true)
+
+	// A number the user holds verified among their others is made theirs
+	// with no code, cooldown or not.
+	held := heldNumbers{}
+	svc, err := New(h.cfg, Deps{Users: h.users, Cache: h.cache, Sender: h.sender,
+		Numbers: numbers.Policy{}, Clock: h.clock, Held: held})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.svc = svc
+	h.mustUpdate("u2", frNumber(3), StatusUpdated) // a code goes out: the cooldown starts
+	held["u2"] = frNumber(3)                       // then an admin verifies it among u2's numbers
+	h.clock.Advance(time.Second)
+	res := h.mustUpdate("u2", frNumber(3), StatusUpdated)
+	if !res.User.Verified || res.SentTo != "" {
+		t.Fatalf("update to a held number in its cooldown: %+v", res)
+	}
 }

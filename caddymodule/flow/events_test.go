@@ -221,8 +221,8 @@ func TestEventsAttributes(t *testing.T) {
 		{"false true rule 3", descopeAttrs(ptr(false), ptr(true)), descopeAttrs(ptr(false), ptr(true)), true},
 		{"only login", descopeAttrs(ptr(true), nil), descopeAttrs(ptr(true), nil), true},
 		{"none", nil, nil, true},
-		{"other vendor, compacted", []Attr{{Name: "channel", Value: json.RawMessage(` { "kind" : "sms" } `)}},
-			[]Attr{{Name: "channel", Value: json.RawMessage(`{"kind":"sms"}`)}}, true},
+		{"other vendor, compacted", []Attr{{Name: "vendor_meta", Value: json.RawMessage(` { "kind" : "sms" } `)}},
+			[]Attr{{Name: "vendor_meta", Value: json.RawMessage(`{"kind":"sms"}`)}}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newEventsHarness(t)

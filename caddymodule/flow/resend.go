@@ -1,26 +1,39 @@
 package flow
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/caddy-phone/caddy-phone/store"
 )
 
 // ResendRequest asks for a new code.
 type ResendRequest struct {
-	UserID   string
-	Locale   string
+	UserID string
+	Locale string
+	// Channel, when set, switches the challenge to it (sms, whatsapp,
+	// voice); "" keeps the challenge's.
+	Channel  string
 	ClientIP string
 	// OpenForUnverified lets a resend with no open challenge start one for
 	// the user's unverified current number.
 	OpenForUnverified bool
+	// number and index are set by ResendByNumber: the challenge must be
+	// for number, and the token-less index entry index must still point
+	// at the user. tokenless spares the owner's per_user budget.
+	number, index string
+	tokenless     bool
 }
 
 // ResendResult tells where the new code went.
 type ResendResult struct {
 	SentTo      string
+	Channel     string // how the new code went
 	ExpiresIn   time.Duration
 	ResendAfter time.Duration
 }
@@ -30,6 +43,11 @@ type ResendResult struct {
 // answers ErrNoPending, unless r.OpenForUnverified asks it to open one for
 // an unverified current number (ReachFive's first send).
 func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, error) {
+	if r.Channel != "" { // refused before anything is read or sent
+		if _, err := s.channel(r.Channel, ""); err != nil {
+			return ResendResult{}, err
+		}
+	}
 	unlock, err := s.lockUser(ctx, r.UserID)
 	if err != nil {
 		return ResendResult{}, err
@@ -60,6 +78,20 @@ func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, er
 		}
 		c = &challenge{Number: u.PhoneNumber}
 	}
+	if r.number != "" && c.Number != r.number {
+		return ResendResult{}, ErrNoPending
+	}
+	if r.index != "" {
+		if still, err := s.stillIndexed(ctx, r.index, r.UserID); err != nil || !still {
+			return ResendResult{}, cmp.Or(err, ErrNoPending)
+		}
+	}
+	// The challenge's channel unless the call switches it; one no longer
+	// enabled (the config changed since) is refused like any other.
+	channel, err := s.channel(r.Channel, c.Channel)
+	if err != nil {
+		return ResendResult{}, err
+	}
 	if c.Attempts >= s.cfg.MaxAttempts {
 		return ResendResult{}, ErrTooManyAttempts
 	}
@@ -67,6 +99,11 @@ func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, er
 		return ResendResult{}, &RetryError{After: wait, Err: ErrRateLimited, Limit: "resend_after"}
 	}
 	budgets := s.sendBudgets(r.UserID, c.Number, r.ClientIP)
+	if r.tokenless {
+		// A caller who proved no user spends the number's and its own
+		// address's budgets, never the owner's.
+		budgets = slices.DeleteFunc(budgets, func(b budget) bool { return b.name == "per_user" })
+	}
 	if err := s.checkBudgets(ctx, budgets); err != nil {
 		return ResendResult{}, err
 	}
@@ -111,13 +148,22 @@ func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, er
 			cur = c
 		}
 		cur.MAC, cur.SentAt, cur.ExpiresAt, cur.Locale = newMAC, now, now.Add(s.cfg.TTL), storedLocale(locale)
+		cur.Channel = channel
 		c = cur
 		return cur.encode(), s.entryTTL(), nil
 	}); err != nil {
 		return ResendResult{}, cacheErr(err)
 	}
-	res := ResendResult{SentTo: c.Number, ExpiresIn: s.cfg.TTL, ResendAfter: s.cfg.ResendAfter}
-	if err := s.send(ctx, r.UserID, c.Number, code, "resend", locale, nil, ""); err != nil {
+	if s.cfg.IndexNumbers {
+		// A resend keeps its number reachable as long as its code lives,
+		// unless a later update of another user took the number over; a
+		// first send (ReachFive) opens a challenge as an update does.
+		if err := s.pointIndex(ctx, numberIndexKey(c.Number), r.UserID, fromCache); err != nil && !errors.Is(err, errNotMine) {
+			s.logger.Warn("resend: token-less index not refreshed", zap.String("user_id", r.UserID), zap.Error(err))
+		}
+	}
+	res := ResendResult{SentTo: c.Number, Channel: channel, ExpiresIn: s.cfg.TTL, ResendAfter: s.cfg.ResendAfter}
+	if err := s.send(ctx, r.UserID, c.Number, code, "resend", locale, nil, "", channel); err != nil {
 		s.allowResendNow(ctx, r.UserID, c.MAC)
 		return res, err
 	}

@@ -30,7 +30,7 @@ func (s *Service) notifyPrevious(ctx context.Context, userID, number string) {
 	id, err := s.randomID()
 	if err == nil {
 		err = s.sender.Send(ctx, sms.Message{ID: id, To: number, Body: body, Locale: used, Purpose: PurposeNotify,
-			UserID: userID, TemplateOptions: map[string]string{}})
+			UserID: userID, TemplateOptions: map[string]string{}, Channel: s.cfg.notifyChannel()})
 	}
 	if err != nil {
 		s.logger.Warn("notify_previous SMS failed", zap.String("user_id", userID),
@@ -45,8 +45,14 @@ const PurposeNotify = "notify"
 // providers, 10 s each).
 const notifyTimeout = 30 * time.Second
 
-func (s *Service) send(ctx context.Context, userID, number, code, purpose, locale string, opts map[string]string, provider string) error {
-	body, used := s.cfg.Templates.Render(locale, sms.Vars{Code: code, App: s.cfg.AppName,
+// send renders the code's message for its channel and sends it: a voice
+// message spells the code digit by digit (sms.SpokenCode), as it is read.
+func (s *Service) send(ctx context.Context, userID, number, code, purpose, locale string, opts map[string]string, provider, channel string) error {
+	shown := code
+	if channel == sms.ChannelVoice {
+		shown = sms.SpokenCode(code)
+	}
+	body, used := s.cfg.templatesFor(channel).Render(locale, sms.Vars{Code: shown, App: s.cfg.AppName,
 		Minutes: int((s.cfg.TTL + time.Minute - 1) / time.Minute), Options: opts})
 	if opts == nil {
 		opts = map[string]string{}
@@ -56,7 +62,7 @@ func (s *Service) send(ctx context.Context, userID, number, code, purpose, local
 		return err
 	}
 	return s.sender.Send(ctx, sms.Message{ID: id, To: number, Body: body, Code: code,
-		Locale: used, Purpose: purpose, UserID: userID, TemplateOptions: opts, ProviderID: provider})
+		Locale: used, Purpose: purpose, UserID: userID, TemplateOptions: opts, ProviderID: provider, Channel: channel})
 }
 
 func (s *Service) newCode() (string, error) {

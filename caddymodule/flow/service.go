@@ -8,8 +8,10 @@
 // update.go, verify.go, resend.go, cancel.go, admin.go; beside them the
 // challenge and its encoding (challenge.go, challenge_cache.go), the
 // vendor attributes (attributes.go), the send budgets (budgets.go,
-// limits.go), events (events.go), SMS and codes (sender.go) and the
-// per-user locks (locks.go).
+// limits.go), events (events.go), SMS and codes (sender.go), the
+// per-user locks (locks.go), and the token-less index that finds a user by
+// a number for calls without a user token (tokenless_index.go,
+// tokenless_number.go).
 package flow
 
 import (
@@ -51,6 +53,12 @@ type Numbers interface {
 	Normalize(input string) (string, error)
 }
 
+// HeldNumbers tells whether a user holds a number verified among their
+// numbers (store.PhoneNumbers).
+type HeldNumbers interface {
+	HoldsVerified(ctx context.Context, userID, number string) (bool, error)
+}
+
 // Events receives the phone events (SPEC §8). Emit is called before the
 // user's request is answered and should return once the event is durable;
 // its error never fails the request: the rules log it and go on.
@@ -90,7 +98,16 @@ type Config struct {
 	ResendAfter  time.Duration
 	Limits       Limits
 	AppName      string
-	Templates    sms.Templates
+	// Templates are the `template` lines: SMS's, and those of any channel
+	// without templates of its own.
+	Templates sms.Templates
+	// ChannelTemplates are the templates of whatsapp and voice, when they
+	// have their own (`template voice fr "…"`).
+	ChannelTemplates map[string]sms.Templates
+	// Channels are what a caller may ask for (`channels`): sms, whatsapp,
+	// voice; empty means sms alone. Every message counts against the
+	// limits alike, whatever its channel.
+	Channels []string
 	// Secret keys the HMAC of codes at rest; at least 16 bytes.
 	Secret []byte
 	// NotifyPrevious sends an SMS (Purpose "notify", no code) to the old
@@ -99,6 +116,13 @@ type Config struct {
 	NotifyPrevious bool
 	// NotifyTemplate is that SMS, with {app}; DefaultNotifyTemplate when "".
 	NotifyTemplate string
+	// IndexNumbers keeps the token-less index by number
+	// (tokenless_index.go) that VerifyByNumber and ResendByNumber read
+	// (compat supabase): one more cache write per code sent.
+	IndexNumbers bool
+	// NotifyChannel is how that message goes: sms when "" (the host picks
+	// another enabled channel when no provider carries SMS).
+	NotifyChannel string
 }
 
 // DefaultNotifyTemplate is the notify_previous SMS.
@@ -110,8 +134,12 @@ type Deps struct {
 	Cache   Cache
 	Sender  Sender
 	Numbers Numbers
-	Clock   Clock     // default SystemClock
-	Rand    io.Reader // default crypto/rand
+	// Held, when the store keeps several numbers per user (the admin
+	// API), tells which the user holds verified: an update to one of
+	// them makes it the number at once, with no code.
+	Held  HeldNumbers
+	Clock Clock     // default SystemClock
+	Rand  io.Reader // default crypto/rand
 	// Events, when set, receives phone.updated, phone.pending,
 	// phone.verified and phone.removed.
 	Events Events
@@ -130,6 +158,7 @@ type Service struct {
 	cache   Cache
 	sender  Sender
 	numbers Numbers
+	held    HeldNumbers
 	clock   Clock
 	rand    io.Reader
 	events  Events
@@ -144,6 +173,9 @@ type Service struct {
 	// afterAdminWrite, set by tests, runs in AdminChange between the
 	// write and what follows it, under the user's lock.
 	afterAdminWrite func()
+	// indexFound, set by tests, runs when a token-less call has read
+	// the user a number's index entry points at, before it acts.
+	indexFound func(userID string)
 }
 
 // MaxTTL is the longest code life: an entry lives 2×TTL in a cache whose
@@ -164,6 +196,12 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if err := cfg.Templates.Validate(); err != nil {
 		return nil, err
 	}
+	if err := cfg.checkChannelTemplates(); err != nil {
+		return nil, err
+	}
+	if err := CheckChannels(cfg.Channels); err != nil {
+		return nil, err
+	}
 	if cfg.NotifyTemplate == "" {
 		cfg.NotifyTemplate = DefaultNotifyTemplate
 	}
@@ -180,7 +218,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		d.Rand = rand.Reader
 	}
 	s := &Service{cfg: cfg, users: d.Users, cache: d.Cache, sender: d.Sender,
-		numbers: d.Numbers, clock: d.Clock, rand: d.Rand, events: d.Events, logger: d.Logger, sharedCache: d.SharedCache}
+		numbers: d.Numbers, held: d.Held, clock: d.Clock, rand: d.Rand, events: d.Events, logger: d.Logger, sharedCache: d.SharedCache}
 	s.locks.seed = maphash.MakeSeed()
 	return s, nil
 }
@@ -190,6 +228,7 @@ type Status struct {
 	User             store.User
 	PendingNumber    string    // "" unless a rule-3 change is waiting
 	PendingExpiresAt time.Time // zero unless PendingNumber is set
+	PendingSentAt    time.Time // when its current code was issued; zero unless PendingNumber is set
 }
 
 // Status returns the user's number and any pending change.
@@ -205,6 +244,7 @@ func (s *Service) Status(ctx context.Context, userID string) (Status, error) {
 	}
 	if c != nil && c.Pending && s.clock.Now().Before(c.ExpiresAt) {
 		st.PendingNumber, st.PendingExpiresAt = c.Number, c.ExpiresAt
+		st.PendingSentAt = c.ExpiresAt.Add(-s.cfg.TTL) // an update and a resend both give a code ttl to live
 	}
 	return st, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/caddy-phone/caddy-phone/caddymodule/events"
+	"github.com/caddy-phone/caddy-phone/sms"
 	"github.com/caddy-phone/caddy-phone/store"
 	"go.uber.org/zap"
 )
@@ -21,7 +22,9 @@ type UpdateRequest struct {
 	// bounds (MaxTemplateOptions, …): ErrInvalidRequest.
 	TemplateOptions map[string]string
 	ProviderID      string
-	ClientIP        string
+	// Channel is how the code goes: sms ("" too), whatsapp or voice.
+	Channel  string
+	ClientIP string
 	// Attributes are vendor-specific fields of the call (Descope's
 	// add_to_login_ids and on_merge_use_existing), in order; none for most
 	// calls. They are kept with the challenge and told in the events of
@@ -43,6 +46,7 @@ type UpdateResult struct {
 	User          store.User // the number in force after the call
 	PendingNumber string
 	SentTo        string // the number the code went to; "" when none was sent
+	Channel       string // how it went; "" when none was sent
 	ExpiresIn     time.Duration
 	ResendAfter   time.Duration
 }
@@ -51,6 +55,10 @@ type UpdateResult struct {
 // result so far together with an error wrapping ErrDeliveryFailed: under
 // rule 2 the number stays stored and the challenge stays open.
 func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, error) {
+	channel, err := s.channel(r.Channel, sms.ChannelSMS)
+	if err != nil {
+		return UpdateResult{}, err
+	}
 	attrs, err := checkAttrs(r.Attributes)
 	if err != nil {
 		return UpdateResult{}, err
@@ -81,22 +89,23 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 		}
 		return UpdateResult{Status: StatusUnchanged, User: u}, nil
 	}
+	if held, err := s.holdsVerified(ctx, r.UserID, number); err != nil || held {
+		if err != nil {
+			return UpdateResult{}, err
+		}
+		return s.switchToHeld(ctx, u, number, attrs)
+	}
 	if !s.cfg.Verification { // rule 1
 		nu := store.User{ID: r.UserID, PhoneNumber: number}
 		var ev *events.Event
 		if u != nu {
 			ev = s.event(events.TypeUpdated, r.UserID, number, u.PhoneNumber, attrs)
 		}
-		if err := s.setAndEmit(ctx, nu, ev); err != nil {
+		if err := s.setDroppingChallenge(ctx, nu, ev); err != nil {
 			return UpdateResult{}, err
 		}
-		if u != nu {
-			if u.Verified && u.PhoneNumber != "" {
-				s.notifyPrevious(ctx, r.UserID, u.PhoneNumber)
-			}
-		}
-		if err := s.cache.Delete(ctx, challengeKey(r.UserID)); err != nil {
-			return UpdateResult{}, cacheErr(err)
+		if u != nu && u.Verified && u.PhoneNumber != "" {
+			s.notifyPrevious(ctx, r.UserID, u.PhoneNumber)
 		}
 		return UpdateResult{Status: StatusUpdated, User: nu}, nil
 	}
@@ -118,7 +127,7 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 		}
 	}()
 	pending := u.Verified // rule 3; otherwise rule 2
-	res := UpdateResult{Status: StatusUpdated, User: u, SentTo: number,
+	res := UpdateResult{Status: StatusUpdated, User: u, SentTo: number, Channel: channel,
 		ExpiresIn: s.cfg.TTL, ResendAfter: s.cfg.ResendAfter}
 	if pending {
 		res.Status, res.PendingNumber = StatusPending, number
@@ -129,7 +138,7 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	}
 	c := &challenge{Number: number, Pending: pending, ExpiresAt: now.Add(s.cfg.TTL),
 		SentAt: now, MAC: codeMAC(s.cfg.Secret, r.UserID, number, code), Locale: storedLocale(r.Locale),
-		Attrs: attrs}
+		Channel: channel, Attrs: attrs}
 	// The writes go in the order that lets a failure at any step leave the
 	// old state (issue 9, item 4): the challenge first (the one it replaces
 	// kept aside), then the budgets, then, for rule 2, the number; a
@@ -141,7 +150,7 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 		// not the store: it is recorded before the challenge is written,
 		// and a change it told of may then fail (SPEC §9: advisory). An
 		// event that cannot be recorded stops the change.
-		if e := s.event(events.TypePending, r.UserID, number, u.PhoneNumber, attrs); e != nil {
+		if e := withChannel(s.event(events.TypePending, r.UserID, number, u.PhoneNumber, attrs), channel); e != nil {
 			if err := s.events.Emit(ctx, *e); err != nil {
 				return UpdateResult{}, fmt.Errorf("%w: phone.pending not recorded: %w", ErrUnavailable, err)
 			}
@@ -163,10 +172,20 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 		s.restoreChallenge(ctx, r.UserID, c, replaced)
 		return UpdateResult{}, err
 	}
+	// The latest update to a number is the one a token-less call by that
+	// number reaches (tokenless_index.go); written before the store and
+	// the SMS, so no code of this update can be typed before it points here.
+	if s.cfg.IndexNumbers {
+		if err := s.pointIndex(ctx, numberIndexKey(number), r.UserID, false); err != nil {
+			s.restoreChallenge(ctx, r.UserID, c, replaced)
+			s.refundBudgets(ctx, budgets)
+			return UpdateResult{}, cacheErr(err)
+		}
+	}
 	if !pending {
 		nu := store.User{ID: r.UserID, PhoneNumber: number}
 		if u != nu {
-			ev := s.event(events.TypeUpdated, r.UserID, number, u.PhoneNumber, attrs)
+			ev := withChannel(s.event(events.TypeUpdated, r.UserID, number, u.PhoneNumber, attrs), channel)
 			if err := s.setAndEmit(ctx, nu, ev); err != nil {
 				s.restoreChallenge(ctx, r.UserID, c, replaced)
 				s.refundBudgets(ctx, budgets)
@@ -175,7 +194,7 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 		}
 		res.User = nu
 	}
-	if err := s.send(ctx, r.UserID, number, code, "update", r.Locale, r.TemplateOptions, r.ProviderID); err != nil {
+	if err := s.send(ctx, r.UserID, number, code, "update", r.Locale, r.TemplateOptions, r.ProviderID, channel); err != nil {
 		s.allowResendNow(ctx, r.UserID, c.MAC)
 		res.ResendAfter = 0
 		return res, err
@@ -184,16 +203,71 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	return res, nil
 }
 
+// holdsVerified tells whether the user holds number verified among the
+// numbers the admin API gave them; false when the store keeps one number.
+func (s *Service) holdsVerified(ctx context.Context, userID, number string) (bool, error) {
+	if s.held == nil {
+		return false, nil
+	}
+	return s.held.HoldsVerified(ctx, userID, number)
+}
+
+// switchToHeld makes a number the user holds verified (an admin verified
+// it) their number, verified, with no code: the store would keep it
+// verified whatever the rules wrote (store.PhoneNumbers.HoldsVerified),
+// and the answer must say what the store holds. Any open challenge goes.
+func (s *Service) switchToHeld(ctx context.Context, u store.User, number string, attrs []Attr) (UpdateResult, error) {
+	nu := store.User{ID: u.ID, PhoneNumber: number, Verified: true}
+	ev := s.event(events.TypeUpdated, u.ID, number, u.PhoneNumber, attrs)
+	if err := s.setDroppingChallenge(ctx, nu, ev); err != nil {
+		return UpdateResult{}, err
+	}
+	if u.Verified && u.PhoneNumber != "" {
+		s.notifyPrevious(ctx, u.ID, u.PhoneNumber)
+	}
+	return UpdateResult{Status: StatusUpdated, User: nu}, nil
+}
+
+// setDroppingChallenge stores nu (and its event) and ends the user's open
+// challenge, in the order that lets a failure leave the old state: the
+// challenge is taken out first (a cache failure then changed nothing),
+// and put back if the store write fails. Dropped after the write
+// instead, a cache failure would answer 503 for a change that stands.
+func (s *Service) setDroppingChallenge(ctx context.Context, nu store.User, ev *events.Event) error {
+	var dropped []byte
+	err := s.cache.Update(ctx, challengeKey(nu.ID), func(old []byte, found bool) ([]byte, time.Duration, error) {
+		dropped = nil
+		if found {
+			dropped = append([]byte(nil), old...)
+		}
+		return nil, 0, nil
+	})
+	if err != nil {
+		return cacheErr(err)
+	}
+	if err := s.setAndEmit(ctx, nu, ev); err != nil {
+		if dropped != nil {
+			s.restoreChallenge(ctx, nu.ID, nil, dropped)
+		}
+		return err
+	}
+	return nil
+}
+
 // restoreChallenge puts back the challenge an update replaced (old, nil
-// when there was none), if the update's own c is still the one in place.
+// when there was none), if the update's own c is still the one in place
+// (c nil: if none is).
 // It runs after a failure, even if the client has gone; failing, it logs:
 // the update's challenge then stays, for a number no code was sent to.
 func (s *Service) restoreChallenge(ctx context.Context, userID string, c *challenge, old []byte) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), restoreTimeout)
 	defer cancel()
-	mine := c.encode()
+	var mine []byte
+	if c != nil {
+		mine = c.encode()
+	}
 	err := s.cache.Update(ctx, challengeKey(userID), func(cur []byte, found bool) ([]byte, time.Duration, error) {
-		if !found || !bytes.Equal(cur, mine) {
+		if found != (c != nil) || !bytes.Equal(cur, mine) {
 			return nil, 0, errNotMine
 		}
 		if old == nil {

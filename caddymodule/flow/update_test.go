@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -476,4 +477,65 @@ func TestFailedUpdateLeavesTheOldState(t *testing.T) {
 			h.wantUser("u", first, true)
 		})
 	}
+}
+
+// heldNumbers is a HeldNumbers: the numbers each user holds verified
+// among their others.
+type heldNumbers map[string]string // user → number
+
+func (h heldNumbers) HoldsVerified(_ context.Context, userID, number string) (bool, error) {
+	return h[userID] == number, nil
+}
+
+// An update to a number the user holds verified (an admin verified it)
+// makes it theirs at once, with no code; when the cache or the store
+// fails on the way, the old state stands (the number, and the open
+// challenge with its code), as for any update: a 503 never leaves the
+// change half made.
+func TestUpdateToHeldNumber(t *testing.T) {
+	first, held := frNumber(21), frNumber(22)
+	setup := func(t *testing.T) (*harness, string) {
+		h := newHarness(t)
+		svc, err := New(h.cfg, Deps{Users: h.users, Cache: h.cache, Sender: h.sender,
+			Numbers: numbers.Policy{}, Clock: h.clock, Held: heldNumbers{"u": held}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.svc = svc
+		h.mustUpdate("u", first, StatusUpdated) // rule 2: a challenge open for first
+		return h, h.sender.LastCode(t)
+	}
+	for _, step := range []string{"cache", "store"} {
+		t.Run(step+" fails", func(t *testing.T) {
+			h, code := setup(t)
+			switch step {
+			case "cache":
+				h.cache.failOn = func(k string) bool { return strings.HasPrefix(k, "c:") }
+			case "store":
+				h.users.failSet.Store(true)
+			}
+			_, err := h.update("u", held)
+			wantErr(t, err, ErrUnavailable)
+			h.cache.failOn = nil
+			h.users.failSet.Store(false)
+			h.wantUser("u", first, false)
+			h.mustVerify("u", code)
+			h.wantUser("u", first, true)
+		})
+	}
+	t.Run("ok", func(t *testing.T) {
+		h, code := setup(t)
+		sent := h.sender.Count()
+		res := h.mustUpdate("u", held, StatusUpdated)
+		if !res.User.Verified || res.User.PhoneNumber != held || res.SentTo != "" {
+			t.Fatalf("update to a held number: %+v", res)
+		}
+		h.wantUser("u", held, true)
+		if h.sender.Count() != sent {
+			t.Fatal("a code was sent to a number the user holds verified")
+		}
+		if _, err := h.svc.Verify(h.ctx, VerifyRequest{UserID: "u", Code: code}); !errors.Is(err, ErrNoPending) {
+			t.Fatalf("the old challenge outlived the change: %v", err)
+		}
+	})
 }

@@ -29,6 +29,10 @@ type VerifyRequest struct {
 	// attempts or verify_per_user; a call that finds no open challenge
 	// still spends verify_per_ip.
 	Tokenless bool
+	// index is the token-less index entry the user was found by
+	// (VerifyByNumber): it must still point at the user when the right
+	// code has claimed the challenge.
+	index string
 }
 
 // Verify checks a code. The right one makes the challenged number the
@@ -103,6 +107,18 @@ func (s *Service) Verify(ctx context.Context, r VerifyRequest) (store.User, erro
 		won = c
 		return c.encode(), s.entryTTL(), nil
 	})
+	if err == nil && won != nil && r.index != "" {
+		// Found by a number: a newer update of another user to it, made
+		// since the entry was read, makes that user's challenge the
+		// reachable one, and this claim must not stand.
+		var still bool
+		if still, err = s.stillIndexed(ctx, r.index, r.UserID); err == nil && !still {
+			err = ErrNoPending
+		}
+		if err != nil {
+			s.release(ctx, r.UserID, won.MAC)
+		}
+	}
 	if err != nil {
 		if r.Tokenless && !errors.Is(cacheErr(err), ErrUnavailable) {
 			// Nothing to guess at (no challenge, expired, locked): a poll
@@ -138,13 +154,16 @@ func (s *Service) Verify(ctx context.Context, r VerifyRequest) (store.User, erro
 	if old.PhoneNumber != won.Number {
 		previous = old.PhoneNumber
 	}
-	ev := s.event(events.TypeVerified, r.UserID, won.Number, previous, won.Attrs)
+	ev := withChannel(s.event(events.TypeVerified, r.UserID, won.Number, previous, won.Attrs), won.Channel)
 	switch err := s.setAndEmit(ctx, u, ev); {
 	case err == nil, errors.Is(err, ErrPhoneInUse):
 		// Possession is proven either way: the challenge is spent. A failed
 		// delete is left alone: the claim lapses, and the code can no
 		// longer match a fresh update.
 		_ = s.cache.Delete(ctx, challengeKey(r.UserID))
+		if s.cfg.IndexNumbers {
+			s.dropIndex(ctx, numberIndexKey(won.Number), r.UserID)
+		}
 		if err != nil {
 			return store.User{}, err
 		}

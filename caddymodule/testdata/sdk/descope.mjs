@@ -1,8 +1,8 @@
 // @descope/node-sdk (on @descope/core-js-sdk), unmodified, pointed at caddy-phone.
-//   node descope.mjs update '{"baseUrl","projectId","loginId","phone","token","options"?}'
-//     → sdk.otp.update.phone.sms(loginId, phone, token, options)
-//   node descope.mjs verify '{"baseUrl","projectId","loginId","code"}'
-//     → sdk.otp.verify.sms(loginId, code)
+//   node descope.mjs update '{"baseUrl","projectId","loginId","phone","token","options"?,"method"?}'
+//     → sdk.otp.update.phone[method](loginId, phone, token, options), method sms (default), voice or whatsapp
+//   node descope.mjs verify '{"baseUrl","projectId","loginId","code","method"?}'
+//     → sdk.otp.verify[method](loginId, code)
 //   node descope.mjs errors '{}'
 //     → the SDK's exported DescopeErrors, as data
 // Prints the SdkResponse without its Response object: {ok, code, data?, error?},
@@ -18,10 +18,10 @@ try {
   let res;
   switch (action) {
     case 'update':
-      res = await sdk.otp.update.phone.sms(p.loginId, p.phone, p.token, p.options);
+      res = await sdk.otp.update.phone[p.method ?? 'sms'](p.loginId, p.phone, p.token, p.options);
       break;
     case 'verify':
-      res = await sdk.otp.verify.sms(p.loginId, p.code);
+      res = await sdk.otp.verify[p.method ?? 'sms'](p.loginId, p.code);
       break;
     case 'errors':
       res = { ok: true, data: DescopeClient.DescopeErrors };
