@@ -66,11 +66,12 @@ func (r request) do(ctx context.Context, client *http.Client) (int, error) {
 }
 
 // flood sends r from conns goroutines for d, or until limit requests,
-// and returns how many were answered with r.want.
-func flood(ctx context.Context, client *http.Client, conns int, d time.Duration, limit int, r request) (int64, error) {
+// and returns how many were answered with r.want and how long it took.
+func flood(ctx context.Context, client *http.Client, conns int, d time.Duration, limit int, r request) (int64, time.Duration, error) {
 	if err := loopback(r.url); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var sent, ok, other atomic.Int64
@@ -96,10 +97,11 @@ func flood(ctx context.Context, client *http.Client, conns int, d time.Duration,
 		})
 	}
 	wg.Wait()
+	took := time.Since(start)
 	if n := other.Load(); n > 0 {
-		return ok.Load(), fmt.Errorf("%s %s: %d unexpected answers, first: %v", r.method, r.url, n, firstErr.Load())
+		return ok.Load(), took, fmt.Errorf("%s %s: %d unexpected answers, first: %v", r.method, r.url, n, firstErr.Load())
 	}
-	return ok.Load(), nil
+	return ok.Load(), took, nil
 }
 
 // waitUp polls url until it answers at all.

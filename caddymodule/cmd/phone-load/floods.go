@@ -78,6 +78,7 @@ http://127.0.0.1:%d {
 	// first update is re-sent when the cooldown could have run out.
 	total := make([]int64, len(scenarios))
 	cpu := make([]time.Duration, len(scenarios))
+	took := make([]time.Duration, len(scenarios))
 	sentAt := time.Now()
 	d := time.Duration(o.seconds) * time.Second
 	for round := range o.rounds {
@@ -86,21 +87,25 @@ http://127.0.0.1:%d {
 				return fmt.Errorf("round %d: the cooldown would end mid-round; use fewer or shorter rounds (rounds × 4 × seconds under 55)", round)
 			}
 			before := cpuTime(c.cmd.Process.Pid)
-			n, err := flood(ctx, client, o.conns, d, o.maxRequests, sc.r)
+			n, elapsed, err := flood(ctx, client, o.conns, d, o.maxRequests, sc.r)
 			if err != nil {
 				return fmt.Errorf("%s: %w", sc.name, err)
 			}
 			total[i] += n
+			took[i] += elapsed
 			cpu[i] += cpuTime(c.cmd.Process.Pid) - before
 		}
 	}
-	secs := float64(o.rounds * o.seconds)
 	fmt.Printf("floods: %d rounds of %ds, %d connections, alternating (one Caddy child, sqlite)\n", o.rounds, o.seconds, o.conns)
 	fmt.Printf("  %-44s %9s %7s   %12s %7s\n", "", "req/s", "ratio", "req/CPU s", "ratio")
 	for i, sc := range scenarios {
 		base := i / 2 * 2
-		fmt.Printf("  %-44s %9.0f %7.2f   %12.0f %7.2f\n", sc.name, float64(total[i])/secs, float64(total[i])/float64(total[base]),
-			perCPU(total[i], cpu[i]), perCPU(total[i], cpu[i])/perCPU(total[base], cpu[base]))
+		rate := func(j int) float64 { return float64(total[j]) / took[j].Seconds() }
+		cpuRatio := 0.0 // too short a run for /proc's 10 ms ticks
+		if b := perCPU(total[base], cpu[base]); b > 0 {
+			cpuRatio = perCPU(total[i], cpu[i]) / b
+		}
+		fmt.Printf("  %-44s %9.0f %7.2f   %12.0f %7.2f\n", sc.name, rate(i), rate(i)/rate(base), perCPU(total[i], cpu[i]), cpuRatio)
 	}
 	fmt.Println("  (req/CPU s: requests answered per second of the Caddy child's CPU time, the load generator's excluded)")
 	return nil

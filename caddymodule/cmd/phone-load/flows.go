@@ -155,7 +155,9 @@ func runLayout(ctx context.Context, o options, dir string, s *sink, l backend, l
 	var mu sync.Mutex
 	var lat []time.Duration
 	var firstErr error
+	var took time.Duration
 	for round := range o.rounds {
+		start := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, time.Duration(o.seconds)*time.Second)
 		var wg sync.WaitGroup
 		for u := range o.users {
@@ -186,6 +188,7 @@ func runLayout(ctx context.Context, o options, dir string, s *sink, l backend, l
 		}
 		wg.Wait()
 		cancel()
+		took += time.Since(start)
 	}
 	if firstErr != nil {
 		return firstErr
@@ -194,9 +197,8 @@ func runLayout(ctx context.Context, o options, dir string, s *sink, l backend, l
 		return errors.New("no flow completed")
 	}
 	slices.Sort(lat)
-	secs := float64(o.rounds * o.seconds)
 	fmt.Printf("  %-20s × %d instance(s): %7.0f flows/s   p50 %6.1f ms   p99 %6.1f ms   (%d flows)\n",
-		l.name, l.instances, float64(len(lat))/secs, ms(lat[len(lat)/2]), ms(lat[len(lat)*99/100]), len(lat))
+		l.name, l.instances, float64(len(lat))/took.Seconds(), ms(lat[len(lat)/2]), ms(lat[len(lat)*99/100]), len(lat))
 	return nil
 }
 
