@@ -44,7 +44,7 @@ type adminAPI struct {
 
 // adminClaim reports whether a verified token carries the admin claim.
 func (a *adminAPI) adminClaim(id *bearer.Identity) bool {
-	v, ok := id.Claims[a.claim]
+	v, ok := id.Claim(a.claim)
 	if !ok {
 		return false
 	}

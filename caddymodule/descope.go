@@ -284,6 +284,7 @@ func (p *Phone) descopeLoginID(id *bearer.Identity) string {
 	if claim == "" {
 		return id.UserID
 	}
-	s, _ := id.Claims[claim].(string)
+	v, _ := id.Claim(claim) // string claims are always kept
+	s, _ := v.(string)
 	return s
 }

@@ -243,11 +243,12 @@ func setAuthUser(repl *caddy.Replacer, id *bearer.Identity) {
 		return
 	}
 	repl.Set("http.auth.user.id", id.UserID)
-	for k, v := range id.Claims {
-		if s, ok := v.(string); ok && k != "id" {
+	id.StringClaims(func(k, s string) bool {
+		if k != "id" {
 			repl.Set("http.auth.user."+k, s)
 		}
-	}
+		return true
+	})
 }
 
 // Interface guards.

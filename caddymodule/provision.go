@@ -172,7 +172,17 @@ func (p *Phone) newVerifier(ctx caddy.Context, repl *caddy.Replacer) (*bearer.Ve
 		Leeway:         time.Duration(p.JWT.Leeway),
 		ProjectID:      repl.ReplaceKnown(p.JWT.ProjectID, ""),
 		Logger:         p.logger.Named("jwt"),
+		KeepClaims:     p.keptClaims(),
 	})
+}
+
+// keptClaims are the claims of other types than string the handler reads
+// from a token: the verified-token cache keeps only those (and the strings).
+func (p *Phone) keptClaims() []string {
+	if p.Admin != nil && p.Admin.Claim != "" {
+		return []string{p.Admin.Claim}
+	}
+	return nil
 }
 
 // loadBackends loads the store, cache and sms modules; each checks its

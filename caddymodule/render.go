@@ -236,10 +236,21 @@ func sentence(err error) string {
 
 // writeJSON writes v as the whole answer, with its length.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	if m, ok := v.(map[string]any); ok {
+		if b, ok := appendFlatJSON(make([]byte, 0, 128), m); ok {
+			writeBody(w, status, b)
+			return
+		}
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		status, b = http.StatusInternalServerError, []byte(`{"error":"internal_error","message":"Something went wrong."}`)
 	}
+	writeBody(w, status, b)
+}
+
+// writeBody answers with the JSON in b.
+func writeBody(w http.ResponseWriter, status int, b []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")

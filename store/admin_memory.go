@@ -66,7 +66,7 @@ func (b memoryNumbersBackend) inUser(ctx context.Context, userID, _ string, writ
 	defer b.m.mu.Unlock()
 	b.reconcile(userID)
 	tx := &memoryNumbersTx{b: b, userID: userID, rows: b.userRows(userID)}
-	tx.user = b.m.users[userID]
+	tx.user, _ = b.m.get(userID)
 	tx.user.ID = userID
 	if err := fn(tx); err != nil {
 		return err
@@ -93,7 +93,7 @@ func (b memoryNumbersBackend) userRows(userID string) []PhoneNumber {
 // written unverified stays verified, and the user is raised instead.
 func (b memoryNumbersBackend) reconcile(userID string) {
 	rows := b.userRows(userID)
-	u, ok := b.m.users[userID]
+	u, ok := b.m.get(userID)
 	next := slices.Clone(rows)
 	if p := primaryIndex(next); p >= 0 && (!ok || next[p].PhoneNumber != u.PhoneNumber) {
 		next = slices.Delete(next, p, p+1)
@@ -127,7 +127,7 @@ func (b memoryNumbersBackend) reconcile(userID string) {
 		}
 	}
 	fixDefault(next)
-	if !slices.Equal(rows, next) || u != b.m.users[userID] {
+	if cur, _ := b.m.get(userID); !slices.Equal(rows, next) || u != cur {
 		u.ID = userID
 		b.store(userID, next, u)
 	}
@@ -143,7 +143,7 @@ func (b memoryNumbersBackend) store(userID string, rows []PhoneNumber, u User) {
 		}
 		delete(b.rows.byID, id)
 	}
-	if old, ok := b.m.users[userID]; ok && old.Verified && b.m.holders[old.PhoneNumber] == userID {
+	if old, ok := b.m.get(userID); ok && old.Verified && b.m.holders[old.PhoneNumber] == userID {
 		delete(b.m.holders, old.PhoneNumber)
 	}
 	ids := make([]string, len(rows))
@@ -162,7 +162,8 @@ func (b memoryNumbersBackend) store(userID string, rows []PhoneNumber, u User) {
 	if u.PhoneNumber == "" {
 		delete(b.m.users, userID)
 	} else {
-		b.m.users[userID] = u
+		u.ID = userID
+		b.m.put(u)
 		if u.Verified {
 			b.m.holders[u.PhoneNumber] = userID
 		}
@@ -217,7 +218,7 @@ func (b memoryNumbersBackend) holdersOf(numbers []string) map[string]int64 {
 	defer b.m.mu.Unlock()
 	candidates := map[string]bool{}
 	for id, u := range b.m.users {
-		if slices.Contains(numbers, u.PhoneNumber) {
+		if slices.Contains(numbers, u.number) {
 			candidates[id] = true
 		}
 	}

@@ -65,7 +65,7 @@ type BigCacheConfig struct {
 type BigCache struct {
 	c          *bigcache.BigCache
 	lifeWindow time.Duration
-	hash       seededHash
+	digest     keyDigest
 	stripes    [updateStripes]stripe
 	closed     atomic.Bool
 	closeOnce  sync.Once
@@ -82,13 +82,32 @@ type stripe struct {
 	_       [32]byte // one stripe per cache line
 }
 
-// seededHash is bigcache's Hasher. bigcache indexes by a 64-bit hash
-// alone, so with its default FNV anyone who picks keys (a phone number, a
-// user ID) could craft a collision that overwrites another key; a random
-// per-process seed makes that infeasible.
-type seededHash struct{ seed maphash.Seed }
+// Keys are stored as a 16-byte digest, not as given: the flow's keys are
+// namespaces, user IDs and numbers (often 50 to 70 bytes), written with
+// every entry and every rewrite, and at a million open challenges their
+// bytes were a quarter of the cache. The digest is two 64-bit maphashes
+// of the key under two random per-process seeds; the first is also
+// bigcache's index hash (digestHash), and bigcache compares the whole
+// digest on every read. Anyone who picks keys (a phone number, a user ID)
+// would have to make both seeded hashes agree, without seeing either, to
+// make one key read or overwrite another: with FNV, bigcache's default,
+// one crafted 64-bit collision would do. The digest lives only in this
+// process (bigcache is not shared), so nothing else has to agree on it.
+type keyDigest struct{ a, b maphash.Seed }
 
-func (h seededHash) Sum64(key string) uint64 { return maphash.String(h.seed, key) }
+// of returns key's digest.
+func (d keyDigest) of(key string) string {
+	var k [16]byte
+	binary.LittleEndian.PutUint64(k[:8], maphash.String(d.a, key))
+	binary.LittleEndian.PutUint64(k[8:], maphash.String(d.b, key))
+	return string(k[:])
+}
+
+// digestHash is bigcache's Hasher: the first half of a key's digest,
+// which every key bigcache is given is.
+type digestHash struct{}
+
+func (digestHash) Sum64(digest string) uint64 { return binary.LittleEndian.Uint64([]byte(digest[:8])) }
 
 // NewBigCache builds an in-memory cache. The caller must Close it.
 func NewBigCache(cfg BigCacheConfig) (*BigCache, error) {
@@ -118,7 +137,7 @@ func NewBigCache(cfg BigCacheConfig) (*BigCache, error) {
 	}
 	// bigcache truncates the window to whole seconds; check ttls against
 	// what it will really keep.
-	b := &BigCache{lifeWindow: cfg.LifeWindow.Truncate(time.Second), hash: seededHash{maphash.MakeSeed()},
+	b := &BigCache{lifeWindow: cfg.LifeWindow.Truncate(time.Second), digest: keyDigest{maphash.MakeSeed(), maphash.MakeSeed()},
 		shardMask: uint64(cfg.Shards - 1)}
 	// bigcache's own arithmetic for a shard's queue size.
 	shardBytes := cfg.MaxSizeMB * 1024 * 1024 / cfg.Shards
@@ -133,7 +152,7 @@ func NewBigCache(cfg BigCacheConfig) (*BigCache, error) {
 		// the queue before its last growth (bigcache_admit.go).
 		MaxEntrySize:     maxEntrySize,
 		HardMaxCacheSize: cfg.MaxSizeMB,
-		Hasher:           b.hash,
+		Hasher:           digestHash{},
 		OnRemoveWithReason: func(_ string, _ []byte, reason bigcache.RemoveReason) {
 			if reason == bigcache.NoSpace {
 				b.noSpace.Add(1)
@@ -155,7 +174,7 @@ func (b *BigCache) Get(ctx context.Context, key string) ([]byte, error) {
 	if err := b.usable(ctx); err != nil {
 		return nil, err
 	}
-	v, ok, _, err := b.get(key, time.Now())
+	v, ok, _, err := b.get(b.digest.of(key), time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -174,6 +193,7 @@ func (b *BigCache) Update(ctx context.Context, key string, fn UpdateFunc) error 
 	if err := b.usable(ctx); err != nil {
 		return err
 	}
+	key = b.digest.of(key)
 	s := b.stripe(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -202,7 +222,7 @@ func (b *BigCache) Update(ctx context.Context, key string, fn UpdateFunc) error 
 	buf := s.scratch[:n]
 	binary.LittleEndian.PutUint64(buf, uint64(now.Add(ttl).UnixNano()))
 	copy(buf[expirySize:], v)
-	err = b.admit.write(b.hash.Sum64(key)&b.shardMask, queueBytes(key, n), present, func() error { return b.c.Set(key, buf) })
+	err = b.admit.write(digestHash{}.Sum64(key)&b.shardMask, queueBytes(key, n), present, func() error { return b.c.Set(key, buf) })
 	if cap(s.scratch) > maxScratch {
 		s.scratch = nil // one huge value should not stay pinned
 	}
@@ -226,6 +246,7 @@ func (b *BigCache) Delete(ctx context.Context, key string) error {
 	}
 	// Under the stripe lock so a Delete cannot land between an Update's
 	// read and write and be silently undone.
+	key = b.digest.of(key)
 	s := b.stripe(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -243,7 +264,7 @@ func (b *BigCache) Close() error {
 	return err
 }
 
-// get returns the live value under key: ok is false when it is missing
+// get returns the live value under a key's digest: ok is false when it is missing
 // or expired at now; present is true when bigcache still holds it.
 func (b *BigCache) get(key string, now time.Time) (v []byte, ok, present bool, err error) {
 	raw, err := b.c.Get(key)
@@ -259,10 +280,10 @@ func (b *BigCache) get(key string, now time.Time) (v []byte, ok, present bool, e
 	return raw[expirySize:], true, true, nil
 }
 
-// stripe picks the key's lock by the hash's high bits: bigcache picks
+// stripe picks a digest's lock by the hash's high bits: bigcache picks
 // shards by the low ones, so the two spread independently.
-func (b *BigCache) stripe(key string) *stripe {
-	return &b.stripes[b.hash.Sum64(key)>>56%updateStripes]
+func (b *BigCache) stripe(digest string) *stripe {
+	return &b.stripes[digestHash{}.Sum64(digest)>>56%updateStripes]
 }
 
 func (b *BigCache) del(key string) error {

@@ -72,14 +72,15 @@ const maxEntryBytes = 2 << 10
 // bigcacheQueue picks bigcache's MaxEntrySize for a shard of shardBytes
 // (MaxEntriesInWindow 0: a queue starts at 10 entries of it, then
 // doubles up to the shard's size) and returns the queue's size before
-// its last growth (0 when it starts at full size). 256 B, which keeps an
-// idle cache small, leaves 5/8 of the shard before the last growth when
-// the shard is a power of two; for other sizes, a start at a power-of-two
-// fraction of the shard leaves about half.
+// its last growth (0 when it starts at full size). The first queue is a
+// power-of-two fraction of the shard, at least 4 KiB, so that the queue
+// takes the shard's size in whole doublings: the size before the last
+// growth is then half the shard (admission's budget is the other half),
+// and at any fill a queue holds at least half of what it allocated. (A
+// start at 2,560 bytes, 10 × 256, left a queue of 1 MiB shards 5/8 full
+// before its last growth, so admission had 3/8 of it, and at 100,000
+// open challenges the queues were 1/3 empty: 140 bytes of heap each.)
 func bigcacheQueue(shardBytes int) (maxEntrySize, beforeLast int) {
-	if beforeLast = queueBeforeLast(shardBytes, 256); beforeLast <= shardBytes/8*5 {
-		return 256, beforeLast
-	}
 	parts := 1 // the first queue is about shardBytes/parts
 	for shardBytes/(parts*2) >= 4<<10 {
 		parts *= 2

@@ -50,7 +50,13 @@ type SQLiteUsers struct {
 	outbox atomic.Bool
 	// namespace is the id in phone_meta (Backend.Namespace).
 	namespace string
+	// get is Get's query, prepared once: every update and every refusal
+	// of one (a 429 flood) reads the user, and SQLite parsed the query
+	// again each time.
+	get *sql.Stmt
 }
+
+const getUserQuery = `SELECT phone_number, verified FROM phone_users WHERE user_id = ?`
 
 // OpenSQLite opens (creating if needed) the database file at path and
 // brings its schema up to date. The directory must exist: a typo in the
@@ -77,6 +83,10 @@ func OpenSQLite(ctx context.Context, path string) (*SQLiteUsers, error) {
 	if err := s.init(ctx); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if s.get, err = db.PrepareContext(ctx, getUserQuery); err != nil {
+		db.Close()
+		return nil, s.fail("prepare", err)
 	}
 	return s, nil
 }
@@ -171,9 +181,7 @@ func sqliteNamespace(ctx context.Context, tx *sql.Tx) (string, error) {
 // Get returns the user's phone state; an unknown user has no number.
 func (s *SQLiteUsers) Get(ctx context.Context, userID string) (User, error) {
 	u := User{ID: userID}
-	err := s.db.QueryRowContext(ctx,
-		`SELECT phone_number, verified FROM phone_users WHERE user_id = ?`, userID).
-		Scan(&u.PhoneNumber, &u.Verified)
+	err := s.get.QueryRowContext(ctx, userID).Scan(&u.PhoneNumber, &u.Verified)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return User{}, s.fail("get", err)
 	}

@@ -3,7 +3,7 @@
 // a Config from the `jwt { }` block, calls New once per provisioned handler and
 // Verify on each request.
 //
-// Verified tokens are remembered, keyed by the exact token string, so a client
+// Verified tokens are remembered, keyed by a digest of the token, so a client
 // that sends the same token on every request pays for the signature check once
 // (see Verify).
 package bearer
@@ -88,6 +88,9 @@ type Config struct {
 	// CacheEntries bounds the verified-token cache (default 100 000);
 	// negative disables it.
 	CacheEntries int
+	// KeepClaims names the claims other than strings that callers read
+	// (Identity.Claim): only those are kept. String claims are always kept.
+	KeepClaims []string
 	// Logger receives JWKS fetch outcomes (default: none).
 	Logger *zap.Logger
 }
@@ -101,10 +104,12 @@ type Verifier struct {
 	allowed   []string
 	parser    *jwt.Parser
 	userClaim string
-	leeway    time.Duration
-	projectID string
-	now       func() time.Time
-	cache     *tokenCache // nil when disabled
+	// keepClaims are Config.KeepClaims.
+	keepClaims []string
+	leeway     time.Duration
+	projectID  string
+	now        func() time.Time
+	cache      *tokenCache // nil when disabled
 }
 
 // New checks cfg, loads the PEM files and, with JWKSURL, starts the first
@@ -112,10 +117,11 @@ type Verifier struct {
 // Caddyfile field at fault.
 func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	v := &Verifier{
-		userClaim: cfg.UserClaim,
-		leeway:    cfg.Leeway,
-		projectID: cfg.ProjectID,
-		now:       cfg.Now,
+		userClaim:  cfg.UserClaim,
+		keepClaims: slices.Clone(cfg.KeepClaims),
+		leeway:     cfg.Leeway,
+		projectID:  cfg.ProjectID,
+		now:        cfg.Now,
 	}
 	if v.now == nil {
 		v.now = time.Now

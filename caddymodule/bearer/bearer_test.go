@@ -7,8 +7,10 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -186,8 +188,10 @@ func checkResult(t *testing.T, header string, id *Identity, err, wantErr error, 
 		if id.UserID != wantUser {
 			t.Fatalf("UserID = %q, want %q", id.UserID, wantUser)
 		}
-		if id.Claims == nil {
-			t.Fatal("no claims")
+		found := false
+		id.StringClaims(func(_, v string) bool { found = v == wantUser; return !found })
+		if !found {
+			t.Fatalf("no string claim holds the user %q", wantUser)
 		}
 		return
 	}
@@ -235,14 +239,11 @@ func TestIdentityFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id.IssuedAt.Unix() != iat || id.AuthTime.Unix() != authTime || id.ExpiresAt.Unix() != exp {
-		t.Fatalf("times: %v %v %v", id.IssuedAt, id.AuthTime, id.ExpiresAt)
+	if id.SignInTime().Unix() != authTime {
+		t.Fatalf("SignInTime %v, want auth_time %v (it is preferred to iat)", id.SignInTime(), authTime)
 	}
-	if !id.SignInTime().Equal(id.AuthTime) {
-		t.Fatal("SignInTime must prefer auth_time")
-	}
-	if id.Claims["email"] != "a@example.com" {
-		t.Fatalf("claims: %v", id.Claims)
+	if v, ok := id.Claim("email"); !ok || v != "a@example.com" {
+		t.Fatalf("email claim: %v %v", v, ok)
 	}
 
 	tok = mint(t, jwt.SigningMethodHS256, []byte(testSecret), jwt.MapClaims{"sub": "u1", "iat": iat, "exp": exp}, nil)
@@ -250,7 +251,7 @@ func TestIdentityFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !id.SignInTime().Equal(id.IssuedAt) || !id.AuthTime.IsZero() {
+	if id.SignInTime().Unix() != iat {
 		t.Fatalf("SignInTime without auth_time: %v", id.SignInTime())
 	}
 	id, err = v.Verify(t.Context(), "Bearer "+mint(t, jwt.SigningMethodHS256, []byte(testSecret), jwt.MapClaims{"sub": "u1", "exp": exp}, nil))
@@ -378,5 +379,53 @@ func TestDefaultAlgorithms(t *testing.T) {
 	}
 	if got := v.Algorithms(); slices.ContainsFunc(got, isHS) || len(got) != 10 {
 		t.Errorf("JWKS default algorithms %v", got)
+	}
+}
+
+// TestIdentityKeepsWhatCallersRead: every string claim, byte for byte
+// (NUL, long values), and of the other claims only those KeepClaims names.
+func TestIdentityKeepsWhatCallersRead(t *testing.T) {
+	v, err := New(t.Context(), Config{Secret: testSecret, Now: func() time.Time { return t0 }, KeepClaims: []string{"admin", "roles", "absent"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("é", 300) // a length over one varint byte
+	want := map[string]string{"sub": "user-9", "nul": "a\x00b", "email": "a@example.com", "long": long, "": "empty name", "empty": ""}
+	claims := jwt.MapClaims{"exp": t0.Add(time.Hour).Unix(), "admin": true, "roles": []any{"x", "admin"}, "level": 3, "other": map[string]any{"a": 1}}
+	for k, s := range want {
+		claims[k] = s
+	}
+	id, err := v.Verify(t.Context(), "Bearer "+mint(t, jwt.SigningMethodHS256, []byte(testSecret), claims, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.UserID != "user-9" {
+		t.Fatalf("UserID %q", id.UserID)
+	}
+	got := map[string]string{}
+	id.StringClaims(func(name, value string) bool { got[name] = value; return true })
+	if !maps.Equal(got, want) {
+		t.Fatalf("string claims %q, want %q", got, want)
+	}
+	for name, s := range want {
+		if v, ok := id.Claim(name); !ok || v != s {
+			t.Fatalf("Claim(%q) = %v, %v", name, v, ok)
+		}
+	}
+	if v, ok := id.Claim("admin"); !ok || v != true {
+		t.Fatalf("kept admin claim: %v %v", v, ok)
+	}
+	if v, ok := id.Claim("roles"); !ok || !reflect.DeepEqual(v, []any{"x", "admin"}) {
+		t.Fatalf("kept roles claim: %v %v", v, ok)
+	}
+	for _, name := range []string{"level", "other", "exp", "absent"} {
+		if v, ok := id.Claim(name); ok {
+			t.Fatalf("claim %q kept though not named: %v", name, v)
+		}
+	}
+	n := 0
+	id.StringClaims(func(string, string) bool { n++; return false })
+	if n != 1 {
+		t.Fatalf("StringClaims went on after yield returned false (%d calls)", n)
 	}
 }

@@ -1,28 +1,33 @@
 package bearer
 
 import (
-	"hash/maphash"
-	"strings"
+	"crypto/sha256"
+	"encoding/binary"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 const (
 	cacheShards = 64 // a power of two; spreads lock contention
 	// cacheMaxBytes bounds the approximate memory of all cached entries, so a
-	// flood of large valid tokens cannot grow the cache past it either.
+	// flood of valid tokens with large claims cannot grow the cache past it.
 	cacheMaxBytes = 128 << 20
-	// entryOverhead approximates an Identity, its claims map and map slot
-	// beyond the token bytes.
-	entryOverhead = 512
+	// entryOverhead approximates a map slot and an Identity beyond its
+	// packed claims.
+	entryOverhead = 128
 	sweepEvery    = int64(time.Minute)
 )
 
-// tokenCache remembers what verified tokens proved, keyed by the exact token
-// string. Entries are looked up by a 64-bit seeded hash and confirmed by
-// comparing the whole token, so a hash collision can only cause a miss.
+// tokenCache remembers what verified tokens proved. An entry is keyed by
+// the first 64 bits of the token's SHA-256 and confirmed by the next 64
+// (Identity.check), not by the token: keeping a million tokens (often a
+// kilobyte each) would cost more than everything else the module holds
+// for a million users. Finding another string with the same 128 bits,
+// which would be served the entry's identity, is a second preimage of
+// SHA-256: infeasible. Two tokens that share only the first 64 bits take
+// turns in one slot: a miss, never a wrong identity.
 type tokenCache struct {
-	seed       maphash.Seed
 	maxEntries int // per shard
 	maxBytes   int // per shard
 	shards     [cacheShards]cacheShard
@@ -37,16 +42,15 @@ type cacheShard struct {
 }
 
 type cacheEntry struct {
-	token string
 	id    *Identity
 	until int64 // UnixNano: min(exp+leeway, cached at+5m)
 }
 
-func entryCost(token string) int { return 2*len(token) + entryOverhead }
+// entryCost approximates the memory an entry holds.
+func entryCost(id *Identity) int { return entryOverhead + len(id.strs) }
 
 func newTokenCache(maxEntries int) *tokenCache {
 	c := &tokenCache{
-		seed:       maphash.MakeSeed(),
 		maxEntries: max(1, (maxEntries+cacheShards-1)/cacheShards),
 		maxBytes:   cacheMaxBytes / cacheShards,
 	}
@@ -56,42 +60,45 @@ func newTokenCache(maxEntries int) *tokenCache {
 	return c
 }
 
-func (c *tokenCache) shard(token string) (uint64, *cacheShard) {
-	h := maphash.String(c.seed, token)
-	return h, &c.shards[h&(cacheShards-1)]
+// shard returns token's key, its check (Identity.check) and its shard.
+func (c *tokenCache) shard(token string) (key, check uint64, s *cacheShard) {
+	// Read-only view of the token's bytes: a copy would cost an
+	// allocation of the token's size on every request.
+	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
+	key, check = binary.LittleEndian.Uint64(sum[:8]), binary.LittleEndian.Uint64(sum[8:16])
+	return key, check, &c.shards[binary.LittleEndian.Uint64(sum[16:24])&(cacheShards-1)]
 }
 
 // get returns the identity token proved if it is cached and now (UnixNano)
 // is before the entry's end, else nil.
 func (c *tokenCache) get(token string, now int64) *Identity {
-	h, s := c.shard(token)
+	k, check, s := c.shard(token)
 	s.mu.RLock()
-	e, ok := s.m[h]
+	e, ok := s.m[k]
 	s.mu.RUnlock()
-	if !ok || now >= e.until || e.token != token {
+	if !ok || now >= e.until || e.id.check != check {
 		return nil
 	}
 	return e.id
 }
 
 func (c *tokenCache) put(token string, id *Identity, now, until int64) {
-	// Our own copy: the caller's string may share memory with a larger buffer.
-	token = strings.Clone(token)
-	cost := entryCost(token)
+	cost := entryCost(id)
 	if cost > c.maxBytes {
 		return
 	}
-	h, s := c.shard(token)
+	k, check, s := c.shard(token)
+	id.check = check
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old, ok := s.m[h]; ok {
-		delete(s.m, h)
-		s.bytes -= entryCost(old.token)
+	if old, ok := s.m[k]; ok {
+		delete(s.m, k)
+		s.bytes -= entryCost(old.id)
 	}
 	if len(s.m) >= c.maxEntries || s.bytes+cost > c.maxBytes || now >= s.nextSweep {
 		c.evict(s, now, cost)
 	}
-	s.m[h] = cacheEntry{token: token, id: id, until: until}
+	s.m[k] = cacheEntry{id: id, until: until}
 	s.bytes += cost
 }
 
@@ -102,7 +109,7 @@ func (c *tokenCache) evict(s *cacheShard, now int64, cost int) {
 	for k, e := range s.m {
 		if now >= e.until {
 			delete(s.m, k)
-			s.bytes -= entryCost(e.token)
+			s.bytes -= entryCost(e.id)
 		}
 	}
 	s.nextSweep = now + sweepEvery
@@ -115,7 +122,7 @@ func (c *tokenCache) evict(s *cacheShard, now int64, cost int) {
 			break
 		}
 		delete(s.m, k)
-		s.bytes -= entryCost(e.token)
+		s.bytes -= entryCost(e.id)
 	}
 }
 

@@ -111,11 +111,11 @@ func TestCacheBounded(t *testing.T) {
 	if n := c.len(); n > 64*((1000+63)/64) || n == 0 {
 		t.Fatalf("cache holds %d entries", n)
 	}
-	// Byte bound: large tokens push entries out before the count does.
+	// Byte bound: large claims push entries out before the count does.
 	c = newTokenCache(1_000_000)
-	big := strings.Repeat("x", MaxTokenBytes)
+	big := &Identity{UserID: "u", strs: string(pack(pack(nil, "pad"), strings.Repeat("x", MaxTokenBytes)))}
 	for i := range 20_000 {
-		c.put(fmt.Sprint(i, big), id, now, now+int64(time.Minute))
+		c.put(fmt.Sprint("token-", i), big, now, now+int64(time.Minute))
 	}
 	total := 0
 	for i := range c.shards {
@@ -127,11 +127,11 @@ func TestCacheBounded(t *testing.T) {
 	// Expired entries are swept when a shard fills up.
 	c = newTokenCache(64)
 	for i := range 64 * 4 {
-		c.put(fmt.Sprint("old", i), id, now, now+1)
+		c.put(fmt.Sprint("old", i), &Identity{UserID: "u"}, now, now+1)
 	}
 	later := now + 2*int64(time.Minute)
 	for i := range 64 {
-		c.put(fmt.Sprint("new", i), id, later, later+int64(time.Minute))
+		c.put(fmt.Sprint("new", i), &Identity{UserID: "u"}, later, later+int64(time.Minute))
 	}
 	hits := 0
 	for i := range 64 {
@@ -144,12 +144,37 @@ func TestCacheBounded(t *testing.T) {
 	}
 }
 
-func TestCacheHashCollisionIsAMiss(t *testing.T) {
+// TestCacheKeyIsTheWholeToken: the cache keeps a digest of the token, not
+// the token, and a token that differs from a cached one in any byte (here
+// its signature's last character, or one byte more) is verified afresh.
+func TestCacheKeyIsTheWholeToken(t *testing.T) {
+	v, err := New(t.Context(), Config{Secret: testSecret, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := mint(t, jwt.SigningMethodHS256, []byte(testSecret), claimsAt(t0, nil), nil)
+	if _, err := v.Verify(t.Context(), "Bearer "+tok); err != nil {
+		t.Fatal(err)
+	}
+	last := tok[len(tok)-1]
+	other := byte('A')
+	if last == 'A' {
+		other = 'B'
+	}
+	for _, forged := range []string{tok[:len(tok)-1] + string(other), tok + "A", tok[:len(tok)-1]} {
+		if id, err := v.Verify(t.Context(), "Bearer "+forged); err == nil {
+			t.Fatalf("forged token %q accepted as %q", forged, id.UserID)
+		}
+	}
+	if n := v.cache.len(); n != 1 {
+		t.Fatalf("cache holds %d entries, want 1", n)
+	}
+	// Two tokens whose first 64 bits agree: the second 64 tell them apart.
 	c := newTokenCache(100)
-	h, s := c.shard("token-b")
-	s.m[h] = cacheEntry{token: "token-a", id: &Identity{UserID: "a"}, until: 1 << 62}
+	k, check, s := c.shard("token-b")
+	s.m[k] = cacheEntry{id: &Identity{UserID: "a", check: check ^ 1}, until: 1 << 62}
 	if c.get("token-b", 0) != nil {
-		t.Fatal("a colliding entry was returned for another token")
+		t.Fatal("an entry with another check was returned for token-b")
 	}
 }
 

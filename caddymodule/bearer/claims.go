@@ -2,6 +2,8 @@ package bearer
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -14,28 +16,130 @@ import (
 )
 
 // Identity is what a valid token proved. Verify may return the same *Identity
-// for many requests (it is cached): callers must treat it, Claims included,
-// as read-only.
+// for many requests (it is cached): callers must treat it as read-only.
+//
+// It is compact because the verified-token cache keeps one per token (a
+// deployment may hold a million): 48 bytes and one string that packs the
+// string claims and, of the claims of other types, only those
+// Config.KeepClaims names; the user ID is a slice of that string.
 type Identity struct {
 	// UserID is the user claim (Config.UserClaim).
 	UserID string
-	// Claims holds every claim of the token, for http.auth.user.<claim>.
-	Claims map[string]any
-	// IssuedAt is the iat claim, zero if absent.
-	IssuedAt time.Time
-	// AuthTime is the auth_time claim (OIDC), zero if absent.
-	AuthTime time.Time
-	// ExpiresAt is the exp claim, zero if absent.
-	ExpiresAt time.Time
+	// strs packs the claims kept as name, value pairs, each a uvarint
+	// length and the bytes (a claim may hold any byte, NUL included). A
+	// name starting with 0xFF, which no decoded JSON string holds (they
+	// are UTF-8), marks a kept claim of another type: its value is JSON.
+	strs string
+	// signIn is auth_time, else iat, as a NumericDate; NaN when absent.
+	signIn float64
+	// check is the second 64 bits of the token's SHA-256 (tokenCache).
+	check uint64
 }
 
-// SignInTime returns AuthTime, else IssuedAt (for max_auth_age). It is zero
-// when the token carries neither.
-func (id *Identity) SignInTime() time.Time {
-	if !id.AuthTime.IsZero() {
-		return id.AuthTime
+// nonString marks the name of a kept claim that is not a string.
+const nonString = "\xff"
+
+// SignInTime returns the auth_time claim (OIDC), else iat (for
+// max_auth_age). It is zero when the token carries neither.
+func (id *Identity) SignInTime() time.Time { return dateOf(id.signIn) }
+
+// StringClaims calls yield with each string claim of the token (for
+// http.auth.user.<claim>), until it returns false.
+func (id *Identity) StringClaims(yield func(name, value string) bool) {
+	for rest := id.strs; rest != ""; {
+		var name, value string
+		name, rest = unpack(rest)
+		value, rest = unpack(rest)
+		if strings.HasPrefix(name, nonString) {
+			continue
+		}
+		if !yield(name, value) {
+			return
+		}
 	}
-	return id.IssuedAt
+}
+
+// Claim returns a string claim, or a claim of another type that
+// Config.KeepClaims names (decoded afresh, as JSON decodes it); other
+// claims are not kept.
+func (id *Identity) Claim(name string) (any, bool) {
+	for rest := id.strs; rest != ""; {
+		var n, value string
+		n, rest = unpack(rest)
+		value, rest = unpack(rest)
+		if n == name {
+			return value, true
+		}
+		if strings.HasPrefix(n, nonString) && n[len(nonString):] == name {
+			var v any
+			if json.Unmarshal([]byte(value), &v) != nil {
+				return nil, false // it was marshalled by newIdentity: cannot happen
+			}
+			return v, true
+		}
+	}
+	return nil, false
+}
+
+// pack appends s with its uvarint length.
+func pack(b []byte, s string) []byte { return append(binary.AppendUvarint(b, uint64(len(s))), s...) }
+
+// unpack reads what pack wrote; strs is only ever written by pack.
+func unpack(b string) (string, string) {
+	n, shift, i := 0, 0, 0
+	for ; b[i] >= 0x80; i++ {
+		n |= int(b[i]&0x7f) << shift
+		shift += 7
+	}
+	n |= int(b[i]) << shift
+	b = b[i+1:]
+	return b[:n], b[n:]
+}
+
+// newIdentity keeps of claims what the callers read: every string claim
+// and the claims named in keep.
+func newIdentity(claims jwt.MapClaims, userClaim string, keep []string) *Identity {
+	// Sorted names: the same token packs the same way every time.
+	names := make([]string, 0, len(claims))
+	for k, v := range claims {
+		if _, ok := v.(string); ok {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	var b []byte
+	userAt, userLen := -1, 0
+	for _, k := range names {
+		s := claims[k].(string)
+		b = pack(b, k)
+		if k == userClaim {
+			userAt, userLen = len(b)+len(binary.AppendUvarint(nil, uint64(len(s)))), len(s)
+		}
+		b = pack(b, s)
+	}
+	for _, k := range keep {
+		v, ok := claims[k]
+		if _, isString := v.(string); !ok || isString {
+			continue
+		}
+		if j, err := json.Marshal(v); err == nil { // it came from JSON
+			b = pack(pack(b, nonString+k), string(j))
+		}
+	}
+	id := &Identity{strs: string(b), signIn: math.NaN()}
+	if userAt >= 0 {
+		id.UserID = id.strs[userAt : userAt+userLen] // shares strs' bytes
+	}
+	return id
+}
+
+// dateOf converts a NumericDate kept by numericDate; NaN is absent.
+func dateOf(f float64) time.Time {
+	if math.IsNaN(f) {
+		return time.Time{}
+	}
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9))
 }
 
 // verifyCold runs the full check and returns the identity and how long it may
@@ -47,13 +151,11 @@ func (v *Verifier) verifyCold(ctx context.Context, token string) (*Identity, tim
 		return nil, time.Time{}, v.reason(t, err)
 	}
 	now := v.now()
-	id := &Identity{Claims: claims}
 
 	uid, _ := claims[v.userClaim].(string)
 	if strings.TrimSpace(uid) == "" || strings.IndexFunc(uid, unicode.IsControl) >= 0 {
 		return nil, time.Time{}, invalid("user claim missing, empty or not a string")
 	}
-	id.UserID = uid
 
 	// exp is required: a token that never expires is a leaked token that
 	// works forever. golang-jwt treats "exp": 0 as absent, so it is
@@ -62,28 +164,34 @@ func (v *Verifier) verifyCold(ctx context.Context, token string) (*Identity, tim
 	if !ok {
 		return nil, time.Time{}, invalid("exp missing")
 	}
-	exp, ok := numericDate(rawExp)
+	expN, ok := numericDate(rawExp)
 	if !ok {
 		return nil, time.Time{}, invalid("exp is not a number")
 	}
+	exp := dateOf(expN)
 	limit := exp.Add(v.leeway)
 	if !now.Before(limit) {
 		return nil, time.Time{}, invalid("token expired")
 	}
-	id.ExpiresAt = exp
 	until := now.Add(cacheMaxAge)
 	if limit.Before(until) {
 		until = limit
 	}
+	iat, authTime := math.NaN(), math.NaN()
 	if raw, ok := claims["iat"]; ok {
-		if id.IssuedAt, ok = numericDate(raw); !ok {
+		if iat, ok = numericDate(raw); !ok {
 			return nil, time.Time{}, invalid("iat is not a number")
 		}
 	}
 	if raw, ok := claims["auth_time"]; ok {
-		if id.AuthTime, ok = numericDate(raw); !ok {
+		if authTime, ok = numericDate(raw); !ok {
 			return nil, time.Time{}, invalid("auth_time is not a number")
 		}
+	}
+	id := newIdentity(claims, v.userClaim, v.keepClaims)
+	id.signIn = iat
+	if !math.IsNaN(authTime) {
+		id.signIn = authTime
 	}
 	return id, until, nil
 }
@@ -129,15 +237,13 @@ func (e *reasonError) Error() string { return e.text }
 
 func invalid(reason string) error { return fmt.Errorf("%w: %s", ErrInvalid, reason) }
 
-// numericDate converts a JSON NumericDate, clamping absurd values so the
+// numericDate reads a JSON NumericDate, clamping absurd values so the
 // conversion to int64 is defined on every platform.
-func numericDate(raw any) (time.Time, bool) {
+func numericDate(raw any) (float64, bool) {
 	f, ok := raw.(float64)
 	if !ok || math.IsNaN(f) {
-		return time.Time{}, false
+		return 0, false
 	}
 	const maxSeconds = 253402300799 // 9999-12-31T23:59:59Z
-	f = math.Max(math.Min(f, maxSeconds), -maxSeconds)
-	sec, frac := math.Modf(f)
-	return time.Unix(int64(sec), int64(frac*1e9)), true
+	return math.Max(math.Min(f, maxSeconds), -maxSeconds), true
 }

@@ -2,9 +2,11 @@ package flow
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/caddy-phone/caddy-phone/caddymodule/numbers"
 	"github.com/caddy-phone/caddy-phone/store"
 )
 
@@ -102,4 +104,47 @@ func TestCooldownLiftedWhenNothingWasSent(t *testing.T) {
 	}
 	h.mustUpdate("u", numFR, StatusUpdated)
 	h.mustVerify("u", h.sender.LastCode(t))
+}
+
+// TestCooldownRefusalTakesNoLock: an update refused by the cooldown is
+// answered while another call holds the user's lock (a flood's refusals
+// run side by side), and the verified number typed again is still
+// "unchanged" during its cooldown, not refused.
+func TestCooldownRefusalTakesNoLock(t *testing.T) {
+	h := newHarness(t)
+	h.mustUpdate("u1", frNumber(1), StatusUpdated)
+	unlock := h.svc.locks.lock("u1") // another call of u1 is running
+	done := make(chan error, 1)
+	go func() { _, err := h.update("u1", frNumber(1)); done <- err }()
+	select {
+	case err := <-done:
+		var re *RetryError
+		if !errors.As(err, &re) || re.Limit != "resend_after" {
+			t.Fatalf("update in the cooldown: %v, want resend_after refused", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the refusal waited for the user's lock")
+	}
+	unlock()
+
+	h.mustVerify("u1", h.sender.Last(t).Code)
+	h.mustUpdate("u1", frNumber(1), StatusUnchanged) // rule 4 beats the cooldown
+	h.wantUser("u1", frNumber(1), true)
+
+	// A number the user holds verified among their others is made theirs
+	// with no code, cooldown or not.
+	held := heldNumbers{}
+	svc, err := New(h.cfg, Deps{Users: h.users, Cache: h.cache, Sender: h.sender,
+		Numbers: numbers.Policy{}, Clock: h.clock, Held: held})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.svc = svc
+	h.mustUpdate("u2", frNumber(3), StatusUpdated) // a code goes out: the cooldown starts
+	held["u2"] = frNumber(3)                       // then an admin verifies it among u2's numbers
+	h.clock.Advance(time.Second)
+	res := h.mustUpdate("u2", frNumber(3), StatusUpdated)
+	if !res.User.Verified || res.SentTo != "" {
+		t.Fatalf("update to a held number in its cooldown: %+v", res)
+	}
 }

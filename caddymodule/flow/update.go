@@ -70,6 +70,9 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	if err != nil {
 		return UpdateResult{}, err
 	}
+	if err := s.refuseInCooldown(ctx, r.UserID, number); err != nil {
+		return UpdateResult{}, err
+	}
 	unlock, err := s.lockUser(ctx, r.UserID)
 	if err != nil {
 		return UpdateResult{}, err

@@ -6,6 +6,7 @@ package numbers
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -75,6 +76,8 @@ type Policy struct {
 // Checker is a compiled Policy: safe for concurrent use, and Normalize builds
 // nothing per call beyond what the parser does.
 type Checker struct {
+	// recent remembers recent answers (normalize_cache.go).
+	recent recentAnswers
 	region string
 	allow  map[string]struct{} // nil: all
 	deny   map[string]struct{}
@@ -90,6 +93,7 @@ func (p Policy) Validate() error {
 // Compile checks the policy and returns its fast form.
 func (p Policy) Compile() (*Checker, error) {
 	c := &Checker{}
+	c.recent.seed = maphash.MakeSeed()
 	if p.DefaultRegion != "" {
 		r, ok := canonicalRegion(p.DefaultRegion)
 		if !ok || r == nonGeoRegion {
@@ -158,6 +162,18 @@ func (c *Checker) Normalize(input string) (string, error) {
 	if len(input) > MaxInputLength {
 		return "", fmt.Errorf("%w: too long", ErrInvalid)
 	}
+	if a := c.recent.get(input); a != nil {
+		return a.number, a.err
+	}
+	number, err := c.normalize(input)
+	c.recent.put(input, number, err)
+	return number, err
+}
+
+func (c *Checker) normalize(input string) (string, error) {
+	if len(input) > MaxInputLength {
+		return "", fmt.Errorf("%w: too long", ErrInvalid)
+	}
 	if !utf8.ValidString(input) {
 		return "", fmt.Errorf("%w: not valid UTF-8", ErrInvalid)
 	}
@@ -184,10 +200,14 @@ func (c *Checker) Normalize(input string) (string, error) {
 	if num.GetExtension() != "" {
 		return "", fmt.Errorf("%w: extensions are not accepted", ErrInvalid)
 	}
-	if !phonenumbers.IsValidNumber(num) {
+	// GetNumberType is UNKNOWN exactly when IsValidNumber is false (a
+	// number is valid when it matches a type of its own region), and
+	// asking both ran the type patterns twice: most of Normalize's cost.
+	region := phonenumbers.GetRegionCodeForNumber(num)
+	t := phonenumbers.GetNumberType(num)
+	if t == phonenumbers.UNKNOWN {
 		return "", fmt.Errorf("%w: not a valid number for its country", ErrInvalid)
 	}
-	region := phonenumbers.GetRegionCodeForNumber(num)
 	if _, denied := c.deny[region]; denied {
 		return "", fmt.Errorf("%w: country %s is not allowed", ErrNotAllowed, region)
 	}
@@ -196,7 +216,7 @@ func (c *Checker) Normalize(input string) (string, error) {
 			return "", fmt.Errorf("%w: country %s is not allowed", ErrNotAllowed, region)
 		}
 	}
-	if t := phonenumbers.GetNumberType(num); t < 0 || t >= 32 || c.types&(1<<uint(t)) == 0 {
+	if t < 0 || t >= 32 || c.types&(1<<uint(t)) == 0 {
 		return "", fmt.Errorf("%w: %s numbers are not allowed", ErrNotAllowed, typeName(t))
 	}
 	return phonenumbers.Format(num, phonenumbers.E164), nil
