@@ -70,6 +70,7 @@ type BigCache struct {
 	closed     atomic.Bool
 	closeOnce  sync.Once
 	admit      *admission
+	spill      *spill // rewrites admission refused (bigcache_spill.go)
 	shardMask  uint64
 	// noSpace counts entries bigcache evicted for room: admission makes
 	// it impossible, so it stays 0.
@@ -143,6 +144,8 @@ func NewBigCache(cfg BigCacheConfig) (*BigCache, error) {
 	shardBytes := cfg.MaxSizeMB * 1024 * 1024 / cfg.Shards
 	maxEntrySize, beforeLast := bigcacheQueue(shardBytes)
 	b.admit = newAdmission(cfg.Shards, shardBytes, beforeLast, b.lifeWindow, bigcacheCleanWindow)
+	// An eighth of max_size beside it: room for every hot key many times.
+	b.spill = newSpill(cfg.MaxSizeMB << 20 / 8)
 	c, err := bigcache.New(context.Background(), bigcache.Config{
 		Shards:      cfg.Shards,
 		LifeWindow:  cfg.LifeWindow,
@@ -174,7 +177,12 @@ func (b *BigCache) Get(ctx context.Context, key string) ([]byte, error) {
 	if err := b.usable(ctx); err != nil {
 		return nil, err
 	}
-	v, ok, _, err := b.get(b.digest.of(key), time.Now())
+	key = b.digest.of(key)
+	now := time.Now()
+	if v, _, held := b.spill.get(key, now); held {
+		return v, nil
+	}
+	v, ok, _, err := b.get(key, now)
 	if err != nil {
 		return nil, err
 	}
@@ -198,9 +206,13 @@ func (b *BigCache) Update(ctx context.Context, key string, fn UpdateFunc) error 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	old, found, present, err := b.get(key, now)
-	if err != nil {
-		return err
+	old, found, spilled := b.spill.get(key, now)
+	present := spilled
+	if !spilled {
+		var err error
+		if old, found, present, err = b.get(key, now); err != nil {
+			return err
+		}
 	}
 	v, ttl, err := fn(old, found)
 	if err != nil {
@@ -210,10 +222,17 @@ func (b *BigCache) Update(ctx context.Context, key string, fn UpdateFunc) error 
 		return fmt.Errorf("store: bigcache: ttl %s exceeds the life window %s", ttl, b.lifeWindow)
 	}
 	if v == nil || ttl <= 0 {
+		if spilled {
+			b.spill.remove(key)
+			return nil
+		}
 		if present { // an expired entry goes too: frees its index slot now
 			return b.del(key)
 		}
 		return nil
+	}
+	if spilled { // once spilled, a key stays in the spill until it expires
+		return b.spill.put(key, v, now.Add(ttl), now)
 	}
 	n := expirySize + len(v)
 	if cap(s.scratch) < n {
@@ -222,9 +241,17 @@ func (b *BigCache) Update(ctx context.Context, key string, fn UpdateFunc) error 
 	buf := s.scratch[:n]
 	binary.LittleEndian.PutUint64(buf, uint64(now.Add(ttl).UnixNano()))
 	copy(buf[expirySize:], v)
-	err = b.admit.write(digestHash{}.Sum64(key)&b.shardMask, queueBytes(key, n), present, func() error { return b.c.Set(key, buf) })
+	err = b.admit.write(digestHash{}.Sum64(key)&b.shardMask, queueBytes(key, n), present, found, func() error { return b.c.Set(key, buf) })
 	if cap(s.scratch) > maxScratch {
 		s.scratch = nil // one huge value should not stay pinned
+	}
+	if errors.Is(err, ErrCacheFull) && found {
+		// A live entry's rewrite: to the spill, and the bigcache copy
+		// goes, so that reads find the spilled one.
+		if err := b.spill.put(key, v, now.Add(ttl), now); err != nil {
+			return err
+		}
+		return b.del(key)
 	}
 	if errors.Is(err, ErrCacheFull) {
 		return err
@@ -250,6 +277,7 @@ func (b *BigCache) Delete(ctx context.Context, key string) error {
 	s := b.stripe(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	b.spill.remove(key)
 	return b.del(key)
 }
 

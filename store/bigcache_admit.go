@@ -47,8 +47,12 @@ type admission struct {
 	window, bucket time.Duration
 	budget         int // queue bytes a shard may take in a window
 	newBudget      int // of which new keys may take
-	maxEntry       int // largest queue bytes of one entry
-	shards         []shardAdmission
+	// rewriteBudget is what rewrites of live entries may take before they
+	// go to the spill (bigcache_spill.go): a hot key cannot starve the
+	// new keys of its shard.
+	rewriteBudget int
+	maxEntry      int // largest queue bytes of one entry
+	shards        []shardAdmission
 }
 
 // admitBuckets is the ring size.
@@ -105,6 +109,7 @@ func newAdmission(shards, shardBytes, beforeLast int, lifeWindow, cleanWindow ti
 	a := &admission{window: window, bucket: bucket, maxEntry: min(shardBytes/16, maxEntryBytes), shards: make([]shardAdmission, shards)}
 	a.budget = max(shardBytes-beforeLast-2*a.maxEntry-64, 0)
 	a.newBudget = a.budget - a.budget/8
+	a.rewriteBudget = a.budget / 2
 	return a
 }
 
@@ -129,7 +134,7 @@ func queueBytes(key string, valueLen int) int {
 // counts it when set succeeds. The shard's lock is held across set, so
 // two writers cannot both take the last room; the write is counted at
 // the time set returns, which is no earlier than bigcache's own stamp.
-func (a *admission) write(shard uint64, n int, present bool, set func() error) error {
+func (a *admission) write(shard uint64, n int, present, live bool, set func() error) error {
 	if n > a.maxEntry {
 		return fmt.Errorf("%w: an entry of %d bytes is over the %d a shard takes (raise max_size)", ErrCacheFull, n, a.maxEntry)
 	}
@@ -137,7 +142,10 @@ func (a *admission) write(shard uint64, n int, present bool, set func() error) e
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	limit := a.newBudget
-	if present {
+	switch {
+	case live:
+		limit = a.rewriteBudget
+	case present:
 		limit = a.budget
 	}
 	if s.used(a, time.Now())+n > limit {

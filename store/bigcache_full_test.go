@@ -132,3 +132,79 @@ func TestBigCacheFullNoSpaceNever(t *testing.T) {
 	wg.Wait()
 	noNoSpace(t, c)
 }
+
+// A key rewritten by every request (the `global` counter, `per_ip`
+// behind one NAT) used to exhaust its shard's admission budget, and then
+// every write to that shard was refused for a whole life window. Its
+// rewrites now go to the spill: thousands of them at the smallest cache
+// all succeed, reads see the latest, its neighbours in the shard keep
+// being written, the entry still expires and Delete still removes it.
+func TestBigCacheHotKeyRewrites(t *testing.T) {
+	c := newBigCache(t, store.BigCacheConfig{MaxSizeMB: 1, Shards: 2, LifeWindow: time.Hour})
+	ctx := context.Background()
+	for i := range 20_000 {
+		if err := c.Update(ctx, "global", func([]byte, bool) ([]byte, time.Duration, error) {
+			return []byte(fmt.Sprintf("count %06d and some bytes like a counter's", i)), time.Hour, nil
+		}); err != nil {
+			t.Fatalf("rewrite %d of a hot key: %v", i, err)
+		}
+	}
+	wantEntry(t, c, "global", "count 019999 and some bytes like a counter's")
+	for i := range 50 { // its shard still takes other users' entries
+		if err := put(c, fmt.Sprintf("neighbour-%d", i), []byte("v"), time.Hour); err != nil {
+			t.Fatalf("a new entry after the hot key's rewrites: %v", err)
+		}
+	}
+	if err := put(c, "global", []byte("short"), 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(80 * time.Millisecond)
+	if _, err := c.Get(ctx, "global"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a spilled entry outlived its ttl: %v", err)
+	}
+	if err := put(c, "global", []byte("again"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(ctx, "global"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(ctx, "global"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Delete left a spilled entry: %v", err)
+	}
+	noNoSpace(t, c)
+}
+
+// The spill is bounded and never evicts: many hot keys at once fill it,
+// and then their rewrites are refused with ErrCacheFull, every entry
+// kept as last written.
+func TestBigCacheSpillFullRefuses(t *testing.T) {
+	c := newBigCache(t, store.BigCacheConfig{MaxSizeMB: 1, Shards: 2, LifeWindow: time.Hour})
+	value := make([]byte, 200)
+	last := map[string]int{}
+	refused := 0
+	for round := range 60 {
+		for k := range 1500 {
+			key := fmt.Sprintf("hot-%d", k)
+			copy(value, fmt.Sprintf("%06d", round))
+			err := put(c, key, value, time.Hour)
+			switch {
+			case err == nil:
+				last[key] = round
+			case errors.Is(err, store.ErrCacheFull):
+				refused++
+			default:
+				t.Fatalf("%s: %v", key, err)
+			}
+		}
+	}
+	if refused == 0 {
+		t.Fatal("a full spill took every rewrite: it is unbounded")
+	}
+	for key, round := range last {
+		v, err := c.Get(context.Background(), key)
+		if err != nil || string(v[:6]) != fmt.Sprintf("%06d", round) {
+			t.Fatalf("%s = %q, %v; want round %d (a live entry was lost)", key, v, err, round)
+		}
+	}
+	noNoSpace(t, c)
+}
