@@ -71,16 +71,23 @@ func TestAdaptRedisClusterSentinel(t *testing.T) {
 	}
 }
 
-// Two instances behind a balancer share PostgreSQL and a real 3-master
-// Redis Cluster, each reaching the cluster through a different seed: a
-// code sent by one verifies on the other, and the challenge lives in the
-// cluster.
-func TestTwoInstancesShareRedisCluster(t *testing.T) {
+// clusterPair is two Caddy instances (ports one and two) sharing
+// PostgreSQL and a real 3-master Redis Cluster, each reaching the cluster
+// through a different seed, their SMS going to sink.
+type clusterPair struct {
+	e        *env
+	sink     *smsSink
+	one, two int
+	addrs    []string // the cluster's nodes
+	prefix   string   // the instances' key_prefix
+}
+
+// startClusterPair starts a clusterPair; extra goes inside `phone`.
+func startClusterPair(t *testing.T, extra string) clusterPair {
 	dsn := postgresDSN(t)
-	addrs := storetest.StartRedisCluster(t, 3)
+	c := clusterPair{addrs: storetest.StartRedisCluster(t, 3), sink: newSMSSink(t), one: httpPort, two: httpPort + 1,
+		prefix: randomName("phone-e2e-") + ":"}
 	schema := newSchema(t, dsn)
-	sink := newSMSSink(t)
-	prefix := randomName("phone-e2e-") + ":"
 	instance := func(port int, seed string) string {
 		return fmt.Sprintf(`:%d {
 	phone {
@@ -96,24 +103,35 @@ func TestTwoInstancesShareRedisCluster(t *testing.T) {
 			key_prefix %s
 		}
 		%s
+		%s
 	}
 	respond "instance %d"
 }
-`, port, jwtSecret, dsn, schema, seed, prefix, webhookLine(sink.srv.URL, ""), port)
+`, port, jwtSecret, dsn, schema, seed, c.prefix, extra, webhookLine(c.sink.srv.URL, ""), port)
 	}
-	second := httpPort + 1
 	cfg := fmt.Sprintf("{\n\tadmin localhost:%d\n\thttp_port %d\n\thttps_port %d\n\tgrace_period 1s\n}\n", adminPort, httpPort, httpsPort) +
-		instance(httpPort, addrs[0]) + instance(second, addrs[1])
+		instance(c.one, c.addrs[0]) + instance(c.two, c.addrs[1])
 	tester := caddytest.NewTester(t)
 	tester.InitServer(cfg, "caddyfile")
 	if t.Failed() {
 		t.FailNow()
 	}
-	e := &env{t: t, sink: sink, client: &http.Client{Timeout: 15 * time.Second}}
-	call := func(port int, method, path, tok string, body any) response {
-		return e.doAt(fmt.Sprintf("http://localhost:%d", port), method, path, tok, body)
-	}
+	c.e = &env{t: t, sink: c.sink, client: &http.Client{Timeout: 15 * time.Second}}
+	return c
+}
 
+// call sends a request to the instance on port.
+func (c clusterPair) call(port int, method, path, tok string, body any) response {
+	return c.e.doAt(fmt.Sprintf("http://localhost:%d", port), method, path, tok, body)
+}
+
+// Two instances behind a balancer share PostgreSQL and a real 3-master
+// Redis Cluster, each reaching the cluster through a different seed: a
+// code sent by one verifies on the other, and the challenge lives in the
+// cluster.
+func TestTwoInstancesShareRedisCluster(t *testing.T) {
+	c := startClusterPair(t, "")
+	addrs, prefix, sink, call, second := c.addrs, c.prefix, c.sink, c.call, c.two
 	raw := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
 	defer raw.Close()
 	countKeys := func() int {

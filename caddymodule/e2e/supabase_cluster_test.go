@@ -2,17 +2,11 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
 	"github.com/redis/go-redis/v9"
-
-	"github.com/caddy-phone/caddy-phone/store/storetest"
 )
 
 // Supabase's token-less verify and resend across two Caddy instances
@@ -21,47 +15,8 @@ import (
 // reaches on one instance the latest update made on the other; the
 // earlier user's challenge stays reachable with its token only.
 func TestSupabaseTokenlessAcrossClusterInstances(t *testing.T) {
-	dsn := postgresDSN(t)
-	addrs := storetest.StartRedisCluster(t, 3)
-	schema := newSchema(t, dsn)
-	sink := newSMSSink(t)
-	prefix := randomName("phone-e2e-") + ":"
-	instance := func(port int, seed string) string {
-		return fmt.Sprintf(`:%d {
-	phone {
-		jwt {
-			secret %s
-		}
-		secret shared-otp-secret-0123456789
-		store postgres %q {
-			schema %s
-		}
-		cache redis {
-			cluster    %s
-			key_prefix %s
-		}
-		otp {
-			resend_after 0
-		}
-		compat supabase
-		%s
-	}
-	respond "instance %d"
-}
-`, port, jwtSecret, dsn, schema, seed, prefix, webhookLine(sink.srv.URL, ""), port)
-	}
-	one, two := httpPort, httpPort+1
-	cfg := fmt.Sprintf("{\n\tadmin localhost:%d\n\thttp_port %d\n\thttps_port %d\n\tgrace_period 1s\n}\n", adminPort, httpPort, httpsPort) +
-		instance(one, addrs[0]) + instance(two, addrs[1])
-	tester := caddytest.NewTester(t)
-	tester.InitServer(cfg, "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
-	e := &env{t: t, sink: sink, client: &http.Client{Timeout: 15 * time.Second}}
-	call := func(port int, method, path, tok string, body any) response {
-		return e.doAt(fmt.Sprintf("http://localhost:%d", port), method, path, tok, body)
-	}
+	c := startClusterPair(t, "otp {\n\t\t\tresend_after 0\n\t\t}\n\t\tcompat supabase")
+	addrs, prefix, sink, call, one, two := c.addrs, c.prefix, c.sink, c.call, c.one, c.two
 	wantGoTrue := func(r response, status int, code string) {
 		t.Helper()
 		if r.status != status || r.body["error_code"] != code || r.body["code"] != float64(status) {
