@@ -179,7 +179,7 @@ func (b *BigCache) Get(ctx context.Context, key string) ([]byte, error) {
 	}
 	key = b.digest.of(key)
 	now := time.Now()
-	if v, _, held := b.spill.get(key, now); held {
+	if v, held := b.spill.get(key, now); held {
 		return v, nil
 	}
 	v, ok, _, err := b.get(key, now)
@@ -206,8 +206,8 @@ func (b *BigCache) Update(ctx context.Context, key string, fn UpdateFunc) error 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	old, found, spilled := b.spill.get(key, now)
-	present := spilled
+	old, spilled := b.spill.get(key, now)
+	found, present := spilled, spilled
 	if !spilled {
 		var err error
 		if old, found, present, err = b.get(key, now); err != nil {

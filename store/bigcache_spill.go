@@ -2,6 +2,7 @@ package store
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,7 +21,10 @@ import (
 // owners of live entries. The spill never evicts a live entry either:
 // full, it sweeps what has expired and, still full, refuses.
 type spill struct {
-	mu      sync.Mutex
+	// held counts the entries, so that every cache read and write of a
+	// process that never spilled skips the lock: this is the hot path.
+	held    atomic.Int64
+	mu      sync.RWMutex
 	max     int // bytes
 	used    int
 	entries map[string]spillEntry // by key digest
@@ -41,19 +45,19 @@ func newSpill(maxBytes int) *spill {
 func spillSize(key string, v []byte) int { return len(key) + len(v) + spillOverhead }
 
 // get returns the live value under key; held tells whether the spill has
-// the key at all (a spilled key's bigcache copy is gone or stale).
-func (s *spill) get(key string, now time.Time) (v []byte, ok, held bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, held := s.entries[key]
-	if !held {
-		return nil, false, false
+// it live (a spilled key's bigcache copy is gone). An expired entry is
+// left for put, remove or a sweep to drop: reads share the lock.
+func (s *spill) get(key string, now time.Time) (v []byte, held bool) {
+	if s.held.Load() == 0 {
+		return nil, false
 	}
-	if now.UnixNano() >= e.exp {
-		s.removeLocked(key, e)
-		return nil, false, false
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.entries[key]
+	if !ok || now.UnixNano() >= e.exp {
+		return nil, false
 	}
-	return append([]byte(nil), e.v...), true, true
+	return append([]byte(nil), e.v...), true
 }
 
 // put stores v under key until exp, or refuses with ErrCacheFull.
@@ -74,11 +78,17 @@ func (s *spill) put(key string, v []byte, exp time.Time, now time.Time) error {
 	}
 	s.entries[key] = spillEntry{v: append(old.v[:0:0], v...), exp: exp.UnixNano()}
 	s.used += grow
+	if !had {
+		s.held.Add(1)
+	}
 	return nil
 }
 
 // remove drops key; a missing key is no error.
 func (s *spill) remove(key string) {
+	if s.held.Load() == 0 {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e, ok := s.entries[key]; ok {
@@ -89,6 +99,7 @@ func (s *spill) remove(key string) {
 func (s *spill) removeLocked(key string, e spillEntry) {
 	delete(s.entries, key)
 	s.used -= spillSize(key, e.v)
+	s.held.Add(-1)
 }
 
 func (s *spill) sweepLocked(now time.Time) {
