@@ -74,6 +74,9 @@ func (s *Service) AdminChange(ctx context.Context, userID string, write func(ctx
 		return nil
 	}
 	s.dropChallenge(ctx, userID)
+	if after.Verified {
+		s.liftCooldown(ctx, userID, after.PhoneNumber)
+	}
 	if inTx == nil || !inTx.Written {
 		s.emit(ctx, adminEventType(after), userID, after.PhoneNumber, before.PhoneNumber, nil)
 	}

@@ -37,13 +37,16 @@ func (s *Service) checkBudgets(ctx context.Context, budgets []budget) error {
 	return nil
 }
 
-// spendBudgets spends one unit of each budget.
+// spendBudgets spends one unit of each budget, or none: when one refuses
+// (another request spent it since checkBudgets) or fails, the units
+// already taken are given back.
 func (s *Service) spendBudgets(ctx context.Context, budgets []budget) error {
-	for _, b := range budgets {
+	for i, b := range budgets {
 		if b.key == "" {
 			continue
 		}
 		if err := s.take(ctx, b.name, b.key, b.lim); err != nil {
+			s.refundBudgets(ctx, budgets[:i])
 			return cacheErr(err)
 		}
 	}

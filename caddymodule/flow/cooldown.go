@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"time"
-
-	"github.com/caddy-phone/caddy-phone/store"
 )
 
 // The resend cooldown (`otp resend_after`) binds a user and a number, not
@@ -38,39 +35,6 @@ func (s *Service) coolingDown(b []byte, now time.Time) error {
 	}
 	sent := time.Unix(0, int64(binary.BigEndian.Uint64(b)))
 	if wait := sent.Add(s.cooldownFor()).Sub(now); wait > 0 {
-		return &RetryError{After: wait, Err: ErrRateLimited, Limit: "resend_after"}
-	}
-	return nil
-}
-
-// cooldown refuses an update to number before resend_after has passed
-// since the last code sent to it for userID, whatever became of that
-// code's challenge; it also reads the open challenge, whose SentAt says
-// the same for entries written before cooldowns had keys of their own.
-func (s *Service) cooldown(ctx context.Context, userID, number string, now time.Time) error {
-	if s.cfg.ResendAfter <= 0 {
-		return nil
-	}
-	b, err := s.cache.Get(ctx, cooldownKey(userID, number))
-	switch {
-	case err == nil:
-		if err := s.coolingDown(b, now); err != nil {
-			return err
-		}
-	case !errors.Is(err, store.ErrNotFound):
-		return cacheErr(err)
-	}
-	c, err := s.loadChallenge(ctx, userID)
-	if errors.Is(err, ErrNoPending) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if c.Number != number || c.SentAt.IsZero() || !now.Before(c.ExpiresAt) {
-		return nil
-	}
-	if wait := c.SentAt.Add(s.cfg.ResendAfter).Sub(now); wait > 0 {
 		return &RetryError{After: wait, Err: ErrRateLimited, Limit: "resend_after"}
 	}
 	return nil
@@ -107,4 +71,17 @@ func (s *Service) endCooldown(ctx context.Context, userID, number string, sentAt
 		}
 		return nil, 0, nil
 	})
+}
+
+// liftCooldown ends the cooldown of userID's sends to number once the
+// number is verified theirs (a verify, an admin change, a held number
+// made theirs): an update to it is then rule 4's "unchanged", which the
+// early refusal (refuseEarly) must not answer 429. No send is lost to
+// it: a verified number gets no code until it stops being the user's.
+// Best effort: a failure leaves a cooldown that runs out by itself.
+func (s *Service) liftCooldown(ctx context.Context, userID, number string) {
+	if s.cfg.ResendAfter <= 0 || number == "" {
+		return
+	}
+	_ = s.cache.Delete(context.WithoutCancel(ctx), cooldownKey(userID, number))
 }

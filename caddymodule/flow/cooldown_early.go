@@ -2,38 +2,80 @@ package flow
 
 import (
 	"context"
+	"errors"
+
+	"github.com/caddy-phone/caddy-phone/store"
 )
 
-// refuseInCooldown refuses, before the user's lock is taken, an update to a
-// number whose resend cooldown is running (issue 13: the cost of saying
-// no). An SMS-pumping flood sends the same update again and again; each
-// used to wait for the user's lock (held by the previous one) to learn it
-// was refused, so the flood's refusals ran one at a time. A refusal
-// changes nothing, so it needs no lock: it reads the cooldown, then the
-// user, and refuses only if neither rule 4 (the verified number typed
-// again, answered "unchanged") nor a number the user holds verified among
-// their others (made theirs with no code) applies: both come before the
-// cooldown in Update. Anything else — no cooldown, a read that fails,
-// either of those — goes on to the locked path, which checks everything
-// again.
-func (s *Service) refuseInCooldown(ctx context.Context, userID, number string) error {
-	if !s.cfg.Verification || s.cfg.ResendAfter <= 0 {
-		return nil
+// PeekUsers is a Users that can answer from a short read cache
+// (store.CachedUsers): at most a few seconds behind another instance's
+// write, never behind this instance's own.
+type PeekUsers interface {
+	Peek(ctx context.Context, userID string) (store.User, error)
+}
+
+// refuseEarly refuses, before the user's lock is taken and before any
+// store read, an update that a running resend cooldown or a spent send
+// budget refuses (issue 13: the cost of saying no). An SMS-pumping flood
+// sends updates that are all refused; each used to wait for the user's
+// lock and read the user from the store to learn it, which cost a
+// refusal several times plain Caddy's answer. A refusal changes nothing,
+// so it needs no lock, and the cooldown and the budgets are cache reads.
+//
+// It refuses only if neither rule 4 (the verified number typed again,
+// answered "unchanged") nor a number the user holds verified among their
+// others (made theirs with no code) applies: both come before the limits.
+// Rule 4 is asked of the read cache when the store has one (PeekUsers):
+// the module's own verifies and admin changes lift the cooldown of the
+// number they verify (liftCooldown), so what the read cache may miss is a
+// number verified in the last seconds by another instance's admin call
+// or outside the module; such an update is answered 429 until the read
+// cache or the cooldown catches up (README, "The cost of saying no").
+//
+// These checks are the only ones before the writes: inside the lock,
+// startCooldown and spendBudgets enforce the same limits atomically, so
+// an update that another overtook between here and there is still
+// refused, and gives back what it took.
+func (s *Service) refuseEarly(ctx context.Context, userID, number string, budgets []budget) error {
+	if !s.cfg.Verification {
+		return nil // rule 1 sends nothing: no cooldown, no send budget
 	}
-	b, err := s.cache.Get(ctx, cooldownKey(userID, number))
-	if err != nil {
-		return nil
-	}
-	refused := s.coolingDown(b, s.clock.Now())
+	refused := s.cooldownRefusal(ctx, userID, number)
 	if refused == nil {
-		return nil
+		refused = s.checkBudgets(ctx, budgets)
 	}
-	u, err := s.users.Get(ctx, userID)
+	if refused == nil || !errors.Is(refused, ErrRateLimited) {
+		return refused // nil, or the cache is unavailable
+	}
+	u, err := s.peekUser(ctx, userID)
 	if err != nil || (u.Verified && u.PhoneNumber == number) {
-		return nil
+		return nil // the locked path reads the store and decides
 	}
 	if held, err := s.holdsVerified(ctx, userID, number); err != nil || held {
 		return nil
 	}
 	return refused
+}
+
+// cooldownRefusal is the RetryError of a running cooldown of userID's
+// sends to number, nil when none runs, or the cache's failure.
+func (s *Service) cooldownRefusal(ctx context.Context, userID, number string) error {
+	if s.cfg.ResendAfter <= 0 {
+		return nil
+	}
+	b, err := s.cache.Get(ctx, cooldownKey(userID, number))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		return cacheErr(err)
+	}
+	return s.coolingDown(b, s.clock.Now())
+}
+
+func (s *Service) peekUser(ctx context.Context, userID string) (store.User, error) {
+	if p, ok := s.users.(PeekUsers); ok {
+		return p.Peek(ctx, userID)
+	}
+	return s.users.Get(ctx, userID)
 }

@@ -148,3 +148,113 @@ func TestCooldownRefusalTakesNoLock(t *testing.T) {
 		t.Fatalf("update to a held number in its cooldown: %+v", res)
 	}
 }
+
+// withReadCache makes h's service read users through a store read cache
+// (as Caddy does) and returns it.
+func withReadCache(t *testing.T, h *harness) *store.CachedUsers {
+	t.Helper()
+	cached, err := store.NewCachedUsers(h.users, time.Minute, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cached.Close() })
+	if h.svc, err = New(h.cfg, Deps{Users: cached, Cache: h.cache, Sender: h.sender,
+		Numbers: numbers.Policy{}, Clock: h.clock}); err != nil {
+		t.Fatal(err)
+	}
+	return cached
+}
+
+// TestEarlyRefusalReadsNoStore: a flood of updates refused by the
+// cooldown or by a spent send budget (issue 13, the cost of saying no)
+// is answered from the cache: the store is read at most once, to fill
+// the read cache, however many refusals follow, and nothing is sent.
+func TestEarlyRefusalReadsNoStore(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Limits.PerUser = Limit{Count: 2, Window: time.Hour} })
+	withReadCache(t, h)
+	h.mustUpdate("u", frNumber(1), StatusUpdated)
+	h.clock.Advance(time.Second)
+	sent, gets := h.sender.Count(), h.users.gets.Load()
+	for range 50 {
+		_, err := h.update("u", frNumber(1))
+		wantRetry(t, err, "resend_after", 29*time.Second)
+	}
+	if n := h.users.gets.Load() - gets; n > 1 {
+		t.Errorf("50 refusals by the cooldown read the store %d times, want at most 1", n)
+	}
+
+	h.mustUpdate("u", frNumber(2), StatusUpdated) // the second and last send of the hour
+	sent, gets = h.sender.Count(), h.users.gets.Load()
+	for i := range 50 { // SMS pumping: a new number each time
+		_, err := h.update("u", frNumber(10+i))
+		wantRetry(t, err, "per_user", time.Hour-time.Second)
+	}
+	if n := h.users.gets.Load() - gets; n > 1 {
+		t.Errorf("50 refusals by per_user read the store %d times, want at most 1", n)
+	}
+	if h.sender.Count() != sent {
+		t.Fatal("a refused update sent a code")
+	}
+}
+
+// TestVerifyLiftsCooldownAcrossInstances: the early refusal asks rule 4
+// of the read cache, which on another instance may be behind; a verify
+// lifts the cooldown of the number it verifies (in the shared cache), so
+// the verified number typed again on that instance is still "unchanged",
+// not 429. Without the lift this instance's stale read cache (unverified
+// for a minute here) would refuse it.
+func TestVerifyLiftsCooldownAcrossInstances(t *testing.T) {
+	h := newHarness(t)
+	cachedA := withReadCache(t, h)
+	viaA := h.svc
+	h.mustUpdate("u", frNumber(1), StatusUpdated) // on A: a code, the cooldown starts
+	if u, _ := cachedA.Peek(h.ctx, "u"); u.Verified {
+		t.Fatal("fixture: A's read cache should hold u unverified")
+	}
+	// B, another instance with the same users and cache, verifies.
+	b := h.sibling()
+	if _, err := b.Verify(h.ctx, VerifyRequest{UserID: "u", Code: h.sender.Last(t).Code}); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := cachedA.Peek(h.ctx, "u"); u.Verified {
+		t.Fatal("fixture: A's read cache should still be behind")
+	}
+	h.svc = viaA
+	h.clock.Advance(time.Second)
+	h.mustUpdate("u", frNumber(1), StatusUnchanged)
+
+	// So does an admin change that verifies a number, and a held number
+	// made the user's.
+	h.mustUpdate("v", frNumber(2), StatusUpdated)
+	if err := b.AdminChange(h.ctx, "v", func(ctx context.Context) error {
+		return h.users.Set(ctx, store.User{ID: "v", PhoneNumber: frNumber(2), Verified: true})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.bc.Get(h.ctx, cooldownKey("v", frNumber(2))); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("cooldown after an admin verified the number: %v, want none", err)
+	}
+}
+
+// TestSpendBudgetsAllOrNone: when a budget refuses at spend time (another
+// request spent its last unit after checkBudgets passed), the units the
+// update took of the budgets before it are given back.
+func TestSpendBudgetsAllOrNone(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		c.Limits.Global = Limit{Count: 100, Window: time.Minute}
+		c.Limits.PerNumber = Limit{Count: 1, Window: time.Hour}
+	})
+	budgets := h.svc.sendBudgets("u", frNumber(1), "192.0.2.1")
+	if err := h.svc.take(h.ctx, "per_number", "ln:"+frNumber(1), h.cfg.Limits.PerNumber); err != nil {
+		t.Fatal(err) // another request spends the number's last unit
+	}
+	err := h.svc.spendBudgets(h.ctx, budgets)
+	wantRetry(t, err, "per_number", time.Hour)
+	b, err := h.cache.Get(h.ctx, "lg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := decodeCounter(b); c.count != 0 {
+		t.Fatalf("global budget after a refused spend: %d units spent, want 0", c.count)
+	}
+}

@@ -40,11 +40,13 @@ type fakeUsers struct {
 	failGet atomic.Bool
 	failSet atomic.Bool
 	sets    atomic.Int64
+	gets    atomic.Int64
 }
 
 var errStoreDown = fmt.Errorf("%w: fake outage", store.ErrUnavailable)
 
 func (u *fakeUsers) Get(ctx context.Context, id string) (store.User, error) {
+	u.gets.Add(1)
 	if u.failGet.Load() {
 		return store.User{}, errStoreDown
 	}

@@ -70,7 +70,8 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	if err != nil {
 		return UpdateResult{}, err
 	}
-	if err := s.refuseInCooldown(ctx, r.UserID, number); err != nil {
+	budgets := s.sendBudgets(r.UserID, number, r.ClientIP)
+	if err := s.refuseEarly(ctx, r.UserID, number, budgets); err != nil {
 		return UpdateResult{}, err
 	}
 	unlock, err := s.lockUser(ctx, r.UserID)
@@ -110,13 +111,6 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 		return UpdateResult{Status: StatusUpdated, User: nu}, nil
 	}
 	now := s.clock.Now()
-	if err := s.cooldown(ctx, r.UserID, number, now); err != nil {
-		return UpdateResult{}, err
-	}
-	budgets := s.sendBudgets(r.UserID, number, r.ClientIP)
-	if err := s.checkBudgets(ctx, budgets); err != nil {
-		return UpdateResult{}, err
-	}
 	if err := s.startCooldown(ctx, r.UserID, number, now); err != nil {
 		return UpdateResult{}, err
 	}
@@ -222,6 +216,7 @@ func (s *Service) switchToHeld(ctx context.Context, u store.User, number string,
 	if err := s.setDroppingChallenge(ctx, nu, ev); err != nil {
 		return UpdateResult{}, err
 	}
+	s.liftCooldown(ctx, u.ID, number)
 	if u.Verified && u.PhoneNumber != "" {
 		s.notifyPrevious(ctx, u.ID, u.PhoneNumber)
 	}

@@ -167,6 +167,7 @@ func (s *Service) Verify(ctx context.Context, r VerifyRequest) (store.User, erro
 		if err != nil {
 			return store.User{}, err
 		}
+		s.liftCooldown(ctx, r.UserID, won.Number)
 		if old.Verified && previous != "" {
 			s.notifyPrevious(ctx, r.UserID, previous)
 		}
