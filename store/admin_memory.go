@@ -160,7 +160,7 @@ func (b memoryNumbersBackend) store(userID string, rows []PhoneNumber, u User) {
 		b.rows.byUser[userID] = ids
 	}
 	if u.PhoneNumber == "" {
-		delete(b.m.users, userID)
+		b.m.drop(userID)
 	} else {
 		u.ID = userID
 		b.m.put(u)
@@ -217,11 +217,11 @@ func (b memoryNumbersBackend) holdersOf(numbers []string) map[string]int64 {
 	b.m.mu.Lock()
 	defer b.m.mu.Unlock()
 	candidates := map[string]bool{}
-	for id, u := range b.m.users {
-		if slices.Contains(numbers, u.number) {
+	b.m.each(func(id, number string) {
+		if slices.Contains(numbers, number) {
 			candidates[id] = true
 		}
-	}
+	})
 	for _, r := range b.rows.byID {
 		if slices.Contains(numbers, r.PhoneNumber) {
 			candidates[r.UserID] = true
