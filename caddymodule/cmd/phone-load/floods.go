@@ -87,7 +87,13 @@ http://127.0.0.1:%d {
 				return fmt.Errorf("round %d: the cooldown would end mid-round; use fewer or shorter rounds (rounds × 4 × seconds under 55)", round)
 			}
 			before := cpuTime(c.cmd.Process.Pid)
-			n, elapsed, err := flood(ctx, client, o.conns, d, o.maxRequests, sc.r)
+			var n int64
+			var elapsed time.Duration
+			if o.driver == "wrk" {
+				n, elapsed, err = wrkFlood(ctx, dir, o.conns, d, sc.r)
+			} else {
+				n, elapsed, err = flood(ctx, client, o.conns, d, o.maxRequests, sc.r)
+			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", sc.name, err)
 			}
@@ -96,7 +102,7 @@ http://127.0.0.1:%d {
 			cpu[i] += cpuTime(c.cmd.Process.Pid) - before
 		}
 	}
-	fmt.Printf("floods: %d rounds of %ds, %d connections, alternating (one Caddy child, sqlite)\n", o.rounds, o.seconds, o.conns)
+	fmt.Printf("floods: %d rounds of %ds, %d connections, alternating (one Caddy child, sqlite), sent by %s\n", o.rounds, o.seconds, o.conns, o.driver)
 	fmt.Printf("  %-44s %9s %7s   %12s %7s\n", "", "req/s", "ratio", "req/CPU s", "ratio")
 	for i, sc := range scenarios {
 		base := i / 2 * 2

@@ -57,7 +57,7 @@ const (
 const jwtSecret = "phone-load-secret-0123456789abcdef"
 
 type options struct {
-	scenario         string
+	scenario, driver string
 	seconds, rounds  int
 	conns, users     int
 	maxRequests      int
@@ -76,6 +76,7 @@ func main() {
 	}
 	var o options
 	flag.StringVar(&o.scenario, "scenario", "all", "floods, flows or all")
+	flag.StringVar(&o.driver, "driver", "go", "what sends the floods: go (this binary) or wrk (Debian's wrk)")
 	flag.IntVar(&o.seconds, "seconds", 3, "seconds per round (at most 60)")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds per scenario (at most 10)")
 	flag.IntVar(&o.conns, "conns", 32, "keep-alive connections of the floods (at most 256)")
@@ -102,6 +103,8 @@ func (o *options) check() error {
 	switch {
 	case o.scenario != "floods" && o.scenario != "flows" && o.scenario != "all":
 		return fmt.Errorf("-scenario: want floods, flows or all, got %q", o.scenario)
+	case o.driver != "go" && o.driver != "wrk":
+		return fmt.Errorf("-driver: want go or wrk, got %q", o.driver)
 	case o.seconds < 1 || o.seconds > maxSeconds:
 		return fmt.Errorf("-seconds: 1..%d", maxSeconds)
 	case o.rounds < 1 || o.rounds > maxRounds:
