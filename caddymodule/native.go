@@ -39,7 +39,16 @@ func (n native) serve(w http.ResponseWriter, r *http.Request) error {
 
 // errorBody is SPEC §5's body: {"error","message"} and the fields that go
 // with them. The vendor dialects add theirs to it.
-func (native) errorBody(e *apiError) (int, any) { return e.status, nativeErrorBody(e) }
+func (native) errorBody(e *apiError) (int, any) {
+	body := make(flatBody, 0, 2+len(e.fields))
+	body = append(body, flatPair{"error", e.code}, flatPair{"message", e.message})
+	for k, v := range e.fields {
+		if k != "error" && k != "message" {
+			body = append(body, flatPair{k, v})
+		}
+	}
+	return e.status, body
+}
 
 func nativeErrorBody(e *apiError) map[string]any {
 	body := make(map[string]any, 5+len(e.fields))

@@ -236,11 +236,18 @@ func sentence(err error) string {
 
 // writeJSON writes v as the whole answer, with its length.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	if m, ok := v.(map[string]any); ok {
+	switch m := v.(type) {
+	case map[string]any:
 		if b, ok := appendFlatJSON(make([]byte, 0, 128), m); ok {
 			writeBody(w, status, b)
 			return
 		}
+	case flatBody:
+		if b, ok := appendFlatPairs(make([]byte, 0, 128), m); ok {
+			writeBody(w, status, b)
+			return
+		}
+		v = m.toMap()
 	}
 	b, err := json.Marshal(v)
 	if err != nil {

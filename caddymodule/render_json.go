@@ -4,41 +4,67 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
+
+// flatPair is one key and value of a flat JSON object.
+type flatPair struct {
+	k string
+	v any
+}
+
+// flatBody is a flat JSON object given as pairs, so that writing our own
+// error body (native.errorBody) builds no map: writeJSON encodes it as
+// encoding/json would the map of the same pairs.
+type flatBody []flatPair
 
 // appendFlatJSON appends m as encoding/json would write it (keys sorted,
 // the same escapes), for the flat maps the error bodies are: string,
 // integer and boolean values. It reports false, having appended nothing
 // of m, for anything else, which the caller hands to encoding/json. Every
-// refusal (401, 429, …) writes one of these maps, and under a flood the
+// refusal (401, 429, …) writes one of these, and under a flood the
 // reflection-driven encoding of a map was a fifth of a refusal's cost.
 func appendFlatJSON(b []byte, m map[string]any) ([]byte, bool) {
-	if len(m) > 16 {
+	if len(m) > maxFlat {
 		return b, false
 	}
-	var keys [16]string
-	sorted := keys[:0]
+	var pairs [maxFlat]flatPair
+	p := pairs[:0]
 	for k, v := range m {
-		switch v.(type) {
+		p = append(p, flatPair{k, v})
+	}
+	return appendFlatPairs(b, p)
+}
+
+// maxFlat bounds the pairs a flat body holds; more go to encoding/json.
+const maxFlat = 16
+
+// appendFlatPairs is appendFlatJSON of the map of p, whose keys are
+// distinct; it sorts p.
+func appendFlatPairs(b []byte, p []flatPair) ([]byte, bool) {
+	if len(p) > maxFlat {
+		return b, false
+	}
+	for _, kv := range p {
+		switch kv.v.(type) {
 		case string, int, bool:
 		default:
 			return b, false
 		}
-		if !plainASCII(k) {
+		if !plainASCII(kv.k) {
 			return b, false
 		}
-		sorted = append(sorted, k)
 	}
-	slices.Sort(sorted)
+	slices.SortFunc(p, func(x, y flatPair) int { return strings.Compare(x.k, y.k) })
 	start := len(b)
 	b = append(b, '{')
-	for i, k := range sorted {
+	for i, kv := range p {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(append(append(b, '"'), k...), '"', ':')
-		switch v := m[k].(type) {
+		b = append(append(append(b, '"'), kv.k...), '"', ':')
+		switch v := kv.v.(type) {
 		case string:
 			if !plainASCII(v) {
 				j, err := json.Marshal(v) // escapes, as encoding/json does
@@ -56,6 +82,15 @@ func appendFlatJSON(b []byte, m map[string]any) ([]byte, bool) {
 		}
 	}
 	return append(b, '}'), true
+}
+
+// toMap is the map encoding/json is handed when the pairs are not flat.
+func (f flatBody) toMap() map[string]any {
+	m := make(map[string]any, len(f))
+	for _, kv := range f {
+		m[kv.k] = kv.v
+	}
+	return m
 }
 
 // plainASCII is true when encoding/json writes s as is between quotes:

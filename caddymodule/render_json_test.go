@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"encoding/json"
 	"math/rand/v2"
+	"net/http/httptest"
 	"testing"
 )
 
@@ -48,6 +49,29 @@ func TestFlatJSONIsEncodingJSON(t *testing.T) {
 	for _, m := range []map[string]any{{"f": 1.5}, {"n": nil}, {"l": []string{"x"}}, {"é": "key not ASCII"}} {
 		if got, ok := appendFlatJSON([]byte("keep"), m); ok || string(got) != "keep" {
 			t.Fatalf("%#v: %q, %v; want declined, nothing appended", m, got, ok)
+		}
+	}
+}
+
+// TestNativeErrorBodyIsItsMap: our error body, written from pairs with no
+// map, is what encoding/json writes of the map the vendor dialects start
+// from (nativeErrorBody), whatever the fields, flat or not.
+func TestNativeErrorBodyIsItsMap(t *testing.T) {
+	for _, e := range []*apiError{
+		{status: 429, code: "rate_limited", message: "Too many requests; try again later.", fields: map[string]any{"retry_after": 60}},
+		{status: 401, code: "unauthorized", message: "A valid bearer token is required."},
+		{status: 400, code: "invalid_code", message: "Wrong <code> & \"more\".", fields: map[string]any{"attempts_left": 2, "zeta": true, "alpha": "é"}},
+		{status: 422, code: "x", message: "y", fields: map[string]any{"list": []string{"a"}, "f": 1.5}},
+	} {
+		want, err := json.Marshal(nativeErrorBody(e))
+		if err != nil {
+			t.Fatal(err)
+		}
+		status, body := native{}.errorBody(e)
+		rec := httptest.NewRecorder()
+		writeJSON(rec, status, body)
+		if rec.Code != e.status || rec.Body.String() != string(want) {
+			t.Errorf("%+v: %d %s, want %d %s", e, rec.Code, rec.Body, e.status, want)
 		}
 	}
 }
