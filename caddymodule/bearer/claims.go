@@ -145,6 +145,9 @@ func dateOf(f float64) time.Time {
 // verifyCold runs the full check and returns the identity and how long it may
 // be cached.
 func (v *Verifier) verifyCold(ctx context.Context, token string) (*Identity, time.Time, error) {
+	if !mayBeJWT(token) {
+		return nil, time.Time{}, errMalformed
+	}
 	claims := jwt.MapClaims{}
 	t, err := v.parser.ParseWithClaims(token, claims, v.keyfunc(ctx))
 	if err != nil {
@@ -171,7 +174,7 @@ func (v *Verifier) verifyCold(ctx context.Context, token string) (*Identity, tim
 	exp := dateOf(expN)
 	limit := exp.Add(v.leeway)
 	if !now.Before(limit) {
-		return nil, time.Time{}, invalid("token expired")
+		return nil, time.Time{}, errExpired
 	}
 	until := now.Add(cacheMaxAge)
 	if limit.Before(until) {
@@ -204,15 +207,15 @@ func (v *Verifier) reason(t *jwt.Token, err error) error {
 	case errors.As(err, &r):
 		return invalid(r.text)
 	case errors.Is(err, jwt.ErrTokenMalformed):
-		return invalid("malformed token")
+		return errMalformed
 	case t != nil && t.Method == nil && errors.Is(err, jwt.ErrTokenUnverifiable):
 		return invalid("algorithm unknown or missing")
 	case t != nil && t.Method != nil && !slices.Contains(v.allowed, t.Method.Alg()):
 		return invalid("algorithm not allowed")
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		return invalid("bad signature")
+		return errBadSignature
 	case errors.Is(err, jwt.ErrTokenExpired):
-		return invalid("token expired")
+		return errExpired
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
 		return invalid("token not valid yet (nbf)")
 	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
@@ -236,6 +239,36 @@ type reasonError struct{ text string }
 func (e *reasonError) Error() string { return e.text }
 
 func invalid(reason string) error { return fmt.Errorf("%w: %s", ErrInvalid, reason) }
+
+// The refusals a token-stuffing flood meets most, made once.
+var (
+	errMalformed    = invalid("malformed token")
+	errBadSignature = invalid("bad signature")
+	errExpired      = invalid("token expired")
+)
+
+// mayBeJWT is false for a string golang-jwt would refuse as malformed
+// whatever its contents: not three segments, or a header whose first
+// byte, decoded, cannot start a JSON object ('{' or JSON whitespace, the
+// first base64url character being 'e', 'I', 'C' or 'D'; a '.' first
+// is an empty header, malformed too). Junk tokens of
+// a flood are refused without golang-jwt's parse and its errors (issue
+// 13: the cost of saying no).
+func mayBeJWT(token string) bool {
+	if strings.Count(token, ".") != 2 {
+		return false
+	}
+	// Go's base64 decoder skips '\r' and '\n' (found by FuzzMayBeJWT).
+	token = strings.TrimLeft(token, "\r\n")
+	if token == "" {
+		return false
+	}
+	switch token[0] {
+	case 'e', 'I', 'C', 'D':
+		return true
+	}
+	return false
+}
 
 // numericDate reads a JSON NumericDate, clamping absurd values so the
 // conversion to int64 is defined on every platform.

@@ -74,3 +74,29 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// FuzzMayBeJWT: the quick refusal of junk (mayBeJWT) never refuses a
+// string golang-jwt would parse: whatever it refuses, golang-jwt refuses
+// as malformed too. The seeds include headers that start with JSON
+// whitespace, which golang-jwt accepts.
+func FuzzMayBeJWT(f *testing.F) {
+	hs := mint(f, jwt.SigningMethodHS256, []byte(testSecret), claimsAt(t0, nil), nil)
+	for _, s := range []string{"", "bad.token.value", "a.b.c", "..", hs, hs[1:], "x" + hs,
+		b64(` {"alg":"HS256"}`) + "." + b64(`{"sub":"x"}`) + ".sig",
+		b64("\t{\"alg\":\"HS256\"}") + "." + b64(`{"sub":"x"}`) + ".sig",
+		b64("\r\n{\"alg\":\"HS256\"}") + "." + b64(`{"sub":"x"}`) + ".sig",
+		b64("\n{\"alg\":\"HS256\"}") + "." + b64(`{"sub":"x"}`) + ".sig",
+	} {
+		f.Add(s)
+	}
+	p := jwt.NewParser()
+	f.Fuzz(func(t *testing.T, token string) {
+		if mayBeJWT(token) {
+			return
+		}
+		_, _, err := p.ParseUnverified(token, jwt.MapClaims{})
+		if !errors.Is(err, jwt.ErrTokenMalformed) {
+			t.Fatalf("mayBeJWT refused %q, which golang-jwt parses (err %v)", token, err)
+		}
+	})
+}
