@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,7 +37,7 @@ func TestLoadToolRuns(t *testing.T) {
 			base = p + 100
 		}
 	}
-	o := options{scenario: "all", seconds: 1, rounds: 1, conns: 2, users: 2, maxRequests: 200,
+	o := options{scenario: "all", driver: "go", seconds: 1, rounds: 1, conns: 2, users: 2, maxRequests: 200,
 		pg: os.Getenv("PHONE_TEST_POSTGRES_DSN"), redis: os.Getenv("PHONE_TEST_REDIS_URL"), basePort: base}
 	if err := o.check(); err != nil {
 		t.Fatal(err)
@@ -57,9 +58,46 @@ func TestLoadToolRuns(t *testing.T) {
 	t.Log("\n" + out)
 }
 
+// TestLoadToolFloodsWithWrk runs the floods sent by wrk (-driver wrk),
+// which checks every answer's status: wrk must be installed (.ci/run
+// installs Debian's package); without it the test fails under CI and
+// skips, saying so, elsewhere.
+func TestLoadToolFloodsWithWrk(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Caddy processes")
+	}
+	if _, err := exec.LookPath("wrk"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("wrk is not on PATH (apt-get install wrk)")
+		}
+		t.Skip("wrk is not on PATH (apt-get install wrk); CI runs this test")
+	}
+	base := 28130
+	if f := strings.Fields(os.Getenv("PHONE_E2E_PORTS")); len(f) == 2 {
+		if p, err := strconv.Atoi(f[1]); err == nil {
+			base = p + 130
+		}
+	}
+	o := options{scenario: "floods", driver: "wrk", seconds: 1, rounds: 1, conns: 4, users: 1, maxRequests: 1000, basePort: base}
+	if err := o.check(); err != nil {
+		t.Fatal(err)
+	}
+	out := captureStdout(t, func() {
+		if err := run(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+	})
+	for _, want := range []string{"sent by wrk", "phone 401", "phone 429", "plain Caddy 429"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	t.Log("\n" + out)
+}
+
 // TestLoadToolBounds: the flags cannot ask for more than the tool allows.
 func TestLoadToolBounds(t *testing.T) {
-	ok := options{scenario: "all", seconds: 3, rounds: 3, conns: 32, users: 32, maxRequests: 1000, basePort: 28100}
+	ok := options{scenario: "all", driver: "go", seconds: 3, rounds: 3, conns: 32, users: 32, maxRequests: 1000, basePort: 28100}
 	if err := ok.check(); err != nil {
 		t.Fatal(err)
 	}
@@ -70,6 +108,7 @@ func TestLoadToolBounds(t *testing.T) {
 		func(o *options) { o.users = maxUsers + 1 },
 		func(o *options) { o.maxRequests = maxRequests + 1 },
 		func(o *options) { o.scenario = "everything" },
+		func(o *options) { o.driver = "ab" },
 		func(o *options) { o.basePort = 80 },
 	} {
 		o := ok
