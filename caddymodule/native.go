@@ -41,10 +41,13 @@ func (n native) serve(w http.ResponseWriter, r *http.Request) error {
 // with them. The vendor dialects add theirs to it.
 func (native) errorBody(e *apiError) (int, any) {
 	body := make(flatBody, 0, 2+len(e.fields))
-	body = append(body, flatPair{"error", e.code}, flatPair{"message", e.message})
+	body = append(body, flatPair{k: "error", s: e.code}, flatPair{k: "message", s: e.message})
 	for k, v := range e.fields {
+		if v == nil { // null, which a pair cannot hold
+			return e.status, nativeErrorBody(e)
+		}
 		if k != "error" && k != "message" {
-			body = append(body, flatPair{k, v})
+			body = append(body, flatPair{k: k, v: v})
 		}
 	}
 	return e.status, body

@@ -8,10 +8,12 @@ import (
 	"unicode/utf8"
 )
 
-// flatPair is one key and value of a flat JSON object.
+// flatPair is one key and value of a flat JSON object: v, or the string
+// s when v is nil (a string held in an interface would cost an allocation
+// on every error body).
 type flatPair struct {
-	k string
-	v any
+	k, s string
+	v    any
 }
 
 // flatBody is a flat JSON object given as pairs, so that writing our own
@@ -32,7 +34,10 @@ func appendFlatJSON(b []byte, m map[string]any) ([]byte, bool) {
 	var pairs [maxFlat]flatPair
 	p := pairs[:0]
 	for k, v := range m {
-		p = append(p, flatPair{k, v})
+		if v == nil {
+			return b, false // null: encoding/json's
+		}
+		p = append(p, flatPair{k: k, v: v})
 	}
 	return appendFlatPairs(b, p)
 }
@@ -48,7 +53,7 @@ func appendFlatPairs(b []byte, p []flatPair) ([]byte, bool) {
 	}
 	for _, kv := range p {
 		switch kv.v.(type) {
-		case string, int, bool:
+		case nil, string, int, bool:
 		default:
 			return b, false
 		}
@@ -64,7 +69,11 @@ func appendFlatPairs(b []byte, p []flatPair) ([]byte, bool) {
 			b = append(b, ',')
 		}
 		b = append(append(append(b, '"'), kv.k...), '"', ':')
-		switch v := kv.v.(type) {
+		v := kv.v
+		if v == nil {
+			v = kv.s
+		}
+		switch v := v.(type) {
 		case string:
 			if !plainASCII(v) {
 				j, err := json.Marshal(v) // escapes, as encoding/json does
@@ -88,7 +97,9 @@ func appendFlatPairs(b []byte, p []flatPair) ([]byte, bool) {
 func (f flatBody) toMap() map[string]any {
 	m := make(map[string]any, len(f))
 	for _, kv := range f {
-		m[kv.k] = kv.v
+		if m[kv.k] = kv.v; kv.v == nil {
+			m[kv.k] = kv.s
+		}
 	}
 	return m
 }

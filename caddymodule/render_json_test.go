@@ -62,6 +62,8 @@ func TestNativeErrorBodyIsItsMap(t *testing.T) {
 		{status: 401, code: "unauthorized", message: "A valid bearer token is required."},
 		{status: 400, code: "invalid_code", message: "Wrong <code> & \"more\".", fields: map[string]any{"attempts_left": 2, "zeta": true, "alpha": "é"}},
 		{status: 422, code: "x", message: "y", fields: map[string]any{"list": []string{"a"}, "f": 1.5}},
+		{status: 422, code: "x", message: "y", fields: map[string]any{"none": nil, "n": 1}},
+		{status: 400, code: "x", message: "y", fields: map[string]any{"error": "shadowed", "message": "too"}},
 	} {
 		want, err := json.Marshal(nativeErrorBody(e))
 		if err != nil {

@@ -36,25 +36,30 @@ type PeekUsers interface {
 // startCooldown and spendBudgets enforce the same limits atomically, so
 // an update that another overtook between here and there is still
 // refused, and gives back what it took.
-func (s *Service) refuseEarly(ctx context.Context, userID, number string, budgets []budget) error {
+//
+// It returns the send budgets of the update (sendBudgets), built only once
+// the cooldown has let it through: a flood's refusals skip their keys.
+func (s *Service) refuseEarly(ctx context.Context, userID, number, clientIP string) ([]budget, error) {
 	if !s.cfg.Verification {
-		return nil // rule 1 sends nothing: no cooldown, no send budget
+		return nil, nil // rule 1 sends nothing: no cooldown, no send budget
 	}
+	var budgets []budget
 	refused := s.cooldownRefusal(ctx, userID, number)
 	if refused == nil {
+		budgets = s.sendBudgets(userID, number, clientIP)
 		refused = s.checkBudgets(ctx, budgets)
 	}
 	if refused == nil || !errors.Is(refused, ErrRateLimited) {
-		return refused // nil, or the cache is unavailable
+		return budgets, refused // nil, or the cache is unavailable
 	}
 	u, err := s.peekUser(ctx, userID)
 	if err != nil || (u.Verified && u.PhoneNumber == number) {
-		return nil // the locked path reads the store and decides
+		return s.sendBudgets(userID, number, clientIP), nil // the locked path reads the store and decides
 	}
 	if held, err := s.holdsVerified(ctx, userID, number); err != nil || held {
-		return nil
+		return s.sendBudgets(userID, number, clientIP), nil
 	}
-	return refused
+	return nil, refused
 }
 
 // cooldownRefusal is the RetryError of a running cooldown of userID's

@@ -70,8 +70,8 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	if err != nil {
 		return UpdateResult{}, err
 	}
-	budgets := s.sendBudgets(r.UserID, number, r.ClientIP)
-	if err := s.refuseEarly(ctx, r.UserID, number, budgets); err != nil {
+	budgets, err := s.refuseEarly(ctx, r.UserID, number, r.ClientIP)
+	if err != nil {
 		return UpdateResult{}, err
 	}
 	unlock, err := s.lockUser(ctx, r.UserID)
