@@ -245,6 +245,9 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) err
 	if !utf8.Valid(data) {
 		return errInvalid("The body is not valid UTF-8.", "")
 	}
+	if f, ok := v.(flatFields); ok && decodeFlat(data, f) {
+		return nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

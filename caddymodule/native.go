@@ -94,6 +94,23 @@ type updateRequest struct {
 	Channel         string            `json:"channel"`
 }
 
+func (*updateRequest) flatKnows(key string) bool {
+	return key == "phone_number" || key == "locale" || key == "provider_id" || key == "channel"
+}
+
+func (r *updateRequest) setFlat(key, value string) {
+	switch key {
+	case "phone_number":
+		r.PhoneNumber = &value
+	case "locale":
+		r.Locale = value
+	case "provider_id":
+		r.ProviderID = value
+	case "channel":
+		r.Channel = value
+	}
+}
+
 type updateBody struct {
 	Status        string  `json:"status"`
 	PhoneNumber   *string `json:"phone_number"`
@@ -142,6 +159,16 @@ func updateAnswer(res flow.UpdateResult) (int, updateBody) {
 type verifyRequest struct {
 	Code        *string `json:"code"`
 	PhoneNumber string  `json:"phone_number"`
+}
+
+func (*verifyRequest) flatKnows(key string) bool { return key == "code" || key == "phone_number" }
+
+func (r *verifyRequest) setFlat(key, value string) {
+	if key == "code" {
+		r.Code = &value
+	} else {
+		r.PhoneNumber = value
+	}
 }
 
 func (p *Phone) handleVerify(w http.ResponseWriter, r *http.Request, id *bearer.Identity) error {
