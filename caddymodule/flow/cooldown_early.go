@@ -14,8 +14,9 @@ type PeekUsers interface {
 	Peek(ctx context.Context, userID string) (store.User, error)
 }
 
-// refuseEarly refuses, before the user's lock is taken and before any
-// store read, an update that a running resend cooldown or a spent send
+// refuseEarly refuses, before the user's lock is taken and without
+// reading the user from the store, an update that a running resend
+// cooldown or a spent send
 // budget refuses (issue 13: the cost of saying no). An SMS-pumping flood
 // sends updates that are all refused; each used to wait for the user's
 // lock and read the user from the store to learn it, which cost a
@@ -27,10 +28,11 @@ type PeekUsers interface {
 // others (made theirs with no code) applies: both come before the limits.
 // Rule 4 is asked of the read cache when the store has one (PeekUsers):
 // the module's own verifies and admin changes lift the cooldown of the
-// number they verify (liftCooldown), so what the read cache may miss is a
-// number verified in the last seconds by another instance's admin call
-// or outside the module; such an update is answered 429 until the read
-// cache or the cooldown catches up (README, "The cost of saying no").
+// number they verify (liftCooldown), on any instance, so what the read
+// cache may miss is a number verified outside the module in its last
+// seconds; such an update is answered 429 until the read cache or the
+// cooldown catches up (README, API and errors). The held numbers (with
+// admin) are read fresh.
 //
 // These checks are the only ones before the writes: inside the lock,
 // startCooldown and spendBudgets enforce the same limits atomically, so

@@ -31,12 +31,7 @@ func TestLoadToolRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Caddy processes")
 	}
-	base := 28100
-	if f := strings.Fields(os.Getenv("PHONE_E2E_PORTS")); len(f) == 2 {
-		if p, err := strconv.Atoi(f[1]); err == nil {
-			base = p + 100
-		}
-	}
+	base := testPorts(0)
 	o := options{scenario: "all", driver: "go", seconds: 1, rounds: 1, conns: 2, users: 2, maxRequests: 200,
 		pg: os.Getenv("PHONE_TEST_POSTGRES_DSN"), redis: os.Getenv("PHONE_TEST_REDIS_URL"), basePort: base}
 	if err := o.check(); err != nil {
@@ -72,12 +67,7 @@ func TestLoadToolFloodsWithWrk(t *testing.T) {
 		}
 		t.Skip("wrk is not on PATH (apt-get install wrk); CI runs this test")
 	}
-	base := 28130
-	if f := strings.Fields(os.Getenv("PHONE_E2E_PORTS")); len(f) == 2 {
-		if p, err := strconv.Atoi(f[1]); err == nil {
-			base = p + 130
-		}
-	}
+	base := testPorts(30)
 	o := options{scenario: "floods", driver: "wrk", seconds: 1, rounds: 1, conns: 4, users: 1, maxRequests: 1000, basePort: base}
 	if err := o.check(); err != nil {
 		t.Fatal(err)
@@ -120,6 +110,18 @@ func TestLoadToolBounds(t *testing.T) {
 	if err := loopback("http://10.0.0.1:80/"); err == nil {
 		t.Error("a non-loopback target was accepted")
 	}
+}
+
+// testPorts is the first of the ports a test's children listen on: 28100
+// + offset, or 100 + offset past PHONE_E2E_PORTS's HTTP port, so that two
+// copies of the suite on one machine keep apart.
+func testPorts(offset int) int {
+	if f := strings.Fields(os.Getenv("PHONE_E2E_PORTS")); len(f) == 2 {
+		if p, err := strconv.Atoi(f[1]); err == nil {
+			return p + 100 + offset
+		}
+	}
+	return 28100 + offset
 }
 
 func captureStdout(t *testing.T, f func()) string {
