@@ -113,6 +113,33 @@ func TestTwoInstancesShareRedisAndPostgres(t *testing.T) {
 	}
 }
 
+// An update in its resend cooldown is refused before any store read,
+// asking rule 4 of the instance's read cache (issue 13): a verify on one
+// instance ends the number's cooldown in the shared cache, so the
+// verified number typed again on the other — whose read cache, filled by
+// its refusal a moment before, still says unverified — is "unchanged",
+// not 429 (without the lift it was 429 for the read cache's 2 s).
+func TestEarlyRefusalAcrossInstances(t *testing.T) {
+	call, second, sink := twoInstances(t)
+	u := uniqueUser(t, "early")
+	tok := token(t, u)
+	number := map[string]any{"phone_number": "+14155552671"}
+	call(httpPort, "POST", "/phone/update", tok, number).want(t, 200, "")
+	code := sink.last(u).Code
+	sent := sink.count(u)
+	for _, port := range []int{httpPort, second, httpPort, second} {
+		call(port, "POST", "/phone/update", tok, number).want(t, 429, "rate_limited")
+	}
+	if sink.count(u) != sent {
+		t.Fatal("a refused update sent a code")
+	}
+	call(second, "POST", "/phone/verify", tok, map[string]any{"code": code}).want(t, 200, "")
+	r := call(httpPort, "POST", "/phone/update", tok, number).want(t, 200, "")
+	if r.body["status"] != "unchanged" || r.body["verified"] != true {
+		t.Fatalf("the verified number typed again on the other instance: %s", r.raw)
+	}
+}
+
 // SPEC §9: a read on any instance shows every change that completed
 // before it began. Instance A has read (and could have cached) the user
 // before B changes it: A's GET /phone and its require_verified gate show
