@@ -32,18 +32,24 @@ type dropSMS struct{}
 func (dropSMS) Send(context.Context, sms.Message) error { return nil }
 
 // maxHeapPerOpenChallenge is the gate of TestHeapPerOpenChallenge.
-const maxHeapPerOpenChallenge = 760
+const maxHeapPerOpenChallenge = 600
+
+// maxHeapTokensCached is its gate when every token is used twice, and so
+// cached in full (PHONE_FOOTPRINT_TOKEN_USES=2).
+const maxHeapTokensCached = 760
 
 // TestHeapPerOpenChallenge opens n challenges through ServeHTTP, one user
-// and one distinct token each (so every token is verified and cached), and
-// divides the heap in use after GC, measured before the handler was
-// provisioned, by n: every byte the handler holds for them counts (the
-// verified-token cache, the challenge cache with its counters and
-// cooldowns, the memory store's users, and what the cache allocated up
-// front). The target is 600 bytes, so that a million open challenges fit
+// and one distinct token each (so every token is verified, and marked in
+// the verified-token cache's admission table, which keeps a token's
+// identity from its second use), and divides the heap in use after GC,
+// measured before the handler was provisioned, by n: every byte the
+// handler holds for them counts (the verified-token cache and its table,
+// the challenge cache with its counters and cooldowns, the memory store's
+// users, and what the caches allocated up front). The target is 600 bytes, so that a million open challenges fit
 // in 600 MB. PHONE_FOOTPRINT_N changes n; PHONE_FOOTPRINT_PROFILE names a
 // file for a heap profile of what is held; PHONE_FOOTPRINT_MAX_SIZE (bytes)
-// the cache's max_size, for sizing.
+// the cache's max_size, for sizing; PHONE_FOOTPRINT_TOKEN_USES=2 uses each
+// token a second time (GET /phone), which caches its identity.
 func TestHeapPerOpenChallenge(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens 100,000 challenges")
@@ -67,6 +73,7 @@ func TestHeapPerOpenChallenge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	reuse := os.Getenv("PHONE_FOOTPRINT_TOKEN_USES") == "2"
 	now := time.Now()
 	for i := range n {
 		// 36-character user IDs, the size of a UUID, and a token each.
@@ -81,6 +88,15 @@ func TestHeapPerOpenChallenge(t *testing.T) {
 		if rec.code != 200 {
 			t.Fatalf("update %d: status %d", i, rec.code)
 		}
+		if reuse {
+			// A second use of the token (GET /phone) caches it in full.
+			r := caddyRequest("GET", "/phone", "")
+			r.Header.Set("Authorization", "Bearer "+tok)
+			rec := &statusOnly{discard: discard{h: make(map[string][]string)}}
+			if _ = p.ServeHTTP(rec, r, noopNext); rec.code != 200 {
+				t.Fatalf("GET %d: status %d", i, rec.code)
+			}
+		}
 	}
 	after, liveAfter := heapInUse()
 	per := float64(after-before) / float64(n)
@@ -89,11 +105,15 @@ func TestHeapPerOpenChallenge(t *testing.T) {
 	if path := os.Getenv("PHONE_FOOTPRINT_PROFILE"); path != "" {
 		writeHeapProfile(t, path)
 	}
-	// The issue's target is 600 bytes; main measures about 670 (2,040
-	// before issue 13), so the gate holds what was won (README,
-	// Performance, which says why 600 needs another cache layout).
-	if per > maxHeapPerOpenChallenge {
-		t.Errorf("%.0f bytes of heap per open challenge, want <= %d", per, maxHeapPerOpenChallenge)
+	// The issue's target: 600 bytes. Main measures about 570 (2,040
+	// before issue 13; about 670 with every token used twice, README,
+	// Performance).
+	limit := maxHeapPerOpenChallenge
+	if reuse {
+		limit = maxHeapTokensCached
+	}
+	if per > float64(limit) {
+		t.Errorf("%.0f bytes of heap per open challenge, want <= %d", per, limit)
 	}
 	runtime.KeepAlive(p)
 }

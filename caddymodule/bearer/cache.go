@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -31,7 +32,14 @@ type tokenCache struct {
 	maxEntries int // per shard
 	maxBytes   int // per shard
 	shards     [cacheShards]cacheShard
+	// seen admits a token on its second verification (put): a slot holds
+	// the key of the last token first verified whose check chose it.
+	seen [seenSlots]atomic.Uint64
 }
+
+// seenSlots is the size of the admission table: 512 KiB. A token's mark
+// lasts until seenSlots other first sightings, on average, have passed.
+const seenSlots = 1 << 16
 
 type cacheShard struct {
 	mu        sync.RWMutex
@@ -82,16 +90,32 @@ func (c *tokenCache) get(token string, now int64) *Identity {
 	return e.id
 }
 
+// put remembers what token proved, from the token's second verification
+// on: the first only marks it in the admission table (seen). A token
+// used once — the update call of a page that then waits for its code —
+// costs no entry, where an identity costs about 130 bytes (issue 13: with
+// a million open challenges, each with a token of its own, they were the
+// heap's largest tenant after the challenge cache); a token that comes
+// back, as one sent with every page of a session does, is verified twice
+// and then served from here. A mark another token overwrote only delays
+// the admission by one more verification.
 func (c *tokenCache) put(token string, id *Identity, now, until int64) {
 	cost := entryCost(id)
 	if cost > c.maxBytes {
 		return
 	}
 	k, check, s := c.shard(token)
+	mark := &c.seen[check&(seenSlots-1)]
 	id.check = check
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old, ok := s.m[k]; ok {
+	old, ok := s.m[k]
+	// Marked, or its own entry, whose 5 minutes of trust ran out: it came back.
+	if mark.Load() != k && !(ok && old.id.check == check) {
+		mark.Store(k)
+		return
+	}
+	if ok {
 		delete(s.m, k)
 		s.bytes -= entryCost(old.id)
 	}

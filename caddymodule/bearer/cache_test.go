@@ -40,9 +40,14 @@ func TestCacheHitAndExpiry(t *testing.T) {
 				t.Fatal(err)
 			}
 			h := "Bearer " + mint(t, jwt.SigningMethodHS256, []byte(testSecret), claimsAt(t0, jwt.MapClaims{"exp": tc.exp}), nil)
-			prev, err := v.Verify(t.Context(), h)
+			// The second verification caches (TestCacheAdmitsOnSecondUse).
+			first, err := v.Verify(t.Context(), h)
 			if err != nil {
 				t.Fatal(err)
+			}
+			prev, err := v.Verify(t.Context(), h)
+			if err != nil || prev == first {
+				t.Fatalf("second verification: %p (first %p), %v", prev, first, err)
 			}
 			for i, s := range tc.steps {
 				clock.Advance(s.advance)
@@ -88,9 +93,12 @@ func TestCacheProjectFormIsCheckedFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	jwtStr := mint(t, jwt.SigningMethodHS256, []byte(testSecret), claimsAt(t0, nil), nil)
-	id1, err := v.Verify(t.Context(), "Bearer P2abc:"+jwtStr)
-	if err != nil {
-		t.Fatal(err)
+	var id1 *Identity
+	for range 2 { // cached from its second verification
+		var err error
+		if id1, err = v.Verify(t.Context(), "Bearer P2abc:"+jwtStr); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := v.Verify(t.Context(), "Bearer P2abx:"+jwtStr); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("wrong project on a cached token: %v", err)
@@ -105,8 +113,12 @@ func TestCacheBounded(t *testing.T) {
 	c := newTokenCache(1000)
 	id := &Identity{UserID: "u"}
 	now := t0.UnixNano()
+	putTwice := func(c *tokenCache, token string, id *Identity, now, until int64) {
+		c.put(token, id, now, until) // marks it
+		c.put(token, id, now, until) // admits it
+	}
 	for i := range 50_000 {
-		c.put(fmt.Sprintf("token-%d", i), id, now, now+int64(time.Minute))
+		putTwice(c, fmt.Sprintf("token-%d", i), id, now, now+int64(time.Minute))
 	}
 	if n := c.len(); n > 64*((1000+63)/64) || n == 0 {
 		t.Fatalf("cache holds %d entries", n)
@@ -115,7 +127,7 @@ func TestCacheBounded(t *testing.T) {
 	c = newTokenCache(1_000_000)
 	big := &Identity{UserID: "u", strs: string(pack(pack(nil, "pad"), strings.Repeat("x", MaxTokenBytes)))}
 	for i := range 20_000 {
-		c.put(fmt.Sprint("token-", i), big, now, now+int64(time.Minute))
+		putTwice(c, fmt.Sprint("token-", i), big, now, now+int64(time.Minute))
 	}
 	total := 0
 	for i := range c.shards {
@@ -127,11 +139,11 @@ func TestCacheBounded(t *testing.T) {
 	// Expired entries are swept when a shard fills up.
 	c = newTokenCache(64)
 	for i := range 64 * 4 {
-		c.put(fmt.Sprint("old", i), &Identity{UserID: "u"}, now, now+1)
+		putTwice(c, fmt.Sprint("old", i), &Identity{UserID: "u"}, now, now+1)
 	}
 	later := now + 2*int64(time.Minute)
 	for i := range 64 {
-		c.put(fmt.Sprint("new", i), &Identity{UserID: "u"}, later, later+int64(time.Minute))
+		putTwice(c, fmt.Sprint("new", i), &Identity{UserID: "u"}, later, later+int64(time.Minute))
 	}
 	hits := 0
 	for i := range 64 {
@@ -144,6 +156,66 @@ func TestCacheBounded(t *testing.T) {
 	}
 }
 
+// TestCacheAdmitsOnSecondUse: a token verified once is only marked, and
+// no entry is kept; its second verification caches it, and the third is
+// served from the cache. An entry whose trust ran out is re-admitted at
+// the token's next verification; a mark that another token's first
+// sighting overwrote delays the admission by one verification.
+func TestCacheAdmitsOnSecondUse(t *testing.T) {
+	clock := fake.NewClock(t0)
+	v, err := New(t.Context(), Config{Secret: testSecret, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := "Bearer " + mint(t, jwt.SigningMethodHS256, []byte(testSecret), claimsAt(t0, jwt.MapClaims{"exp": t0.Add(time.Hour).Unix()}), nil)
+	verify := func() *Identity {
+		t.Helper()
+		id, err := v.Verify(t.Context(), h)
+		if err != nil || id.UserID != "user-1" {
+			t.Fatalf("verify: %v, %v", id, err)
+		}
+		return id
+	}
+	first := verify()
+	if n := v.cache.len(); n != 0 {
+		t.Fatalf("a token seen once left %d entries", n)
+	}
+	second := verify()
+	if second == first || v.cache.len() != 1 {
+		t.Fatal("the second use was served from the cache, or not cached")
+	}
+	if third := verify(); third != second {
+		t.Fatal("the third use was verified again")
+	}
+	clock.Advance(6 * time.Minute) // past the 5 minutes of trust
+	renewed := verify()
+	if renewed == second || verify() != renewed {
+		t.Fatal("an expired entry of a token in use was not re-admitted at once")
+	}
+
+	// Two tokens whose checks choose one mark: b's first sighting
+	// overwrites a's mark.
+	c := newTokenCache(100)
+	_, checkA, _ := c.shard("a")
+	b := ""
+	for i := 0; b == ""; i++ {
+		if _, check, _ := c.shard(fmt.Sprint("b", i)); check&(seenSlots-1) == checkA&(seenSlots-1) {
+			b = fmt.Sprint("b", i)
+		}
+	}
+	now, until := t0.UnixNano(), t0.Add(time.Minute).UnixNano()
+	c.put("a", &Identity{UserID: "a"}, now, until)
+	c.put(b, &Identity{UserID: "b"}, now, until)
+	c.put("a", &Identity{UserID: "a"}, now, until)
+	if c.get("a", now) != nil {
+		t.Fatal("a was admitted though b overwrote its mark")
+	}
+	c.put("a", &Identity{UserID: "a"}, now, until)
+	if id := c.get("a", now); id == nil || id.UserID != "a" {
+		t.Fatalf("a, verified once more, was not admitted: %v", id)
+	}
+}
+
 // TestCacheKeyIsTheWholeToken: the cache keeps a digest of the token, not
 // the token, and a token that differs from a cached one in any byte (here
 // its signature's last character, or one byte more) is verified afresh.
@@ -153,8 +225,10 @@ func TestCacheKeyIsTheWholeToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok := mint(t, jwt.SigningMethodHS256, []byte(testSecret), claimsAt(t0, nil), nil)
-	if _, err := v.Verify(t.Context(), "Bearer "+tok); err != nil {
-		t.Fatal(err)
+	for range 2 { // cached from its second verification
+		if _, err := v.Verify(t.Context(), "Bearer "+tok); err != nil {
+			t.Fatal(err)
+		}
 	}
 	last := tok[len(tok)-1]
 	other := byte('A')
