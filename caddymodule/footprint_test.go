@@ -112,6 +112,9 @@ func TestHeapPerOpenChallenge(t *testing.T) {
 	if reuse {
 		limit = maxHeapTokensCached
 	}
+	if sizing := n != 100_000 || os.Getenv("PHONE_FOOTPRINT_MAX_SIZE") != ""; sizing {
+		return // the gates hold the measure: 100,000, max_size at its default
+	}
 	if per > float64(limit) {
 		t.Errorf("%.0f bytes of heap per open challenge, want <= %d", per, limit)
 	}
