@@ -14,10 +14,16 @@ type budget struct {
 
 // sendBudgets lists the budgets one SMS to number spends.
 func (s *Service) sendBudgets(userID, number, ip string) []budget {
+	c := s.callerBudgets(userID, ip)
+	return []budget{c[0], {"per_number", "ln:" + number, s.cfg.Limits.PerNumber}, c[1], c[2]}
+}
+
+// callerBudgets are the send budgets that do not depend on the number:
+// those of sendBudgets but per_number, in its order.
+func (s *Service) callerBudgets(userID, ip string) []budget {
 	l := s.cfg.Limits
 	return []budget{
 		{"global", "lg", l.Global},
-		{"per_number", "ln:" + number, l.PerNumber},
 		{"per_user", "lu:" + userID, l.PerUser},
 		{"per_ip", ipKey(ip), l.PerIP},
 	}

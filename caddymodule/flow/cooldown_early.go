@@ -3,6 +3,7 @@ package flow
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/caddy-phone/caddy-phone/store"
 )
@@ -41,7 +42,10 @@ type PeekUsers interface {
 //
 // It returns the send budgets of the update (sendBudgets), built only once
 // the cooldown has let it through: a flood's refusals skip their keys.
-func (s *Service) refuseEarly(ctx context.Context, userID, number, clientIP string) ([]budget, error) {
+//
+// callerChecked says refuseBeforeNumber checked the budgets that do not
+// depend on the number, and they had room: only per_number is read here.
+func (s *Service) refuseEarly(ctx context.Context, userID, number, clientIP string, callerChecked bool) ([]budget, error) {
 	if !s.cfg.Verification {
 		return nil, nil // rule 1 sends nothing: no cooldown, no send budget
 	}
@@ -49,7 +53,11 @@ func (s *Service) refuseEarly(ctx context.Context, userID, number, clientIP stri
 	refused := s.cooldownRefusal(ctx, userID, number)
 	if refused == nil {
 		budgets = s.sendBudgets(userID, number, clientIP)
-		refused = s.checkBudgets(ctx, budgets)
+		check := budgets
+		if callerChecked {
+			check = slices.DeleteFunc(slices.Clone(budgets), func(b budget) bool { return b.name != "per_number" })
+		}
+		refused = s.checkBudgets(ctx, check)
 	}
 	if refused == nil || !errors.Is(refused, ErrRateLimited) {
 		return budgets, refused // nil, or the cache is unavailable
@@ -62,6 +70,33 @@ func (s *Service) refuseEarly(ctx context.Context, userID, number, clientIP stri
 		return s.sendBudgets(userID, number, clientIP), nil
 	}
 	return nil, refused
+}
+
+// refuseBeforeNumber refuses, before the number is parsed, an update that
+// a spent budget of the caller refuses whatever the number: global,
+// per_user and per_ip do not depend on it. SMS pumping sends a new number
+// each time, and parsing one (libphonenumber) costs several times the
+// rest of a refusal. Rule 4 and a held number are the only answers that
+// come before the budgets, and they need a user who holds a verified
+// number, or admin on: then the decision waits for the parse
+// (refuseEarly). So does a cache that fails (an unparsable number is
+// still 400 first). It reports whether the budgets were read and had
+// room, so that refuseEarly need not read them again.
+func (s *Service) refuseBeforeNumber(ctx context.Context, userID, clientIP string) (checked bool, err error) {
+	if !s.cfg.Verification {
+		return false, nil
+	}
+	refused := s.checkBudgets(ctx, s.callerBudgets(userID, clientIP))
+	switch {
+	case refused == nil:
+		return true, nil
+	case !errors.Is(refused, ErrRateLimited) || s.held != nil:
+		return false, nil
+	}
+	if u, err := s.peekUser(ctx, userID); err != nil || u.Verified {
+		return false, nil
+	}
+	return false, refused
 }
 
 // cooldownRefusal is the RetryError of a running cooldown of userID's

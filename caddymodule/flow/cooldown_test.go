@@ -3,6 +3,7 @@ package flow
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -257,4 +258,55 @@ func TestSpendBudgetsAllOrNone(t *testing.T) {
 	if c, _ := decodeCounter(b); c.count != 0 {
 		t.Fatalf("global budget after a refused spend: %d units spent, want 0", c.count)
 	}
+}
+
+// countingNumbers counts the numbers it is asked to parse.
+type countingNumbers struct {
+	numbers.Policy
+	calls atomic.Int64
+}
+
+func (c *countingNumbers) Normalize(input string) (string, error) {
+	c.calls.Add(1)
+	return c.Policy.Normalize(input)
+}
+
+// TestRefusalBeforeTheNumberIsParsed: SMS pumping sends a new number each
+// time; once the caller's per_user budget is spent, its updates are
+// refused without parsing the number or reading the store, even a number
+// that does not parse (429 before 400). A user who holds a verified
+// number still gets rule 4 for it ("unchanged"), and 429 for any other.
+func TestRefusalBeforeTheNumberIsParsed(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Limits.PerUser = Limit{Count: 2, Window: time.Hour} })
+	cached := withReadCache(t, h)
+	nums := &countingNumbers{}
+	var err error
+	if h.svc, err = New(h.cfg, Deps{Users: cached, Cache: h.cache, Sender: h.sender, Numbers: nums, Clock: h.clock}); err != nil {
+		t.Fatal(err)
+	}
+	h.mustUpdate("u", frNumber(1), StatusUpdated)
+	h.mustUpdate("u", frNumber(2), StatusUpdated) // per_user spent
+	parsed, gets, sent := nums.calls.Load(), h.users.gets.Load(), h.sender.Count()
+	for i := range 50 {
+		_, err := h.update("u", frNumber(10+i))
+		wantRetry(t, err, "per_user", time.Hour)
+	}
+	_, err = h.update("u", "not a number")
+	wantRetry(t, err, "per_user", time.Hour)
+	if n := nums.calls.Load() - parsed; n != 0 {
+		t.Errorf("51 refusals parsed %d numbers, want 0", n)
+	}
+	if n := h.users.gets.Load() - gets; n > 1 {
+		t.Errorf("51 refusals read the store %d times, want at most 1", n)
+	}
+	if h.sender.Count() != sent {
+		t.Fatal("a refused update sent a code")
+	}
+
+	// v holds a verified number: rule 4 still answers for it.
+	h.seedVerified("v", frNumber(50))              // one send
+	h.mustUpdate("v", frNumber(51), StatusPending) // the second: per_user spent
+	h.mustUpdate("v", frNumber(50), StatusUnchanged)
+	_, err = h.update("v", frNumber(53))
+	wantRetry(t, err, "per_user", time.Hour)
 }

@@ -66,11 +66,15 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	if err := CheckTemplateOptions("template_options", r.TemplateOptions); err != nil {
 		return UpdateResult{}, err
 	}
+	callerChecked, err := s.refuseBeforeNumber(ctx, r.UserID, r.ClientIP)
+	if err != nil {
+		return UpdateResult{}, err
+	}
 	number, err := s.numbers.Normalize(r.PhoneNumber)
 	if err != nil {
 		return UpdateResult{}, err
 	}
-	budgets, err := s.refuseEarly(ctx, r.UserID, number, r.ClientIP)
+	budgets, err := s.refuseEarly(ctx, r.UserID, number, r.ClientIP, callerChecked)
 	if err != nil {
 		return UpdateResult{}, err
 	}
