@@ -39,9 +39,21 @@ func loopback(target string) error {
 type request struct {
 	method, url, auth, body string
 	want                    int
+	// newNumber sends, instead of body, an update to a new French mobile
+	// number each time (SMS pumping).
+	newNumber bool
 }
 
+// pumpedNumbers numbers the bodies of newNumber requests.
+var pumpedNumbers atomic.Int64
+
+// pumpedBody is the update body of the nth pumped number.
+func pumpedBody(n int64) string { return fmt.Sprintf(`{"phone_number":"+3361%07d"}`, n%10_000_000) }
+
 func (r request) do(ctx context.Context, client *http.Client) (int, error) {
+	if r.newNumber {
+		r.body = pumpedBody(pumpedNumbers.Add(1))
+	}
 	var body io.Reader
 	if r.body != "" {
 		body = strings.NewReader(r.body)

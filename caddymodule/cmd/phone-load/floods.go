@@ -61,18 +61,34 @@ http://127.0.0.1:%d {
 	number := `{"phone_number":"+33612345678"}`
 	// The 429 flood: the user's first update sends a code; every later
 	// one to that number within the resend cooldown (60 s) is refused.
-	first := request{"POST", phoneBase + "/phone/update", "Bearer " + tok, number, 200}
+	first := request{method: "POST", url: phoneBase + "/phone/update", auth: "Bearer " + tok, body: number, want: 200}
 	if st, err := first.do(ctx, client); err != nil || st != 200 {
 		return fmt.Errorf("first update: %d %v", st, err)
 	}
+	// The pumping flood: a user who spent their per_user budget (10 codes
+	// an hour) sends an update to a new number each time.
+	pumper, err := mint(randomName("pump-"))
+	if err != nil {
+		return err
+	}
+	for i := range 10 {
+		send := request{method: "POST", url: phoneBase + "/phone/update", auth: "Bearer " + pumper,
+			body: fmt.Sprintf(`{"phone_number":"+3362%07d"}`, i), want: 200}
+		if st, err := send.do(ctx, client); err != nil || st != 200 {
+			return fmt.Errorf("pumper's update %d: %d %v", i, st, err)
+		}
+	}
+	plain429 := fmt.Sprintf("http://127.0.0.1:%d/429", plain)
 	scenarios := []struct {
 		name string
 		r    request
 	}{
-		{"plain Caddy 401 (respond)", request{"POST", fmt.Sprintf("http://127.0.0.1:%d/401", plain), "Bearer bad.token.value", number, 401}},
-		{"phone 401 (bad token, POST /phone/update)", request{"POST", phoneBase + "/phone/update", "Bearer bad.token.value", number, 401}},
-		{"plain Caddy 429 (respond)", request{"POST", fmt.Sprintf("http://127.0.0.1:%d/429", plain), "Bearer " + tok, number, 429}},
-		{"phone 429 (update in its cooldown)", request{"POST", phoneBase + "/phone/update", "Bearer " + tok, number, 429}},
+		{"plain Caddy 401 (respond)", request{method: "POST", url: fmt.Sprintf("http://127.0.0.1:%d/401", plain), auth: "Bearer bad.token.value", body: number, want: 401}},
+		{"phone 401 (bad token, POST /phone/update)", request{method: "POST", url: phoneBase + "/phone/update", auth: "Bearer bad.token.value", body: number, want: 401}},
+		{"plain Caddy 429 (respond)", request{method: "POST", url: plain429, auth: "Bearer " + tok, body: number, want: 429}},
+		{"phone 429 (update in its cooldown)", request{method: "POST", url: phoneBase + "/phone/update", auth: "Bearer " + tok, body: number, want: 429}},
+		{"plain Caddy 429 (respond), new numbers", request{method: "POST", url: plain429, auth: "Bearer " + pumper, newNumber: true, want: 429}},
+		{"phone 429 (per_user spent, new numbers)", request{method: "POST", url: phoneBase + "/phone/update", auth: "Bearer " + pumper, newNumber: true, want: 429}},
 	}
 	// Rounds stay inside the cooldown: a round is at most 60 s, and the
 	// first update is re-sent when the cooldown could have run out.
@@ -84,7 +100,7 @@ http://127.0.0.1:%d {
 	for round := range o.rounds {
 		for i, sc := range scenarios {
 			if sc.r.want == 429 && sc.r.url == first.url && time.Since(sentAt)+d > 55*time.Second {
-				return fmt.Errorf("round %d: the cooldown would end mid-round; use fewer or shorter rounds (rounds × 4 × seconds under 55)", round)
+				return fmt.Errorf("round %d: the cooldown would end mid-round; use fewer or shorter rounds (rounds × 6 × seconds under 55)", round)
 			}
 			before := cpuTime(c.cmd.Process.Pid)
 			var n int64

@@ -206,7 +206,7 @@ func runLayout(ctx context.Context, o options, dir string, s *sink, l backend, l
 func flow(ctx context.Context, client *http.Client, s *sink, a, b, tok, number string) error {
 	codes, done := s.expect(number)
 	defer done()
-	st, err := request{"POST", a + "/phone/update", "Bearer " + tok, `{"phone_number":"` + number + `"}`, 200}.do(ctx, client)
+	st, err := request{method: "POST", url: a + "/phone/update", auth: "Bearer " + tok, body: `{"phone_number":"` + number + `"}`, want: 200}.do(ctx, client)
 	if err != nil {
 		return err
 	}
@@ -221,7 +221,7 @@ func flow(ctx context.Context, client *http.Client, s *sink, a, b, tok, number s
 	case <-time.After(10 * time.Second):
 		return fmt.Errorf("no code for the update: %w", errTimeout)
 	}
-	st, err = request{"POST", b + "/phone/verify", "Bearer " + tok, `{"code":"` + code + `"}`, 200}.do(ctx, client)
+	st, err = request{method: "POST", url: b + "/phone/verify", auth: "Bearer " + tok, body: `{"code":"` + code + `"}`, want: 200}.do(ctx, client)
 	if err != nil {
 		return err
 	}

@@ -77,7 +77,7 @@ func TestLoadToolFloodsWithWrk(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	for _, want := range []string{"sent by wrk", "phone 401", "phone 429", "plain Caddy 429"} {
+	for _, want := range []string{"sent by wrk", "phone 401", "phone 429 (update in its cooldown)", "phone 429 (per_user spent, new numbers)", "plain Caddy 429"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

@@ -21,6 +21,7 @@ wrk.headers["Authorization"] = %q
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 function init(args) bad = 0 end
+%s
 function response(status, headers, body)
   if status ~= %d then bad = bad + 1 end
 end
@@ -45,7 +46,15 @@ func wrkFlood(ctx context.Context, dir string, conns int, d time.Duration, r req
 		return 0, 0, err
 	}
 	script := filepath.Join(dir, "flood.lua")
-	if err := os.WriteFile(script, fmt.Appendf(nil, wrkScript, r.method, r.body, r.auth, r.want), 0o600); err != nil {
+	perRequest := ""
+	if r.newNumber { // the body pumpedBody writes, a new number each time
+		perRequest = `local n = 0
+function request()
+  n = n + 1
+  return wrk.format(nil, nil, nil, string.format('{"phone_number":"+3361%07d"}', n % 10000000))
+end`
+	}
+	if err := os.WriteFile(script, fmt.Appendf(nil, wrkScript, r.method, r.body, r.auth, perRequest, r.want), 0o600); err != nil {
 		return 0, 0, err
 	}
 	secs := strconv.Itoa(max(1, int(d/time.Second)))
