@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -12,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/caddy-phone/caddy-phone/caddymodule/events"
@@ -398,14 +396,7 @@ func TestAdminProvisionErrors(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := `{"jwt":{"secret":"` + benchSecret + `","project_id":"P2abcdefghijklmnopq"},"store":{"backend":"memory"},
 				"cache":{"max_size":67108864},"sms":[{"provider":"log"}],"admin":` + c.admin + `}`
-			var p Phone
-			if err := json.Unmarshal([]byte(cfg), &p); err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-			defer cancel()
-			err := p.Provision(ctx)
-			p.Cleanup()
+			err := provisionError(t, cfg)
 			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "admin: ") {
 				t.Fatalf("Provision: %v, want an admin error with %q", err, c.want)
 			}

@@ -40,6 +40,22 @@ func provisionPhone(tb testing.TB, cfg string) *Phone {
 	return &p
 }
 
+// provisionError provisions a handler from the JSON config cfg, expecting
+// it to be refused, and returns Provision's error (nil if it was taken).
+// Whatever it provisioned is cleaned up either way.
+func provisionError(tb testing.TB, cfg string) error {
+	tb.Helper()
+	var p Phone
+	if err := json.Unmarshal([]byte(cfg), &p); err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	err := p.Provision(ctx)
+	_ = p.Cleanup()
+	return err
+}
+
 // instantSink is an SMS provider that keeps the last code per number.
 type instantSink struct {
 	mu    sync.Mutex

@@ -79,14 +79,8 @@ func TestProvisionChannelsCarried(t *testing.T) {
 		{`"channels":["sms"],"channel_templates":{"sms":{"template":"{code}"}},"sms":[{"provider":"log"}]`,
 			`template "sms": templates of their own are for whatsapp and voice`},
 	} {
-		var p Phone
 		cfg := `{"jwt":{"secret":"` + benchSecret + `"},"store":{"backend":"sqlite","path":"` + filepath.Join(dir, "never.db") + `"},` + c.cfg + `}`
-		if err := json.Unmarshal([]byte(cfg), &p); err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-		err := p.Provision(ctx)
-		cancel()
+		err := provisionError(t, cfg)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want %q", c.cfg, err, c.want)
 		}

@@ -1,14 +1,10 @@
 package caddymodule
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
 	"testing"
-
-	"github.com/caddyserver/caddy/v2"
 )
 
 // testVendorOptions are the options of "testvendor", a dialect registered
@@ -94,13 +90,7 @@ func TestCompatBlockRefusals(t *testing.T) {
 		{`"compat":["testvendor"],"compat_options":{"testvendor":{"app_idd":"a"}}`, `compat testvendor: options: json: unknown field "app_idd"`},
 		{`"compat":["testvendor"]`, "compat testvendor: app_id is required"},
 	} {
-		var p Phone
-		if err := json.Unmarshal([]byte(base+c.json+"}"), &p); err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-		err := p.Provision(ctx)
-		cancel()
+		err := provisionError(t, base+c.json+"}")
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want %q", c.json, err, c.want)
 		}

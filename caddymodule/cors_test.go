@@ -1,14 +1,11 @@
 package caddymodule
 
 import (
-	"context"
 	"encoding/json"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/caddyserver/caddy/v2"
 )
 
 const corsApp = "https://app.example.com"
@@ -234,15 +231,8 @@ func TestCORSOriginsChecked(t *testing.T) {
 		"https://app.example.com/app", "https://app.example.com?x=1", "ftp://app.example.com",
 		"https://user@app.example.com", "https://", "https://app.example.com:abc", "null", "",
 	} {
-		var p Phone
 		cfg := compatConfig(`,"cors":["https://ok.example.com",` + string(must(json.Marshal(bad))) + `]`)
-		if err := json.Unmarshal([]byte(cfg), &p); err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-		err := p.Provision(ctx)
-		_ = p.Cleanup()
-		cancel()
+		err := provisionError(t, cfg)
 		if err == nil || !strings.Contains(err.Error(), "cors: origin") || !strings.Contains(err.Error(), "scheme://host[:port]") {
 			t.Errorf("%q: err = %v", bad, err)
 		}

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -118,13 +117,7 @@ func TestDescopeLoginIDClaimConfig(t *testing.T) {
 	}
 	for _, claim := range []string{" email", "e\u0001mail"} {
 		raw, _ := json.Marshal(claim)
-		var p Phone
-		if err := json.Unmarshal([]byte(compatConfig(`,"compat_options":{"descope":{"login_id_claim":`+string(raw)+`}}`)), &p); err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-		err := p.Provision(ctx)
-		cancel()
+		err := provisionError(t, compatConfig(`,"compat_options":{"descope":{"login_id_claim":`+string(raw)+`}}`))
 		if err == nil || !strings.Contains(err.Error(), "login_id_claim must name a claim") {
 			t.Errorf("%q: err = %v", claim, err)
 		}

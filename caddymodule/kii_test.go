@@ -1,15 +1,12 @@
 package caddymodule
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/caddyserver/caddy/v2"
 )
 
 const kiiApp = "kiiapp1"
@@ -259,13 +256,7 @@ func TestKiiOptions(t *testing.T) {
 		{`,"compat_options":{"kii":{"app_id":"a/b"}}`, "compat kii: app_id must be one path segment"},
 		{`,"compat_options":{"kii":{"app_id":" a"}}`, "compat kii: app_id must be one path segment"},
 	} {
-		var p Phone
-		if err := json.Unmarshal([]byte(base+c.json+"}"), &p); err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-		err := p.Provision(ctx)
-		cancel()
+		err := provisionError(t, base+c.json+"}")
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want %q", c.json, err, c.want)
 		}

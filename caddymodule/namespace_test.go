@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 )
@@ -155,14 +154,7 @@ func TestSecretFingerprintRefused(t *testing.T) {
 			"cache":{"backend":"redis","url":` + jsonString(redisURL) + `,"key_prefix":"` + prefix + `"},"sms":[{"provider":"log"}]}`
 	}
 	provisionPhone(t, cfg("first-otp-secret-0123456789"))
-	var p Phone
-	if err := json.Unmarshal([]byte(cfg("other-otp-secret-0123456789")), &p); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	defer cancel()
-	err := p.Provision(ctx)
-	_ = p.Cleanup()
+	err := provisionError(t, cfg("other-otp-secret-0123456789"))
 	if err == nil || !strings.HasPrefix(err.Error(), "secret:") || strings.Contains(err.Error(), "other-otp-secret") {
 		t.Fatalf("Provision with another secret: %v; want a refusal naming `secret` (and not showing it)", err)
 	}
