@@ -14,8 +14,13 @@ type budget struct {
 
 // sendBudgets lists the budgets one SMS to number spends.
 func (s *Service) sendBudgets(userID, number, ip string) []budget {
-	c := s.callerBudgets(userID, ip)
-	return []budget{c[0], {"per_number", "ln:" + number, s.cfg.Limits.PerNumber}, c[1], c[2]}
+	return s.withNumber(s.callerBudgets(userID, ip), number)
+}
+
+// withNumber is sendBudgets from the caller's budgets (callerBudgets):
+// global, per_number, per_user, per_ip.
+func (s *Service) withNumber(caller []budget, number string) []budget {
+	return []budget{caller[0], {"per_number", "ln:" + number, s.cfg.Limits.PerNumber}, caller[1], caller[2]}
 }
 
 // callerBudgets are the send budgets that do not depend on the number:

@@ -3,7 +3,6 @@ package flow
 import (
 	"context"
 	"errors"
-	"slices"
 
 	"github.com/caddy-phone/caddy-phone/store"
 )
@@ -40,22 +39,19 @@ type PeekUsers interface {
 // an update that another overtook between here and there is still
 // refused, and gives back what it took.
 //
-// It returns the send budgets of the update (sendBudgets), built only once
-// the cooldown has let it through: a flood's refusals skip their keys.
-//
-// callerChecked says refuseBeforeNumber checked the budgets that do not
-// depend on the number, and they had room: only per_number is read here.
-func (s *Service) refuseEarly(ctx context.Context, userID, number, clientIP string, callerChecked bool) ([]budget, error) {
+// It returns the send budgets of the update: caller (callerBudgets) and
+// the number's. callerChecked says refuseBeforeNumber read caller's and
+// they had room: only per_number is read here.
+func (s *Service) refuseEarly(ctx context.Context, userID, number string, caller []budget, callerChecked bool) ([]budget, error) {
 	if !s.cfg.Verification {
 		return nil, nil // rule 1 sends nothing: no cooldown, no send budget
 	}
-	var budgets []budget
+	budgets := s.withNumber(caller, number)
 	refused := s.cooldownRefusal(ctx, userID, number)
 	if refused == nil {
-		budgets = s.sendBudgets(userID, number, clientIP)
 		check := budgets
 		if callerChecked {
-			check = slices.DeleteFunc(slices.Clone(budgets), func(b budget) bool { return b.name != "per_number" })
+			check = budgets[1:2] // per_number (withNumber)
 		}
 		refused = s.checkBudgets(ctx, check)
 	}
@@ -64,10 +60,10 @@ func (s *Service) refuseEarly(ctx context.Context, userID, number, clientIP stri
 	}
 	u, err := s.peekUser(ctx, userID)
 	if err != nil || (u.Verified && u.PhoneNumber == number) {
-		return s.sendBudgets(userID, number, clientIP), nil // the locked path reads the store and decides
+		return budgets, nil // the locked path reads the store and decides
 	}
 	if held, err := s.holdsVerified(ctx, userID, number); err != nil || held {
-		return s.sendBudgets(userID, number, clientIP), nil
+		return budgets, nil
 	}
 	return nil, refused
 }
@@ -82,11 +78,11 @@ func (s *Service) refuseEarly(ctx context.Context, userID, number, clientIP stri
 // (refuseEarly). So does a cache that fails (an unparsable number is
 // still 400 first). It reports whether the budgets were read and had
 // room, so that refuseEarly need not read them again.
-func (s *Service) refuseBeforeNumber(ctx context.Context, userID, clientIP string) (checked bool, err error) {
+func (s *Service) refuseBeforeNumber(ctx context.Context, userID string, caller []budget) (checked bool, err error) {
 	if !s.cfg.Verification {
 		return false, nil
 	}
-	refused := s.checkBudgets(ctx, s.callerBudgets(userID, clientIP))
+	refused := s.checkBudgets(ctx, caller)
 	switch {
 	case refused == nil:
 		return true, nil

@@ -66,7 +66,8 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	if err := CheckTemplateOptions("template_options", r.TemplateOptions); err != nil {
 		return UpdateResult{}, err
 	}
-	callerChecked, err := s.refuseBeforeNumber(ctx, r.UserID, r.ClientIP)
+	caller := s.callerBudgets(r.UserID, r.ClientIP)
+	callerChecked, err := s.refuseBeforeNumber(ctx, r.UserID, caller)
 	if err != nil {
 		return UpdateResult{}, err
 	}
@@ -74,7 +75,7 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	if err != nil {
 		return UpdateResult{}, err
 	}
-	budgets, err := s.refuseEarly(ctx, r.UserID, number, r.ClientIP, callerChecked)
+	budgets, err := s.refuseEarly(ctx, r.UserID, number, caller, callerChecked)
 	if err != nil {
 		return UpdateResult{}, err
 	}
