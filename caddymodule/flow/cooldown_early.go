@@ -16,9 +16,8 @@ type PeekUsers interface {
 
 // refuseEarly refuses, before the user's lock is taken and without
 // reading the user from the store, an update that a running resend
-// cooldown or a spent send
-// budget refuses (issue 13: the cost of saying no). An SMS-pumping flood
-// sends updates that are all refused; each used to wait for the user's
+// cooldown or a spent send budget refuses (issue 13: the cost of saying
+// no). An SMS-pumping flood sends updates that are all refused; each used to wait for the user's
 // lock and read the user from the store to learn it, which cost a
 // refusal several times plain Caddy's answer. A refusal changes nothing,
 // so it needs no lock, and the cooldown and the budgets are cache reads.
