@@ -101,10 +101,31 @@ func sqliteDSN(path string) string {
 		esc, sqliteBusyTimeout.Milliseconds())
 }
 
+// setWAL switches the file to WAL, a property of the file, so setting it
+// once is enough. Processes starting together on a new file may meet
+// SQLITE_BUSY here without the busy timeout being waited (SQLite answers
+// at once rather than risk a deadlock on the journal change): it tries
+// again, for as long as the busy timeout.
+func (s *SQLiteUsers) setWAL(ctx context.Context) (string, error) {
+	deadline := time.Now().Add(sqliteBusyTimeout)
+	for {
+		var mode string
+		err := s.db.QueryRowContext(ctx, `PRAGMA journal_mode=WAL`).Scan(&mode)
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return mode, err
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 func (s *SQLiteUsers) init(ctx context.Context) error {
-	var mode string
-	// WAL is a property of the file, so setting it once is enough.
-	if err := s.db.QueryRowContext(ctx, `PRAGMA journal_mode=WAL`).Scan(&mode); err != nil {
+	mode, err := s.setWAL(ctx)
+	if err != nil {
 		return s.fail("open", err)
 	}
 	if !strings.EqualFold(mode, "wal") {
