@@ -140,10 +140,7 @@ func kiiCode(code string) string {
 // before it parses it, so a % is written as \u0025: the message reaches
 // the app as sent.
 func (kii) errorBody(e *apiError) (int, any) {
-	body := make(map[string]any, 2+len(e.fields))
-	for k, v := range e.fields {
-		body[k] = v
-	}
+	body := flatBody(e.fields).toMap()
 	body["errorCode"], body["message"] = kiiCode(e.code), e.message
 	b, err := json.Marshal(body)
 	if err != nil {

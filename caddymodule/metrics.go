@@ -50,16 +50,37 @@ func initMetrics(reg *prometheus.Registry) error {
 
 // observe counts one rules call by its outcome.
 func observe(op string, err error) {
-	result := "ok"
-	if err != nil {
-		result = errorCode(err)
+	if err == nil {
+		countersOf(phoneMetrics.outcomes, op, "ok").Inc()
+		return
 	}
-	phoneMetrics.outcomes.WithLabelValues(op, result).Inc()
+	k := kindOf(err)
+	countersOf(phoneMetrics.outcomes, op, k.code).Inc()
 	var re *flow.RetryError
-	if errors.As(err, &re) && errors.Is(err, flow.ErrRateLimited) {
-		phoneMetrics.rateLimited.WithLabelValues(re.Limit).Inc()
+	if k.is == flow.ErrRateLimited && errors.As(err, &re) {
+		countersOf(phoneMetrics.rateLimited, re.Limit, "").Inc()
 	}
 }
+
+// countersOf is vec's counter for one or two label values, kept once
+// found: WithLabelValues hashes and checks its labels on every call, and
+// every refusal of a flood counts one or two. The labels are fixed names
+// (ops, error codes, limits).
+func countersOf(vec *prometheus.CounterVec, a, b string) prometheus.Counter {
+	return counters.get(counterKey{vec, a, b}, func() prometheus.Counter {
+		if b == "" {
+			return vec.WithLabelValues(a)
+		}
+		return vec.WithLabelValues(a, b)
+	})
+}
+
+type counterKey struct {
+	vec  *prometheus.CounterVec
+	a, b string
+}
+
+var counters = internTable[counterKey, prometheus.Counter]{max: 1024}
 
 // meteredProvider counts a provider's sends.
 type meteredProvider struct{ sms.Provider }

@@ -42,22 +42,18 @@ func (n native) serve(w http.ResponseWriter, r *http.Request) error {
 func (native) errorBody(e *apiError) (int, any) {
 	body := make(flatBody, 0, 2+len(e.fields))
 	body = append(body, flatPair{k: "error", s: e.code}, flatPair{k: "message", s: e.message})
-	for k, v := range e.fields {
-		if v == nil { // null, which a pair cannot hold
-			return e.status, nativeErrorBody(e)
-		}
-		if k != "error" && k != "message" {
-			body = append(body, flatPair{k: k, v: v})
+	for _, f := range e.fields {
+		if f.k != "error" && f.k != "message" {
+			body = append(body, f)
 		}
 	}
 	return e.status, body
 }
 
+// nativeErrorBody is errorBody as a map, which the vendor dialects add
+// their fields to.
 func nativeErrorBody(e *apiError) map[string]any {
-	body := make(map[string]any, 5+len(e.fields))
-	for k, v := range e.fields {
-		body[k] = v
-	}
+	body := flatBody(e.fields).toMap()
 	body["error"], body["message"] = e.code, e.message
 	return body
 }

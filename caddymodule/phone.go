@@ -245,11 +245,19 @@ func setAuthUser(repl *caddy.Replacer, id *bearer.Identity) {
 	repl.Set("http.auth.user.id", id.UserID)
 	id.StringClaims(func(k, s string) bool {
 		if k != "id" {
-			repl.Set("http.auth.user."+k, s)
+			repl.Set(authUserKey(k), s)
 		}
 		return true
 	})
 }
+
+// authUserKey is "http.auth.user."+claim, made once per claim name (a
+// token's claims are its issuer's few names), not on every request.
+func authUserKey(claim string) string {
+	return authUserKeys.get(claim, func() string { return "http.auth.user." + claim })
+}
+
+var authUserKeys = internTable[string, string]{max: 256}
 
 // Interface guards.
 var (

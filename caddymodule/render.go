@@ -30,8 +30,8 @@ type apiError struct {
 	// invalid_request.
 	missing bool
 	// fields go into the body beside error and message (attempts_left,
-	// retry_after).
-	fields map[string]any
+	// retry_after): pairs, not a map, which every 429 would allocate.
+	fields []flatPair
 	// The headers that go with it: Retry-After (seconds; "" for none),
 	// WWW-Authenticate on a 401, Allow on a 405.
 	retryAfter, challenge, allow string
@@ -123,7 +123,7 @@ var errorTable = []errorKind{
 	{is: flow.ErrInvalidCode, status: http.StatusBadRequest, code: "invalid_code", message: "The code is not correct.",
 		detail: func(err error, e *apiError) {
 			if ce := (*flow.CodeError)(nil); errors.As(err, &ce) {
-				e.fields = map[string]any{"attempts_left": ce.AttemptsLeft}
+				e.fields = []flatPair{{k: "attempts_left", v: ce.AttemptsLeft}}
 			}
 		}},
 	{is: numbers.ErrInvalid, status: http.StatusBadRequest, code: "invalid_phone_number",
@@ -139,7 +139,7 @@ var errorTable = []errorKind{
 	{is: flow.ErrRateLimited, status: http.StatusTooManyRequests, code: "rate_limited",
 		message: "Too many requests; try again later.", detail: func(err error, e *apiError) {
 			secs, _ := flow.RetryAfter(err)
-			e.retryAfter, e.fields = strconv.Itoa(secs), map[string]any{"retry_after": secs}
+			e.retryAfter, e.fields = strconv.Itoa(secs), []flatPair{{k: "retry_after", v: secs}}
 		}},
 	{is: store.ErrPhoneInUse, status: http.StatusConflict, code: "phone_number_in_use",
 		message: "This phone number is already in use by another account.", param: "phone_number"},
@@ -169,14 +169,60 @@ var errorTable = []errorKind{
 var internalError = errorKind{status: http.StatusInternalServerError, code: "internal_error",
 	message: "Something went wrong.", level: zapcore.ErrorLevel, logMsg: "phone request failed"}
 
-// kindOf is err's row of errorTable.
+// kindOf is err's row of errorTable: the first row whose sentinel
+// errors.Is finds in err. Every refusal asks it (twice: the metrics and
+// the answer), and errors.Is row by row walked err's chain once per row;
+// firstRow walks it once, comparing each link with every row's sentinel,
+// which gives the same row unless a link has an Is method of its own
+// (then errors.Is decides).
 func kindOf(err error) *errorKind {
-	for i := range errorTable {
-		if errors.Is(err, errorTable[i].is) {
-			return &errorTable[i]
+	row, plain := firstRow(err, len(errorTable))
+	if !plain {
+		row = len(errorTable)
+		for i := range errorTable {
+			if errors.Is(err, errorTable[i].is) {
+				row = i
+				break
+			}
 		}
 	}
+	if row < len(errorTable) {
+		return &errorTable[row]
+	}
 	return &internalError
+}
+
+// firstRow is the lowest row below best whose sentinel is a link of
+// err's chain (depth first, as errors.Is walks it), or best. plain is
+// false when a link has its own Is method, which equality cannot answer
+// for. Comparing a link with a sentinel (a pointer) never panics, even
+// when the link's type is not comparable: differing types are unequal.
+func firstRow(err error, best int) (row int, plain bool) {
+	for err != nil {
+		if _, ok := err.(interface{ Is(error) bool }); ok {
+			return best, false
+		}
+		for i := range best {
+			if err == errorTable[i].is {
+				best = i
+				break
+			}
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if best, plain = firstRow(e, best); !plain {
+					return best, false
+				}
+			}
+			return best, true
+		default:
+			return best, true
+		}
+	}
+	return best, true
 }
 
 // errorCode is the §5 error code err is stated with (metrics count it).
@@ -205,7 +251,7 @@ func (p *Phone) writeError(w http.ResponseWriter, d dialect, err error) {
 	}
 	h := w.Header()
 	if e.retryAfter != "" {
-		h.Set("Retry-After", e.retryAfter)
+		h["Retry-After"] = []string{e.retryAfter}
 	}
 	if e.challenge != "" {
 		h.Set("WWW-Authenticate", e.challenge)
@@ -256,12 +302,21 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	writeBody(w, status, b)
 }
 
+// The constant headers of every answer, shared: Header.Set would
+// canonicalise the key and allocate the value's slice on every answer.
+// A handler replaces a header's slice (Set, Add append to a full slice),
+// never writes into it.
+var (
+	jsonContentType = []string{"application/json"}
+	noStore         = []string{"no-store"}
+)
+
 // writeBody answers with the JSON in b.
 func writeBody(w http.ResponseWriter, status int, b []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h["Content-Type"] = jsonContentType
+	h["Cache-Control"] = noStore
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }

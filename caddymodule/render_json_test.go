@@ -58,12 +58,11 @@ func TestFlatJSONIsEncodingJSON(t *testing.T) {
 // from (nativeErrorBody), whatever the fields, flat or not.
 func TestNativeErrorBodyIsItsMap(t *testing.T) {
 	for _, e := range []*apiError{
-		{status: 429, code: "rate_limited", message: "Too many requests; try again later.", fields: map[string]any{"retry_after": 60}},
+		{status: 429, code: "rate_limited", message: "Too many requests; try again later.", fields: []flatPair{{k: "retry_after", v: 60}}},
 		{status: 401, code: "unauthorized", message: "A valid bearer token is required."},
-		{status: 400, code: "invalid_code", message: "Wrong <code> & \"more\".", fields: map[string]any{"attempts_left": 2, "zeta": true, "alpha": "é"}},
-		{status: 422, code: "x", message: "y", fields: map[string]any{"list": []string{"a"}, "f": 1.5}},
-		{status: 422, code: "x", message: "y", fields: map[string]any{"none": nil, "n": 1}},
-		{status: 400, code: "x", message: "y", fields: map[string]any{"error": "shadowed", "message": "too"}},
+		{status: 400, code: "invalid_code", message: "Wrong <code> & \"more\".", fields: []flatPair{{k: "attempts_left", v: 2}, {k: "zeta", v: true}, {k: "alpha", s: "é"}}},
+		{status: 422, code: "x", message: "y", fields: []flatPair{{k: "list", v: []string{"a"}}, {k: "f", v: 1.5}}},
+		{status: 400, code: "x", message: "y", fields: []flatPair{{k: "error", s: "shadowed"}, {k: "message", s: "too"}}},
 	} {
 		want, err := json.Marshal(nativeErrorBody(e))
 		if err != nil {

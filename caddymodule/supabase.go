@@ -175,8 +175,10 @@ func (d supabase) errorBody(e *apiError) (int, any) {
 		msg = "Token has expired or is invalid" // GoTrue's words, whichever it was
 	}
 	body := map[string]any{"code": status, "error_code": code, "msg": msg}
-	if v, ok := e.fields["retry_after"]; ok {
-		body["retry_after"] = v
+	for _, f := range e.fields {
+		if f.k == "retry_after" {
+			body["retry_after"] = f.v
+		}
 	}
 	return status, body
 }

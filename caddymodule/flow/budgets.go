@@ -14,7 +14,8 @@ type budget struct {
 
 // sendBudgets lists the budgets one SMS to number spends.
 func (s *Service) sendBudgets(userID, number, ip string) []budget {
-	return s.withNumber(s.callerBudgets(userID, ip), number)
+	caller := s.callerBudgets(userID, ip)
+	return s.withNumber(caller[:], number)
 }
 
 // withNumber is sendBudgets from the caller's budgets (callerBudgets):
@@ -24,10 +25,11 @@ func (s *Service) withNumber(caller []budget, number string) []budget {
 }
 
 // callerBudgets are the send budgets that do not depend on the number:
-// those of sendBudgets but per_number, in its order.
-func (s *Service) callerBudgets(userID, ip string) []budget {
+// those of sendBudgets but per_number, in its order. An array, which a
+// refusal keeps on its stack.
+func (s *Service) callerBudgets(userID, ip string) [3]budget {
 	l := s.cfg.Limits
-	return []budget{
+	return [3]budget{
 		{"global", "lg", l.Global},
 		{"per_user", "lu:" + userID, l.PerUser},
 		{"per_ip", ipKey(ip), l.PerIP},
@@ -37,11 +39,17 @@ func (s *Service) callerBudgets(userID, ip string) []budget {
 // checkBudgets refuses if any budget is spent, spending nothing: a refusal
 // by one budget must not eat into the others.
 func (s *Service) checkBudgets(ctx context.Context, budgets []budget) error {
+	return s.checkBudgetsAt(ctx, budgets, s.clock.Now())
+}
+
+// checkBudgetsAt is checkBudgets at now: the early refusals read the
+// clock once for all they check.
+func (s *Service) checkBudgetsAt(ctx context.Context, budgets []budget, now time.Time) error {
 	for _, b := range budgets {
 		if b.key == "" {
 			continue
 		}
-		if err := s.check(ctx, b.name, b.key, b.lim); err != nil {
+		if err := s.checkAt(ctx, b.name, b.key, b.lim, now); err != nil {
 			return cacheErr(err)
 		}
 	}
@@ -98,8 +106,10 @@ func ipKey(ip string) string {
 		return "li:" + ip
 	}
 	addr = addr.Unmap()
+	var buf [3 + len("ffff:ffff:ffff:ffff::/64")]byte
+	key := append(buf[:0], "li:"...)
 	if addr.Is6() {
-		return "li:" + netip.PrefixFrom(addr, 64).Masked().String()
+		return string(netip.PrefixFrom(addr, 64).Masked().AppendTo(key))
 	}
-	return "li:" + addr.String()
+	return string(addr.AppendTo(key)) // one allocation, where "li:"+addr.String() made two
 }

@@ -3,6 +3,7 @@ package flow
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/caddy-phone/caddy-phone/store"
 )
@@ -41,28 +42,28 @@ type PeekUsers interface {
 // It returns the send budgets of the update: caller (callerBudgets) and
 // the number's. callerChecked says refuseBeforeNumber read caller's and
 // they had room: only per_number is read here.
-func (s *Service) refuseEarly(ctx context.Context, userID, number string, caller []budget, callerChecked bool) ([]budget, error) {
+func (s *Service) refuseEarly(ctx context.Context, userID, number string, caller []budget, callerChecked bool, now time.Time) ([]budget, error) {
 	if !s.cfg.Verification {
 		return nil, nil // rule 1 sends nothing: no cooldown, no send budget
 	}
-	budgets := s.withNumber(caller, number)
-	refused := s.cooldownRefusal(ctx, userID, number)
+	refused := s.cooldownRefusal(ctx, userID, number, now)
 	if refused == nil {
+		budgets := s.withNumber(caller, number)
 		check := budgets
 		if callerChecked {
 			check = budgets[1:2] // per_number (withNumber)
 		}
-		refused = s.checkBudgets(ctx, check)
+		refused = s.checkBudgetsAt(ctx, check, now)
 	}
 	if refused == nil || !errors.Is(refused, ErrRateLimited) {
-		return budgets, refused // nil, or the cache is unavailable
+		return s.withNumber(caller, number), refused // nil, or the cache is unavailable
 	}
 	u, err := s.peekUser(ctx, userID)
 	if err != nil || (u.Verified && u.PhoneNumber == number) {
-		return budgets, nil // the locked path reads the store and decides
+		return s.withNumber(caller, number), nil // the locked path reads the store and decides
 	}
 	if held, err := s.holdsVerified(ctx, userID, number); err != nil || held {
-		return budgets, nil
+		return s.withNumber(caller, number), nil
 	}
 	return nil, refused
 }
@@ -77,11 +78,11 @@ func (s *Service) refuseEarly(ctx context.Context, userID, number string, caller
 // (refuseEarly). So does a cache that fails (an unparsable number is
 // still 400 first). It reports whether the budgets were read and had
 // room, so that refuseEarly need not read them again.
-func (s *Service) refuseBeforeNumber(ctx context.Context, userID string, caller []budget) (checked bool, err error) {
+func (s *Service) refuseBeforeNumber(ctx context.Context, userID string, caller []budget, now time.Time) (checked bool, err error) {
 	if !s.cfg.Verification {
 		return false, nil
 	}
-	refused := s.checkBudgets(ctx, caller)
+	refused := s.checkBudgetsAt(ctx, caller, now)
 	switch {
 	case refused == nil:
 		return true, nil
@@ -96,7 +97,7 @@ func (s *Service) refuseBeforeNumber(ctx context.Context, userID string, caller 
 
 // cooldownRefusal is the RetryError of a running cooldown of userID's
 // sends to number, nil when none runs, or the cache's failure.
-func (s *Service) cooldownRefusal(ctx context.Context, userID, number string) error {
+func (s *Service) cooldownRefusal(ctx context.Context, userID, number string, now time.Time) error {
 	if s.cfg.ResendAfter <= 0 {
 		return nil
 	}
@@ -107,7 +108,7 @@ func (s *Service) cooldownRefusal(ctx context.Context, userID, number string) er
 	case err != nil:
 		return cacheErr(err)
 	}
-	return s.coolingDown(b, s.clock.Now())
+	return s.coolingDown(b, now)
 }
 
 func (s *Service) peekUser(ctx context.Context, userID string) (store.User, error) {

@@ -83,6 +83,11 @@ func (s *Service) take(ctx context.Context, name, key string, lim Limit) error {
 // check refuses when the budget under key is already spent, without
 // spending it.
 func (s *Service) check(ctx context.Context, name, key string, lim Limit) error {
+	return s.checkAt(ctx, name, key, lim, s.clock.Now())
+}
+
+// checkAt is check at now.
+func (s *Service) checkAt(ctx context.Context, name, key string, lim Limit, now time.Time) error {
 	if lim.Count <= 0 || key == "" {
 		return nil
 	}
@@ -93,7 +98,6 @@ func (s *Service) check(ctx context.Context, name, key string, lim Limit) error 
 	if err != nil {
 		return err
 	}
-	now := s.clock.Now()
 	c, ok := decodeCounter(b)
 	if ok && now.Sub(c.start) < lim.Window && c.count >= lim.Count {
 		return &RetryError{After: c.start.Add(lim.Window).Sub(now), Err: ErrRateLimited, Limit: name}

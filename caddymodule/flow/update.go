@@ -67,7 +67,8 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 		return UpdateResult{}, err
 	}
 	caller := s.callerBudgets(r.UserID, r.ClientIP)
-	callerChecked, err := s.refuseBeforeNumber(ctx, r.UserID, caller)
+	now := s.clock.Now() // of the early refusals; the locked path reads the clock again
+	callerChecked, err := s.refuseBeforeNumber(ctx, r.UserID, caller[:], now)
 	if err != nil {
 		return UpdateResult{}, err
 	}
@@ -75,7 +76,7 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	if err != nil {
 		return UpdateResult{}, err
 	}
-	budgets, err := s.refuseEarly(ctx, r.UserID, number, caller, callerChecked)
+	budgets, err := s.refuseEarly(ctx, r.UserID, number, caller[:], callerChecked, now)
 	if err != nil {
 		return UpdateResult{}, err
 	}
@@ -115,7 +116,7 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 		}
 		return UpdateResult{Status: StatusUpdated, User: nu}, nil
 	}
-	now := s.clock.Now()
+	now = s.clock.Now()
 	if err := s.startCooldown(ctx, r.UserID, number, now); err != nil {
 		return UpdateResult{}, err
 	}
