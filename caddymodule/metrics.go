@@ -56,8 +56,7 @@ func observe(op string, err error) {
 	}
 	k := kindOf(err)
 	countersOf(phoneMetrics.outcomes, op, k.code).Inc()
-	var re *flow.RetryError
-	if k.is == flow.ErrRateLimited && errors.As(err, &re) {
+	if re, ok := flow.AsRetry(err); ok && k.is == flow.ErrRateLimited {
 		countersOf(phoneMetrics.rateLimited, re.Limit, "").Inc()
 	}
 }

@@ -35,10 +35,14 @@ func (s *Service) coolingDown(b []byte, now time.Time) error {
 	}
 	sent := time.Unix(0, int64(binary.BigEndian.Uint64(b)))
 	if wait := sent.Add(s.cooldownFor()).Sub(now); wait > 0 {
-		return &RetryError{After: wait, Err: ErrRateLimited, Limit: "resend_after"}
+		return &RetryError{After: wait, Err: ErrRateLimited, Limit: limitCooldown}
 	}
 	return nil
 }
+
+// limitCooldown names the cooldown in a RetryError, as a budget's name
+// names the budget.
+const limitCooldown = "resend_after"
 
 // startCooldown starts the cooldown of a send to number at now, or
 // refuses if one is running (another instance sent meanwhile): checked

@@ -78,9 +78,12 @@ func (s *Service) refuseEarly(ctx context.Context, userID, number string, caller
 // (refuseEarly). So does a cache that fails (an unparsable number is
 // still 400 first). It reports whether the budgets were read and had
 // room, so that refuseEarly need not read them again.
-func (s *Service) refuseBeforeNumber(ctx context.Context, userID string, caller []budget, now time.Time) (checked bool, err error) {
+func (s *Service) refuseBeforeNumber(ctx context.Context, userID, ip string, caller []budget, now time.Time) (checked bool, err error) {
 	if !s.cfg.Verification {
 		return false, nil
+	}
+	if refused := s.rememberedCallerRefusal(ctx, userID, ip, now); refused != nil {
+		return false, refused
 	}
 	refused := s.checkBudgetsAt(ctx, caller, now)
 	switch {
@@ -92,6 +95,7 @@ func (s *Service) refuseBeforeNumber(ctx context.Context, userID string, caller 
 	if u, err := s.peekUser(ctx, userID); err != nil || u.Verified {
 		return false, nil
 	}
+	s.memo.put(memoKey{user: userID, ip: ip}, "", refused, now)
 	return false, refused
 }
 

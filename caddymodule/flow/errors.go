@@ -46,11 +46,22 @@ func (e *RetryError) Error() string {
 }
 func (e *RetryError) Unwrap() error { return e.Err }
 
+// AsRetry is errors.As for a *RetryError, without its reflection when
+// err is one, as the rules' refusals are: a flood's refusal asks three
+// times (the answer, the metrics, the memo).
+func AsRetry(err error) (*RetryError, bool) {
+	if re, ok := err.(*RetryError); ok {
+		return re, re != nil
+	}
+	var re *RetryError
+	return re, errors.As(err, &re)
+}
+
 // RetryAfter returns the wait carried by err, rounded up to whole seconds
 // (at least 1), and whether err carried one.
 func RetryAfter(err error) (int, bool) {
-	var re *RetryError
-	if !errors.As(err, &re) {
+	re, ok := AsRetry(err)
+	if !ok {
 		return 0, false
 	}
 	s := int((re.After + time.Second - 1) / time.Second)

@@ -71,6 +71,7 @@ type spyCache struct {
 	written [][]byte
 	keys    []string
 	fail    atomic.Bool
+	gets    atomic.Int64 // Gets asked
 	// failOn, when set (before the calls it concerns), fails the Updates
 	// of the keys it picks.
 	failOn func(key string) bool
@@ -79,6 +80,7 @@ type spyCache struct {
 var errCacheDown = errors.New("fake cache down")
 
 func (c *spyCache) Get(ctx context.Context, key string) ([]byte, error) {
+	c.gets.Add(1)
 	if c.fail.Load() {
 		return nil, errCacheDown
 	}

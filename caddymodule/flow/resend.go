@@ -96,7 +96,7 @@ func (s *Service) Resend(ctx context.Context, r ResendRequest) (ResendResult, er
 		return ResendResult{}, ErrTooManyAttempts
 	}
 	if wait := c.SentAt.Add(s.cfg.ResendAfter).Sub(now); !c.SentAt.IsZero() && wait > 0 {
-		return ResendResult{}, &RetryError{After: wait, Err: ErrRateLimited, Limit: "resend_after"}
+		return ResendResult{}, &RetryError{After: wait, Err: ErrRateLimited, Limit: limitCooldown}
 	}
 	budgets := s.sendBudgets(r.UserID, c.Number, r.ClientIP)
 	if r.tokenless {

@@ -168,6 +168,7 @@ type Service struct {
 	events  Events
 	logger  *zap.Logger
 	locks   userLocks
+	memo    *refusalMemo // the early refusals' (refusal_memo.go)
 	// sharedCache: serialise each user's calls across instances too.
 	sharedCache bool
 
@@ -224,6 +225,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	s := &Service{cfg: cfg, users: d.Users, cache: d.Cache, sender: d.Sender,
 		numbers: d.Numbers, held: d.Held, clock: d.Clock, rand: d.Rand, events: d.Events, logger: d.Logger, sharedCache: d.SharedCache}
 	s.locks.seed = maphash.MakeSeed()
+	s.memo = newRefusalMemo()
 	return s, nil
 }
 

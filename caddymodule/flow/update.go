@@ -68,7 +68,10 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	}
 	caller := s.callerBudgets(r.UserID, r.ClientIP)
 	now := s.clock.Now() // of the early refusals; the locked path reads the clock again
-	callerChecked, err := s.refuseBeforeNumber(ctx, r.UserID, caller[:], now)
+	if err := s.rememberedCooldown(ctx, r.UserID, r.PhoneNumber, now); err != nil {
+		return UpdateResult{}, err
+	}
+	callerChecked, err := s.refuseBeforeNumber(ctx, r.UserID, r.ClientIP, caller[:], now)
 	if err != nil {
 		return UpdateResult{}, err
 	}
@@ -78,6 +81,7 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	}
 	budgets, err := s.refuseEarly(ctx, r.UserID, number, caller[:], callerChecked, now)
 	if err != nil {
+		s.rememberCooldown(r.UserID, r.PhoneNumber, number, err, now)
 		return UpdateResult{}, err
 	}
 	unlock, err := s.lockUser(ctx, r.UserID)
