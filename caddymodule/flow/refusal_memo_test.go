@@ -153,3 +153,23 @@ func TestRefusalMemoIsBounded(t *testing.T) {
 		t.Fatal("a refusal without a RetryError was remembered")
 	}
 }
+
+// TestRememberedBudgetSeesAVerifiedNumber: a refusal by a spent budget
+// before the parse is remembered only while the user holds no verified
+// number; once they verify one, typing it again is "unchanged" (rule 4
+// comes before the limits) at once, not 429 from memory.
+func TestRememberedBudgetSeesAVerifiedNumber(t *testing.T) {
+	h := newHarness(t, memoConfig)
+	withReadCache(t, h)
+	h.mustUpdate("u", frNumber(1), StatusUpdated)
+	h.mustUpdate("u", frNumber(2), StatusUpdated)
+	_, err := h.update("u", frNumber(3))
+	wantRetry(t, err, "per_user", time.Hour)
+	if _, ok := h.svc.memo.get(memoKey{user: "u"}, h.clock.Now()); !ok {
+		t.Fatal("fixture: the refusal should be remembered")
+	}
+	if _, err := h.svc.Verify(h.ctx, VerifyRequest{UserID: "u", Code: h.sender.Last(t).Code}); err != nil {
+		t.Fatal(err)
+	}
+	h.mustUpdate("u", frNumber(2), StatusUnchanged)
+}
