@@ -188,7 +188,11 @@ func (c *Checker) normalize(input string) (string, error) {
 			return "", fmt.Errorf("%w: contains control characters", ErrInvalid)
 		}
 	}
-	num, err := phonenumbers.Parse(s, c.region)
+	num, fast := parseE164(s)
+	var err error
+	if !fast {
+		num, err = phonenumbers.Parse(s, c.region)
+	}
 	if err != nil {
 		if c.region == "" {
 			return "", fmt.Errorf("%w: not in international format (+ and country code)", ErrInvalid)
