@@ -82,9 +82,6 @@ func (s *Service) refuseBeforeNumber(ctx context.Context, userID, ip string, cal
 	if !s.cfg.Verification {
 		return false, nil
 	}
-	if refused := s.rememberedCallerRefusal(ctx, userID, ip, now); refused != nil {
-		return false, refused
-	}
 	refused := s.checkBudgetsAt(ctx, caller, now)
 	switch {
 	case refused == nil:

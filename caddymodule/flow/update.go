@@ -66,11 +66,14 @@ func (s *Service) Update(ctx context.Context, r UpdateRequest) (UpdateResult, er
 	if err := CheckTemplateOptions("template_options", r.TemplateOptions); err != nil {
 		return UpdateResult{}, err
 	}
-	caller := s.callerBudgets(r.UserID, r.ClientIP)
 	now := s.clock.Now() // of the early refusals; the locked path reads the clock again
 	if err := s.rememberedCooldown(ctx, r.UserID, r.PhoneNumber, now); err != nil {
 		return UpdateResult{}, err
 	}
+	if err := s.rememberedCallerRefusal(ctx, r.UserID, r.ClientIP, now); err != nil {
+		return UpdateResult{}, err
+	}
+	caller := s.callerBudgets(r.UserID, r.ClientIP)
 	callerChecked, err := s.refuseBeforeNumber(ctx, r.UserID, r.ClientIP, caller[:], now)
 	if err != nil {
 		return UpdateResult{}, err
