@@ -40,14 +40,33 @@ func (n native) serve(w http.ResponseWriter, r *http.Request) error {
 // errorBody is SPEC §5's body: {"error","message"} and the fields that go
 // with them. The vendor dialects add theirs to it.
 func (native) errorBody(e *apiError) (int, any) {
-	body := make(flatBody, 0, 2+len(e.fields))
-	body = append(body, flatPair{k: "error", s: e.code}, flatPair{k: "message", s: e.message})
+	return e.status, flatBody(nativePairs(make([]flatPair, 0, 2+len(e.fields)), e))
+}
+
+// appendErrorBody appends errorBody's JSON to b, building no value on the
+// heap first (flatErrorBody): every refusal of a flood writes one.
+func (native) appendErrorBody(b []byte, e *apiError) ([]byte, bool) {
+	if len(e.fields) > maxErrorFields {
+		return b, false
+	}
+	var pairs [2 + maxErrorFields]flatPair
+	return appendFlatPairs(b, nativePairs(pairs[:0], e))
+}
+
+// maxErrorFields bounds the fields appendErrorBody takes; an error with
+// more (none has) goes through errorBody.
+const maxErrorFields = 4
+
+// nativePairs appends to dst the pairs of our error body: error, message
+// and the fields the error carries (which cannot replace those two).
+func nativePairs(dst []flatPair, e *apiError) []flatPair {
+	dst = append(dst, flatPair{k: "error", s: e.code}, flatPair{k: "message", s: e.message})
 	for _, f := range e.fields {
 		if f.k != "error" && f.k != "message" {
-			body = append(body, f)
+			dst = append(dst, f)
 		}
 	}
-	return e.status, body
+	return dst
 }
 
 // nativeErrorBody is errorBody as a map, which the vendor dialects add

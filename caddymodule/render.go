@@ -259,8 +259,21 @@ func (p *Phone) writeError(w http.ResponseWriter, d dialect, err error) {
 	if e.allow != "" {
 		h.Set("Allow", e.allow)
 	}
+	if f, ok := d.(flatErrorBody); ok {
+		if b, ok := f.appendErrorBody(make([]byte, 0, 128), e); ok {
+			writeBody(w, e.status, b)
+			return
+		}
+	}
 	status, body := d.errorBody(e)
 	writeJSON(w, status, body)
+}
+
+// flatErrorBody is a dialect that can append its error body (a flat
+// object, at e.status) to a buffer, where errorBody builds a value that
+// writeJSON then encodes. ok is false when it cannot; errorBody is asked.
+type flatErrorBody interface {
+	appendErrorBody(b []byte, e *apiError) (body []byte, ok bool)
 }
 
 // sentence turns a wrapped error into a message: the reason after the

@@ -74,5 +74,11 @@ func TestNativeErrorBodyIsItsMap(t *testing.T) {
 		if rec.Code != e.status || rec.Body.String() != string(want) {
 			t.Errorf("%+v: %d %s, want %d %s", e, rec.Code, rec.Body, e.status, want)
 		}
+		// writeError appends it when it can: the same bytes.
+		if b, ok := (native{}).appendErrorBody([]byte("keep"), e); ok && string(b) != "keep"+string(want) {
+			t.Errorf("%+v: appended %s, want %s", e, b[4:], want)
+		} else if !ok && string(b) != "keep" {
+			t.Errorf("%+v: declined after appending %q", e, b)
+		}
 	}
 }
