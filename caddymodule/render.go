@@ -233,8 +233,10 @@ func errorCode(err error) string { return kindOf(err).code }
 // must hear of, sets the headers it carries and writes the body dialect d
 // gives it.
 func (p *Phone) writeError(w http.ResponseWriter, d dialect, err error) {
-	e, ok := err.(*apiError) // most are; errors.As finds the wrapped ones
-	if !ok && !errors.As(err, &e) {
+	// Most errors are an apiError or a RetryError (which never wraps one);
+	// errors.As finds the wrapped apiErrors.
+	e, ok := err.(*apiError)
+	if _, refusal := err.(*flow.RetryError); refusal || (!ok && !errors.As(err, &e)) {
 		k := kindOf(err)
 		if k.logMsg != "" {
 			if ce := p.logger.Check(k.level, k.logMsg); ce != nil {
