@@ -225,7 +225,7 @@ func firstRow(err error, best int) (row int, plain bool) {
 	return best, true
 }
 
-// errorCode is the §5 error code err is stated with (metrics count it).
+// errorCode is the §5 error code err is stated with.
 func errorCode(err error) string { return kindOf(err).code }
 
 // writeError is the one way an error reaches HTTP: it states err as an
