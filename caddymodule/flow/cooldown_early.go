@@ -46,26 +46,32 @@ func (s *Service) refuseEarly(ctx context.Context, userID, number string, caller
 	if !s.cfg.Verification {
 		return nil, nil // rule 1 sends nothing: no cooldown, no send budget
 	}
+	var budgets []budget
 	refused := s.cooldownRefusal(ctx, userID, number, now)
 	if refused == nil {
-		budgets := s.withNumber(caller, number)
+		budgets = s.withNumber(caller, number)
 		check := budgets
 		if callerChecked {
 			check = budgets[1:2] // per_number (withNumber)
 		}
 		refused = s.checkBudgetsAt(ctx, check, now)
 	}
-	if refused == nil || !errors.Is(refused, ErrRateLimited) {
-		return s.withNumber(caller, number), refused // nil, or the cache is unavailable
+	if errors.Is(refused, ErrRateLimited) {
+		u, err := s.peekUser(ctx, userID)
+		ruled := err != nil || (u.Verified && u.PhoneNumber == number)
+		if !ruled {
+			held, err := s.holdsVerified(ctx, userID, number)
+			ruled = err != nil || held
+		}
+		if !ruled {
+			return nil, refused
+		}
+		refused = nil // rule 4 or a held number may apply: the locked path reads the store and decides
 	}
-	u, err := s.peekUser(ctx, userID)
-	if err != nil || (u.Verified && u.PhoneNumber == number) {
-		return s.withNumber(caller, number), nil // the locked path reads the store and decides
+	if budgets == nil { // built once, and only for an update that goes on
+		budgets = s.withNumber(caller, number)
 	}
-	if held, err := s.holdsVerified(ctx, userID, number); err != nil || held {
-		return s.withNumber(caller, number), nil
-	}
-	return nil, refused
+	return budgets, refused // refused: nil, or the cache is unavailable
 }
 
 // refuseBeforeNumber refuses, before the number is parsed, an update that
