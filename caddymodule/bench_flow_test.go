@@ -7,11 +7,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sync"
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
 
@@ -80,11 +80,12 @@ func BenchmarkFlowWebhook(b *testing.B) {
 		}
 	})
 	b.Run("update+verify", func(b *testing.B) {
-		p := provisionPhone(b, `{"jwt":{"secret":"`+benchSecret+`"},"store":{"backend":"memory"},
+		// Caddy's own logger: its two INFO lines a flow are part of the flow.
+		p := provisionPhoneLogged(b, `{"jwt":{"secret":"`+benchSecret+`"},"store":{"backend":"memory"},
 			"cache":{"max_size":4294967296},"limits":{"per_number":{"count":1000000000,"window":"1h"},"per_user":{"count":1000000000,"window":"1h"},
 				"per_ip":{"count":1000000000,"window":"1h"},"global":{"count":1000000000,"window":"1m"},
 				"verify_per_user":{"count":1000000000,"window":"1h"},"verify_per_ip":{"count":1000000000,"window":"1h"}},
-			"sms":[{"provider":"webhook","url":"`+sink.srv.URL+`"}]}`)
+			"sms":[{"provider":"webhook","url":"`+sink.srv.URL+`"}]}`, caddyLogger(zapcore.Lock(os.Stderr)))
 		var auth string
 		w := &statusOnly{discard: discard{h: http.Header{}}}
 		i := 0
@@ -124,12 +125,11 @@ func BenchmarkFlowWebhook(b *testing.B) {
 // it is served, as a request just parsed is).
 func BenchmarkSayNo(b *testing.B) {
 	sink := newWebhookSink(b)
-	p := provisionPhone(b, `{"jwt":{"secret":"`+benchSecret+`"},"store":{"backend":"sqlite","path":"`+b.TempDir()+`/phone.db"},
-		"limits":{"per_user":{"count":2,"window":"1h"}},
-		"sms":[{"provider":"webhook","url":"`+sink.srv.URL+`"}]}`)
 	// Caddy logs at INFO by default; a test context's logger is at DEBUG,
 	// which would write a line per refused token.
-	p.logger = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zapcore.InfoLevel))
+	p := provisionPhoneLogged(b, `{"jwt":{"secret":"`+benchSecret+`"},"store":{"backend":"sqlite","path":"`+b.TempDir()+`/phone.db"},
+		"limits":{"per_user":{"count":2,"window":"1h"}},
+		"sms":[{"provider":"webhook","url":"`+sink.srv.URL+`"}]}`, caddyLogger(zapcore.AddSync(io.Discard)))
 	tok, _ := mintToken(benchSecret, "bench-no", "HS256", "", "", time.Hour, time.Now())
 	pumper, _ := mintToken(benchSecret, "bench-pump", "HS256", "", "", time.Hour, time.Now())
 	for _, c := range []struct {

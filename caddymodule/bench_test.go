@@ -18,6 +18,8 @@ import (
 	"github.com/caddy-phone/caddy-phone/caddymodule/flow"
 	"github.com/caddy-phone/caddy-phone/caddymodule/numbers"
 	"github.com/caddy-phone/caddy-phone/sms"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 const benchSecret = "bench-secret-0123456789abcdef"
@@ -25,7 +27,15 @@ const benchSecret = "bench-secret-0123456789abcdef"
 // provisionPhone builds a handler from JSON config as Caddy would.
 func provisionPhone(tb testing.TB, cfg string) *Phone {
 	tb.Helper()
-	var p Phone
+	return provisionPhoneLogged(tb, cfg, nil)
+}
+
+// provisionPhoneLogged is provisionPhone with every part of the handler
+// logging to logger (nil: the test context's, zap's development logger
+// at DEBUG, which also records each line's caller).
+func provisionPhoneLogged(tb testing.TB, cfg string, logger *zap.Logger) *Phone {
+	tb.Helper()
+	p := Phone{logger: logger}
 	if err := json.Unmarshal([]byte(cfg), &p); err != nil {
 		tb.Fatal(err)
 	}
@@ -38,6 +48,13 @@ func provisionPhone(tb testing.TB, cfg string) *Phone {
 	}
 	tb.Cleanup(func() { _ = p.Cleanup(); cancel() })
 	return &p
+}
+
+// caddyLogger is the logger Caddy runs a module with by default, when
+// its log is not a terminal (caddy's newDefaultProductionLog): JSON lines
+// at INFO, no caller, to w.
+func caddyLogger(w zapcore.WriteSyncer) *zap.Logger {
+	return zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), w, zapcore.InfoLevel))
 }
 
 // provisionError provisions a handler from the JSON config cfg, expecting

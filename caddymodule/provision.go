@@ -49,7 +49,9 @@ type checked struct {
 // config fails `caddy validate` before any database is opened or
 // migrated (SPEC §2); then it opens the backends and builds the rules.
 func (p *Phone) Provision(ctx caddy.Context) error {
-	p.logger = ctx.Logger()
+	if p.logger == nil { // a benchmark may give Caddy's own (provisionPhoneLogged)
+		p.logger = ctx.Logger()
+	}
 	c, err := p.check(ctx)
 	if err != nil {
 		return err
