@@ -21,7 +21,10 @@ func parseE164(input string) (num *phonenumbers.PhoneNumber, ok bool) {
 	// "+", a country code that does not start with 0, and at most 17
 	// digits (libphonenumber's longest national number) after it; spaces
 	// and hyphens between the digits are dropped, as Parse drops them.
-	if len(input) < 4 || input[0] != '+' || input[1] < '1' || input[1] > '9' {
+	// Parse refuses an input over MAX_INPUT_STRING_LENGTH bytes whatever
+	// it holds (FuzzParseE164 found 17 digits spread by spaces over 1,000;
+	// Normalize never passes one over MaxInputLength).
+	if len(input) < 4 || len(input) > phonenumbers.MAX_INPUT_STRING_LENGTH || input[0] != '+' || input[1] < '1' || input[1] > '9' {
 		return nil, false
 	}
 	var digits [1 + 3 + 17]byte
