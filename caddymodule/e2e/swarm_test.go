@@ -534,7 +534,11 @@ func (c *swarmCall) states(numbers []string) []swarmState {
 	}
 	switch {
 	case c.op == "update":
-		return []swarmState{{c.number, false}}
+		// Unverified (rule 1 or 2), or verified: the number the user
+		// holds verified among their others (admin), made theirs with no
+		// code, or their verified number typed again (rule 4). Who made
+		// a final verified number so is checked on its own.
+		return []swarmState{{c.number, false}, {c.number, true}}
 	case strings.HasPrefix(c.op, "verify"):
 		var out []swarmState
 		for _, n := range numbers {
