@@ -14,12 +14,12 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-phone/caddy-phone/caddymodule/flow"
 	"github.com/caddy-phone/caddy-phone/caddymodule/numbers"
 	"github.com/caddy-phone/caddy-phone/sms"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 )
 
 const benchSecret = "bench-secret-0123456789abcdef"
